@@ -1,0 +1,22 @@
+"""Builds the Cython MCTS (src/mcts/ctree.pyx) in place; `pip install -e .` or `python setup.py build_ext --inplace`."""
+import numpy as np
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+extensions = [
+    Extension(
+        "mcts.ctree",
+        ["src/mcts/ctree.pyx"],
+        include_dirs=[np.get_include()],
+        extra_compile_args=["-O3", "-fopenmp"],
+        extra_link_args=["-fopenmp"],
+        define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+    )
+]
+
+setup(
+    package_dir={"": "src"},
+    packages=["mcts"],
+    ext_modules=cythonize(extensions, language_level=3),
+    zip_safe=False,
+)
