@@ -1,0 +1,147 @@
+"""MAZero's centralised learned model (Liu et al., ICLR 2024, Eq. 4; MAZero spec §1).
+
+Six functions over N agents with latent size H:
+  representation  s^i_0 = h(o^i)                      per agent, shared weights
+  communication   e^{1..N} = e(s^{1..N}, a^{1..N})     transformer over agents (centralised)
+  dynamics        s'^i = s^i + g([s^i, onehot(a^i), e^i])   per agent, shared weights, residual
+  reward          r = R(s'^{1..N}, a^{1..N})           centralised, categorical over a support
+  value           v = V(s^{1..N})                       centralised, categorical over a support
+  policy          p^i = P(s^i)                          per agent, shared weights
+plus the SimSiam projection / prediction heads of the consistency loss.
+
+Every call takes [B, N, ...] tensors and runs all agents and all B roots at once.
+"""
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def _orthogonal_init(linear, zero=False):
+    # Official init: orthogonal weights with gain calculate_gain('relu'), zero biases; prediction heads'
+    # output layers are zero (uniform policy, zero value / reward at the start).
+    if zero:
+        nn.init.zeros_(linear.weight)
+    else:
+        nn.init.orthogonal_(linear.weight, gain=nn.init.calculate_gain("relu"))
+    nn.init.zeros_(linear.bias)
+
+
+class MLP(nn.Module):
+    """Stack of Linear -> ReLU -> LayerNorm blocks (the official `mlp`).
+
+    The output block is also Linear-ReLU-LN unless `value_out`, in which case it is a bare, zero-initialised Linear.
+    """
+
+    def __init__(self, in_dim, hidden_dims, out_dim, value_out=False):
+        super().__init__()
+        layers = []
+        dims = [in_dim] + list(hidden_dims)
+        for d_in, d_out in zip(dims[:-1], dims[1:]):
+            linear = nn.Linear(d_in, d_out)
+            _orthogonal_init(linear)
+            layers += [linear, nn.ReLU(), nn.LayerNorm(d_out)]
+        out = nn.Linear(dims[-1], out_dim)
+        _orthogonal_init(out, zero=value_out)
+        layers.append(out)
+        if not value_out:
+            layers += [nn.ReLU(), nn.LayerNorm(out_dim)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def sinusoidal_table(n_positions, dim):
+    """Transformer sinusoidal positional encoding [n_positions, dim], indexed by agent slot."""
+    position = torch.arange(n_positions, dtype=torch.float32).unsqueeze(1)
+    div = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+    table = torch.zeros(n_positions, dim)
+    table[:, 0::2] = torch.sin(position * div)
+    table[:, 1::2] = torch.cos(position * div[: table[:, 1::2].shape[1]])
+    return table
+
+
+class Communication(nn.Module):
+    """e_theta: action-conditioned transformer over the agents (no attention mask: dead agents still attend)."""
+
+    def __init__(self, n_agents, n_actions, latent_dim, n_layers, n_heads, ff_dim, dropout):
+        super().__init__()
+        self.embed = nn.Linear(latent_dim + n_actions, latent_dim)
+        # Built for exactly the env's agent count (the official table stops at 30 agents).
+        self.register_buffer("positions", sinusoidal_table(n_agents, latent_dim), persistent=False)
+        layer = nn.TransformerEncoderLayer(latent_dim, n_heads, dim_feedforward=ff_dim, dropout=dropout,
+                                           batch_first=True)
+        self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+
+    def forward(self, latent, actions_onehot):
+        x = F.relu(self.embed(torch.cat([latent, actions_onehot], dim=-1))) + self.positions
+        return self.encoder(x)
+
+
+class MAZeroAgent(nn.Module):
+    """MAZero model. `input_shape` is the per-agent input size built by the mazero controller."""
+
+    def __init__(self, input_shape, args):
+        super().__init__()
+        if args.latent_dim % args.attention_heads != 0:
+            raise ValueError(f"latent_dim ({args.latent_dim}) must be divisible by attention_heads "
+                             f"({args.attention_heads})")
+        self.n_agents = args.n_agents
+        self.n_actions = args.n_actions
+        self.latent_dim = H = args.latent_dim
+        self.value_support_size = args.value_support_size
+        self.reward_support_size = args.reward_support_size
+        self.use_communication = args.use_communication
+        N, A = self.n_agents, self.n_actions
+
+        # "feature norm": LayerNorm over the raw observation (on for SMAC, off for the matrix game)
+        self.feature_norm = nn.LayerNorm(input_shape) if args.feature_norm else nn.Identity()
+        self.representation = MLP(input_shape, args.representation_hidden, H)
+        if self.use_communication:
+            self.communication = Communication(N, A, H, args.attention_layers, args.attention_heads,
+                                               args.attention_ff_dim, args.attention_dropout)
+        comm_dim = H if self.use_communication else 0
+        self.dynamics_net = MLP(H + A + comm_dim, args.dynamics_hidden, H)
+        self.reward_head = MLP(N * (H + A), args.head_hidden, 2 * args.reward_support_size + 1, value_out=True)
+        self.value_head = MLP(N * H, args.head_hidden, 2 * args.value_support_size + 1, value_out=True)
+        self.policy_head = MLP(H, args.head_hidden, A, value_out=True)
+        self.projection = nn.Sequential(MLP(N * H, [args.projection_hidden], args.projection_dim),
+                                        nn.LayerNorm(args.projection_dim))
+        self.projection_predictor = MLP(args.projection_dim, [args.predictor_hidden], args.projection_dim)
+
+    # --- the six functions -------------------------------------------------------------------------------------
+    def represent(self, obs):
+        """[B, N, input] -> latent [B, N, H]."""
+        return self.representation(self.feature_norm(obs))
+
+    def dynamics(self, latent, actions):
+        """latent [B, N, H], actions [B, N] long -> (next latent [B, N, H], reward logits [B, 2R+1])."""
+        actions_onehot = F.one_hot(actions, self.n_actions).to(latent.dtype)
+        parts = [latent, actions_onehot]
+        if self.use_communication:
+            parts.append(self.communication(latent, actions_onehot))
+        next_latent = latent + self.dynamics_net(torch.cat(parts, dim=-1))
+        # The reward head sees the post-transition latent together with the action (official code).
+        reward_in = torch.cat([next_latent, actions_onehot], dim=-1).flatten(1)
+        return next_latent, self.reward_head(reward_in)
+
+    def predict(self, latent):
+        """latent [B, N, H] -> (value logits [B, 2V+1], policy logits [B, N, A])."""
+        return self.value_head(latent.flatten(1)), self.policy_head(latent)
+
+    def initial_inference(self, obs):
+        latent = self.represent(obs)
+        value_logits, policy_logits = self.predict(latent)
+        return latent, value_logits, policy_logits
+
+    def recurrent_inference(self, latent, actions):
+        next_latent, reward_logits = self.dynamics(latent, actions)
+        value_logits, policy_logits = self.predict(next_latent)
+        return next_latent, reward_logits, value_logits, policy_logits
+
+    def project(self, latent, with_predictor):
+        """SimSiam heads on the joint latent [B, N, H]: P1, then P2 when `with_predictor` (the online branch)."""
+        projected = self.projection(latent.flatten(1))
+        return self.projection_predictor(projected) if with_predictor else projected
