@@ -1,0 +1,117 @@
+"""Argument and array checks shared by `mcts.ctree` and `mcts.ptree`.
+
+Shapes and dtypes are checked once per call here; the per-element checks (NaN/inf, negative probabilities, an agent
+with no probability mass) run inside the trees: vectorised in ptree, fused into the sampling loops in ctree.
+"""
+import math
+import operator
+
+import numpy as np
+
+# Joint actions are stored as int16 per agent in the edge pool.
+MAX_ACTIONS = 32767
+
+
+def _int_param(name, value, minimum):
+    try:
+        as_int = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer, got {value!r}") from None
+    if as_int < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {as_int}")
+    return as_int
+
+
+def _float_param(name, value, low=None, high=None, low_open=False):
+    try:
+        as_float = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a real number, got {value!r}") from None
+    if not math.isfinite(as_float):
+        raise ValueError(f"{name} must be finite, got {as_float}")
+    if low is not None and (as_float <= low if low_open else as_float < low):
+        raise ValueError(f"{name} must be {'>' if low_open else '>='} {low}, got {as_float}")
+    if high is not None and as_float > high:
+        raise ValueError(f"{name} must be <= {high}, got {as_float}")
+    return as_float
+
+
+def tree_params(num_roots, n_agents, n_actions, sampled_actions, num_simulations, rho, lam, discount, pb_c_base,
+                pb_c_init, value_delta_min, seed, num_threads):
+    """Validates the constructor arguments; returns them converted to int / float."""
+    params = dict(
+        num_roots=_int_param("num_roots", num_roots, 1),
+        n_agents=_int_param("n_agents", n_agents, 1),
+        n_actions=_int_param("n_actions", n_actions, 1),
+        sampled_actions=_int_param("sampled_actions", sampled_actions, 1),
+        num_simulations=_int_param("num_simulations", num_simulations, 1),
+        rho=_float_param("rho", rho, 0.0, 1.0),
+        lam=_float_param("lam", lam, 0.0, 1.0),
+        discount=_float_param("discount", discount, 0.0, 1.0),
+        pb_c_base=_float_param("pb_c_base", pb_c_base, 0.0, low_open=True),
+        pb_c_init=_float_param("pb_c_init", pb_c_init, 0.0),
+        value_delta_min=_float_param("value_delta_min", value_delta_min, 0.0, low_open=True),
+        seed=seed_param(seed),
+        num_threads=_int_param("num_threads", num_threads, 1),
+    )
+    if params["n_actions"] > MAX_ACTIONS:
+        raise ValueError(f"n_actions must be <= {MAX_ACTIONS}, got {params['n_actions']}")
+    # Every pool index is an int32 inside one tree.
+    nodes = params["num_simulations"] + 1
+    if nodes * (nodes + 1) // 2 >= 2**31 or nodes * params["sampled_actions"] * params["n_agents"] >= 2**31:
+        raise ValueError("num_simulations * sampled_actions * n_agents is too large for one tree")
+    return params
+
+
+def seed_param(seed):
+    seed = _int_param("seed", seed, 0)
+    if seed >= 2**64:
+        raise ValueError(f"seed must be < 2**64, got {seed}")
+    return seed
+
+
+def noise_eps_param(noise_eps):
+    return _float_param("noise_eps", noise_eps, 0.0, 1.0)
+
+
+def array(name, value, dtype, shape):
+    """`value` as a C-contiguous array of exactly `dtype` and `shape` (no silent casts), else ValueError."""
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # arbitrary objects may fail in their own ways
+        raise ValueError(f"{name} must be an array, got {type(value).__name__} ({exc})") from None
+    if arr.dtype != dtype:
+        raise ValueError(f"{name} must have dtype {np.dtype(dtype).name}, got {arr.dtype}")
+    if arr.shape != shape:
+        raise ValueError(f"{name} must have shape {shape}, got {arr.shape}")
+    return np.ascontiguousarray(arr)
+
+
+def finite(name, arr):
+    """ValueError naming the first tree whose entry of `arr` ([B] or [B, ...]) is NaN or inf."""
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise ValueError(f"{name} contains NaN or inf (tree {int(np.argwhere(bad)[0][0])})")
+
+
+def probabilities(name, probs, mask=None):
+    """ValueError for NaN/inf or negative entries of `probs` [B, N, A], or an agent with zero total mass
+    (over the legal actions when `mask` is given)."""
+    bad = ~np.isfinite(probs)
+    if bad.any():
+        b, i, _ = np.argwhere(bad)[0]
+        raise ValueError(f"{name} contains NaN or inf (tree {b}, agent {i})")
+    bad = probs < 0
+    if bad.any():
+        b, i, _ = np.argwhere(bad)[0]
+        raise ValueError(f"{name} contains negative entries (tree {b}, agent {i})")
+    if mask is None:
+        bad = ~(probs > 0).any(axis=2)
+        if bad.any():
+            b, i = np.argwhere(bad)[0]
+            raise ValueError(f"{name} of tree {b}, agent {i} sums to 0: cannot sample an action")
+    else:
+        bad = ~mask.any(axis=2)
+        if bad.any():
+            b, i = np.argwhere(bad)[0]
+            raise ValueError(f"legal has no legal action for tree {b}, agent {i}")
