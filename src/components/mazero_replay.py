@@ -1,0 +1,126 @@
+"""Transition-level prioritised replay for MAZero (spec §5.3).
+
+Episodes are stored contiguously in preallocated row tensors: an episode of T transitions takes T + 1 rows, the
+last one holding the final observation (never sampled). A sampled row i is a start time t; its unroll window is
+rows i, i+1, ... clamped to the episode's final row, which is how the official code pads past the episode end
+("observations padded with the last frame"). When the buffer is full the oldest episodes are overwritten whole.
+
+Sampling is prioritised (P(i) ∝ p_i^alpha, without replacement within a batch), new transitions get the largest
+priority seen so far, and the importance weights are (M P(i))^-beta / max over the batch (M = sampleable rows).
+"""
+import numpy as np
+import torch
+
+
+class MAZeroReplayBuffer:
+    def __init__(self, capacity, n_agents, input_dim, n_actions, sampled_actions, per_alpha, seed):
+        if capacity < 2:
+            raise ValueError(f"buffer_size must be at least 2 transitions, got {capacity}")
+        self.capacity = capacity
+        self.per_alpha = per_alpha
+        self.rng = np.random.default_rng(seed)
+        C, N, K = capacity, n_agents, sampled_actions
+        # torch.empty: pages are only touched when written, so a large capacity costs memory only as it fills.
+        self.inputs = torch.empty(C, N, input_dim)
+        self.actions = torch.zeros(C, N, dtype=torch.long)
+        self.avail = torch.empty(C, N, n_actions, dtype=torch.bool)
+        self.rewards = torch.zeros(C)
+        self.episode_end = torch.zeros(C, dtype=torch.long)  # row of the episode's final observation
+        self.episode_terminated = torch.zeros(C, dtype=torch.bool)  # False: time-out, bootstrap from o_T
+        self.insert_count = torch.zeros(C, dtype=torch.long)  # transitions collected when the row was added
+        # Self-play search statistics of each step (used for the non-reanalysed share of policy targets).
+        self.search_actions = torch.full((C, K, N), -1, dtype=torch.long)
+        self.search_visits = torch.zeros(C, K)
+        self.search_qvalues = torch.zeros(C, K)
+        self.search_pred_value = torch.zeros(C)
+        self.episode_start = np.full(C, -1, dtype=np.int64)  # -1: row holds no live episode
+        self.priorities = np.zeros(C, dtype=np.float64)  # 0 for final-observation rows and free rows
+        self.max_priority = 1.0
+        self.write_pos = 0
+        self.transitions_collected = 0
+
+    @property
+    def num_transitions(self):
+        return int(np.count_nonzero(self.priorities))
+
+    def can_sample(self, batch_size):
+        return self.num_transitions >= batch_size
+
+    def _free(self, lo, hi):
+        """Drop every stored episode that overlaps rows [lo, hi)."""
+        starts = np.unique(self.episode_start[lo:hi])
+        for start in starts[starts >= 0]:
+            end = int(self.episode_end[start])
+            self.episode_start[start:end + 1] = -1
+            self.priorities[start:end + 1] = 0.0
+
+    def add_episode(self, inputs, actions, avail, rewards, terminated, search):
+        """Store one episode of T transitions.
+
+        inputs [T+1, N, D], avail [T+1, N, A] (row T: final observation), actions [T, N], rewards [T],
+        terminated: bool (False for a time-out), search: dict of [T, ...] tensors with keys search_actions,
+        search_visits, search_qvalues, search_pred_value.
+        """
+        T = actions.shape[0]
+        rows = T + 1
+        if T < 1:
+            raise ValueError("cannot store an episode without transitions")
+        if rows > self.capacity:
+            raise ValueError(f"an episode of {T} steps does not fit in buffer_size={self.capacity}")
+        if self.write_pos + rows > self.capacity:
+            self._free(self.write_pos, self.capacity)
+            self.write_pos = 0
+        lo, hi = self.write_pos, self.write_pos + rows
+        self._free(lo, hi)
+        self.inputs[lo:hi] = inputs
+        self.avail[lo:hi] = avail
+        self.actions[lo:hi - 1] = actions
+        self.actions[hi - 1] = 0  # padding action past the end
+        self.rewards[lo:hi - 1] = rewards
+        self.rewards[hi - 1] = 0.0
+        self.episode_end[lo:hi] = hi - 1
+        self.episode_terminated[lo:hi] = bool(terminated)
+        self.insert_count[lo:hi] = self.transitions_collected
+        self.search_actions[lo:hi - 1] = search["search_actions"]
+        self.search_actions[hi - 1] = -1
+        self.search_visits[lo:hi - 1] = search["search_visits"]
+        self.search_visits[hi - 1] = 0.0
+        self.search_qvalues[lo:hi - 1] = search["search_qvalues"]
+        self.search_qvalues[hi - 1] = 0.0
+        self.search_pred_value[lo:hi - 1] = search["search_pred_value"]
+        self.search_pred_value[hi - 1] = 0.0
+        self.episode_start[lo:hi] = lo
+        self.priorities[lo:hi - 1] = self.max_priority
+        self.priorities[hi - 1] = 0.0
+        self.write_pos = hi
+        self.transitions_collected += T
+
+    def sample(self, batch_size, per_beta):
+        """Prioritised sample without replacement: (rows np [B], importance weights torch [B])."""
+        scaled = self.priorities ** self.per_alpha
+        probs = scaled / scaled.sum()
+        rows = self.rng.choice(self.capacity, size=batch_size, replace=False, p=probs)
+        weights = (self.num_transitions * probs[rows]) ** (-per_beta)
+        weights = weights / weights.max()
+        return rows, torch.as_tensor(weights, dtype=torch.float32)
+
+    def update_priorities(self, rows, priorities):
+        priorities = np.asarray(priorities, dtype=np.float64)
+        live = self.episode_start[rows] >= 0  # a row overwritten since it was sampled keeps its new priority
+        self.priorities[rows[live]] = priorities[live]
+        self.max_priority = max(self.max_priority, float(priorities.max()))
+
+    def window(self, rows, length):
+        """Rows i..i+length-1 of each sampled start row, clamped to its episode's final row.
+
+        Returns (row index [B, length] long, before_end [B, length] bool: offset k is a real transition t+k < T).
+        """
+        start = torch.as_tensor(rows, dtype=torch.long).unsqueeze(1)
+        wanted = start + torch.arange(length).unsqueeze(0)
+        end = self.episode_end[start]
+        return torch.minimum(wanted, end), wanted < end
+
+    def steps_to_end(self, rows):
+        """T - t for each sampled start row: transitions left in its episode."""
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        return self.episode_end[rows] - rows

@@ -1,0 +1,95 @@
+import numpy as np
+import pytest
+import torch
+
+from components.mazero_replay import MAZeroReplayBuffer
+
+N, D, A, KS = 2, 3, 4, 5
+
+
+def make_buffer(capacity=20, seed=0):
+    return MAZeroReplayBuffer(capacity, N, D, A, KS, per_alpha=0.6, seed=seed)
+
+
+def episode(T, first_reward=0.0):
+    search = {"search_actions": torch.zeros(T, KS, N, dtype=torch.long),
+              "search_visits": torch.ones(T, KS), "search_qvalues": torch.zeros(T, KS),
+              "search_pred_value": torch.zeros(T)}
+    return dict(inputs=torch.arange(T + 1, dtype=torch.float32).view(-1, 1, 1).expand(T + 1, N, D).clone(),
+                actions=torch.ones(T, N, dtype=torch.long),
+                avail=torch.ones(T + 1, N, A, dtype=torch.bool),
+                rewards=first_reward + torch.arange(T, dtype=torch.float32),
+                terminated=True, search=search)
+
+
+def test_window_clamps_to_episode_end():
+    buf = make_buffer()
+    buf.add_episode(**episode(3))  # rows 0..3, row 3 = final obs
+    buf.add_episode(**episode(4))  # rows 4..8
+    rows, before_end = buf.window(np.array([1, 4]), 5)
+    assert rows.tolist() == [[1, 2, 3, 3, 3], [4, 5, 6, 7, 8]]
+    assert before_end.tolist() == [[True, True, False, False, False], [True, True, True, True, False]]
+    assert buf.steps_to_end(np.array([1, 4])).tolist() == [2, 4]
+    # padding past the end: reward 0, action 0, observation = the final frame
+    assert buf.rewards[rows[0]].tolist() == [1.0, 2.0, 0.0, 0.0, 0.0]
+    assert buf.actions[3].tolist() == [0, 0]
+    assert buf.inputs[rows[0, 4], 0, 0].item() == 3.0
+    assert buf.num_transitions == 7
+    assert buf.transitions_collected == 7
+    assert buf.insert_count[4].item() == 3
+
+
+def test_final_rows_never_sampled_and_new_data_gets_max_priority():
+    buf = make_buffer()
+    buf.add_episode(**episode(3))
+    assert buf.priorities[:4].tolist() == [1.0, 1.0, 1.0, 0.0]
+    buf.update_priorities(np.array([0, 1]), np.array([0.5, 4.0]))
+    buf.add_episode(**episode(2))
+    assert buf.priorities[4:7].tolist() == [4.0, 4.0, 0.0]
+    for _ in range(50):
+        rows, _ = buf.sample(5, 0.4)
+        assert len(set(rows.tolist())) == 5  # without replacement
+        assert not set(rows.tolist()) & {3, 6}
+
+
+def test_importance_weights_by_hand():
+    buf = make_buffer()
+    buf.add_episode(**episode(2))  # sampleable rows 0, 1
+    buf.update_priorities(np.array([0, 1]), np.array([1.0, 4.0]))
+    rows, weights = buf.sample(2, per_beta=0.5)
+    p = np.array([1.0, 4.0]) ** 0.6
+    probs = p / p.sum()
+    w = (2 * probs) ** -0.5
+    w = w / w.max()
+    expected = {0: w[0], 1: w[1]}
+    for r, weight in zip(rows.tolist(), weights.tolist()):
+        assert weight == pytest.approx(expected[r], rel=1e-6)
+
+
+def test_sampling_frequencies_follow_priorities():
+    buf = make_buffer(seed=1)
+    buf.add_episode(**episode(2))
+    buf.update_priorities(np.array([0, 1]), np.array([1.0, 8.0]))
+    counts = np.zeros(2)
+    for _ in range(4000):
+        rows, _ = buf.sample(1, 0.4)
+        counts[rows[0]] += 1
+    expected = 8.0 ** 0.6 / (1.0 + 8.0 ** 0.6)
+    assert counts[1] / counts.sum() == pytest.approx(expected, abs=0.03)
+
+
+def test_full_buffer_overwrites_oldest_episodes_whole():
+    buf = make_buffer(capacity=10)
+    buf.add_episode(**episode(4, first_reward=100.0))  # rows 0..4
+    buf.add_episode(**episode(3, first_reward=200.0))  # rows 5..8
+    buf.add_episode(**episode(3, first_reward=300.0))  # does not fit at 9: wraps to rows 0..3, frees episode 1
+    assert buf.num_transitions == 6
+    assert buf.priorities[4] == 0.0 and buf.episode_start[4] == -1  # episode 1 removed entirely
+    assert buf.rewards[0].item() == 300.0
+    rows, _ = buf.sample(6, 0.4)
+    assert set(rows.tolist()) == {0, 1, 2, 5, 6, 7}
+
+
+def test_rejects_episode_larger_than_buffer():
+    with pytest.raises(ValueError, match="does not fit"):
+        make_buffer(capacity=5).add_episode(**episode(5))
