@@ -1,0 +1,112 @@
+"""Batched search driver: MAZero's sampled joint-action MCTS over B roots with one network call per simulation.
+
+Per search: one `initial_inference` on all roots, then per simulation one `select` over all trees, one gather of
+the parents' latents from a preallocated pool [S+1, B, N, H] with an index tensor, one batched
+`recurrent_inference`, one softmax, and one `expand`. The tree (`mcts.SampledTrees`) holds all statistics; this
+module only moves tensors (mcts spec §5, items 1-3).
+"""
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from utils.value_transform import logits_to_scalar
+
+
+@dataclass
+class SearchResult:
+    """Root statistics of one batched search; K = sampled_actions, children padded to K."""
+    root_values: np.ndarray  # [B] V^rho_lambda(root)
+    pred_values: np.ndarray  # [B] network value v̂ of the root (the advantage baseline)
+    policy_logits: torch.Tensor  # [B, N, A] network policy at the root
+    actions: np.ndarray  # [B, K, N] sampled joint actions, -1 padded
+    visits: np.ndarray  # [B, K] visit counts n(s, a), 0 for padding
+    q_values: np.ndarray  # [B, K] r + gamma V^rho_lambda(child)
+    num_children: np.ndarray  # [B] |T(root)|
+
+
+class MCTSSearch:
+    """Runs batched searches with a given model. Trees are kept per batch size and reset between searches."""
+
+    def __init__(self, args, seed, tree_cls=None):
+        self.tree_cls = tree_cls  # None: mcts.SampledTrees (compiled if built), imported at the first search
+        self.n_agents = args.n_agents
+        self.n_actions = args.n_actions
+        self.num_simulations = args.num_simulations
+        self.sampled_actions = args.sampled_actions
+        self.tree_kwargs = dict(rho=args.os_rho, lam=args.os_lambda, discount=args.gamma,
+                                pb_c_base=args.pb_c_base, pb_c_init=args.pb_c_init,
+                                value_delta_min=args.value_delta_min, use_os_lambda=args.use_os_lambda)
+        self.dirichlet_alpha = args.root_dirichlet_alpha
+        self.exploration_fraction = args.root_exploration_fraction
+        self.value_support_size = args.value_support_size
+        self.reward_support_size = args.reward_support_size
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self._trees = {}
+        self._pools = {}
+
+    def _trees_for(self, num_roots):
+        trees = self._trees.get(num_roots)
+        if trees is None:
+            if self.tree_cls is None:
+                from mcts import SampledTrees
+                self.tree_cls = SampledTrees
+            # Distinct tree seeds per batch size, all derived from this driver's seed.
+            trees = self.tree_cls(num_roots, self.n_agents, self.n_actions, self.sampled_actions,
+                                  self.num_simulations, seed=self.seed * 7919 + num_roots, **self.tree_kwargs)
+            self._trees[num_roots] = trees
+        else:
+            trees.reset()
+        return trees
+
+    def _pool_for(self, num_roots, latent_dim, dtype):
+        key = (num_roots, latent_dim, dtype)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = torch.empty(self.num_simulations + 1, num_roots, self.n_agents, latent_dim, dtype=dtype)
+            self._pools[key] = pool
+        return pool
+
+    @torch.no_grad()
+    def run(self, model, inputs, legal, add_noise):
+        """Search from B roots.
+
+        model: MAZeroAgent (put in eval mode by the caller); inputs [B, N, D] float tensor; legal [B, N, A] bool
+        (numpy or tensor), each agent needs at least one legal action; add_noise: root Dirichlet noise (self-play
+        and reanalysis) or none (evaluation).
+        """
+        legal = torch.as_tensor(legal).bool()
+        B, N, A = legal.shape
+        if not bool(legal.any(-1).all()):
+            raise ValueError("every agent needs at least one legal action at the root")
+        latent, value_logits, policy_logits = model.initial_inference(inputs)
+        pred_values = logits_to_scalar(value_logits, self.value_support_size).float().numpy()
+        probs = torch.softmax(policy_logits, dim=-1).float().numpy()
+        noise = self.rng.dirichlet(np.full(A, self.dirichlet_alpha), size=(B, N)).astype(np.float32) \
+            if add_noise else None
+        trees = self._trees_for(B)
+        trees.prepare(pred_values.astype(np.float32), probs, legal.numpy(), noise, self.exploration_fraction)
+
+        pool = self._pool_for(B, latent.shape[-1], latent.dtype)
+        pool[0] = latent
+        batch_index = torch.arange(B)
+        for sim in range(self.num_simulations):
+            parent_index, actions = trees.select()
+            parents = pool[torch.from_numpy(np.asarray(parent_index, dtype=np.int64)), batch_index]
+            actions = torch.from_numpy(np.asarray(actions, dtype=np.int64))
+            next_latent, reward_logits, value_logits, leaf_logits = model.recurrent_inference(parents, actions)
+            pool[sim + 1] = next_latent
+            values = logits_to_scalar(value_logits, self.value_support_size).float().numpy()
+            rewards = logits_to_scalar(reward_logits, self.reward_support_size).float().numpy()
+            leaf_probs = torch.softmax(leaf_logits, dim=-1).float().numpy()
+            trees.expand(values, rewards, leaf_probs)
+
+        children = trees.root_children()
+        return SearchResult(root_values=np.asarray(trees.root_values(), dtype=np.float32),
+                            pred_values=pred_values,
+                            policy_logits=policy_logits,
+                            actions=np.asarray(children["actions"], dtype=np.int64),
+                            visits=np.asarray(children["visits"], dtype=np.float32),
+                            q_values=np.asarray(children["q_values"], dtype=np.float32),
+                            num_children=np.asarray(children["num_children"], dtype=np.int64))

@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+import torch
+
+import mcts
+from mazero_args import mazero_args
+from mcts import ptree
+from mcts.search import MCTSSearch
+from modules.agents.mazero_agent import MAZeroAgent
+from utils.value_transform import logits_to_scalar
+
+torch.set_num_threads(1)
+
+N, A, D = 3, 5, 7
+
+
+def _model(args):
+    torch.manual_seed(1)
+    model = MAZeroAgent(D, args).eval()
+    # Non-zero heads so that priors, values and rewards differ between nodes.
+    with torch.no_grad():
+        for head in (model.value_head, model.reward_head, model.policy_head):
+            head.net[-1].weight.normal_(0, 0.5)
+    return model
+
+
+def _reference_search(model, args, inputs, legal, noise, seed):
+    """The search loop written out plainly against ptree: per-simulation Python-list latents, no pool."""
+    B = inputs.shape[0]
+    trees = ptree.SampledTrees(B, N, A, args.sampled_actions, args.num_simulations, rho=args.os_rho,
+                               lam=args.os_lambda, discount=args.gamma, pb_c_base=args.pb_c_base,
+                               pb_c_init=args.pb_c_init, value_delta_min=args.value_delta_min, seed=seed)
+    with torch.no_grad():
+        latent, v, p = model.initial_inference(inputs)
+        trees.prepare(logits_to_scalar(v, 5).numpy(), torch.softmax(p, -1).numpy(), legal, noise,
+                      args.root_exploration_fraction)
+        latents = [latent]
+        for _ in range(args.num_simulations):
+            parent, actions = trees.select()
+            parents = torch.stack([latents[parent[b]][b] for b in range(B)])
+            nxt, r, v, p = model.recurrent_inference(parents, torch.as_tensor(actions, dtype=torch.long))
+            latents.append(nxt)
+            trees.expand(logits_to_scalar(v, 5).numpy(), logits_to_scalar(r, 5).numpy(),
+                         torch.softmax(p, -1).numpy())
+    return trees.root_values(), trees.root_children()
+
+
+def _inputs(B):
+    g = torch.Generator().manual_seed(3)
+    inputs = torch.randn(B, N, D, generator=g)
+    legal = torch.rand(B, N, A, generator=g) > 0.4
+    legal[..., 0] = True  # SMAC's no-op stays available
+    return inputs, legal.numpy()
+
+
+def test_driver_matches_plain_ptree_loop():
+    args = mazero_args(N, A, num_simulations=12, sampled_actions=6)
+    model = _model(args)
+    inputs, legal = _inputs(4)
+    search = MCTSSearch(args, seed=5, tree_cls=ptree.SampledTrees)
+    result = search.run(model, inputs, legal, add_noise=False)
+    ref_values, ref_children = _reference_search(model, args, inputs, legal, None, seed=5 * 7919 + 4)
+    np.testing.assert_array_equal(result.actions, ref_children["actions"])
+    np.testing.assert_array_equal(result.visits, ref_children["visits"])
+    np.testing.assert_allclose(result.root_values, ref_values, rtol=1e-6)
+    np.testing.assert_allclose(result.q_values, ref_children["q_values"], rtol=1e-6)
+    assert (result.visits.sum(1) == args.num_simulations).all()
+
+
+@pytest.mark.skipif(mcts.ctree is None, reason="mcts.ctree not built")
+def test_driver_same_results_with_compiled_tree():
+    args = mazero_args(N, A, num_simulations=12, sampled_actions=6)
+    model = _model(args)
+    inputs, legal = _inputs(4)
+    results = [MCTSSearch(args, seed=5, tree_cls=cls).run(model, inputs, legal, add_noise=True)
+               for cls in (ptree.SampledTrees, mcts.ctree.SampledTrees)]
+    np.testing.assert_array_equal(results[0].actions, results[1].actions)
+    np.testing.assert_array_equal(results[0].visits, results[1].visits)
+    np.testing.assert_allclose(results[0].root_values, results[1].root_values, rtol=1e-5)
+
+
+def test_root_children_legal_and_noise_changes_samples():
+    args = mazero_args(N, A, num_simulations=8, sampled_actions=10)
+    model = _model(args)
+    inputs, legal = _inputs(16)
+    search = MCTSSearch(args, seed=0, tree_cls=ptree.SampledTrees)
+    noisy = search.run(model, inputs, legal, add_noise=True)
+    for b in range(16):
+        for k in range(noisy.num_children[b]):
+            assert all(legal[b, i, noisy.actions[b, k, i]] for i in range(N))
+        assert (noisy.actions[b, noisy.num_children[b]:] == -1).all()
+    # Same seed without noise: the sampled root children differ somewhere (the noise reached the root prior).
+    clean = MCTSSearch(args, seed=0, tree_cls=ptree.SampledTrees).run(model, inputs, legal, add_noise=False)
+    assert not np.array_equal(noisy.actions, clean.actions)
+
+
+def test_rejects_agent_without_legal_action():
+    args = mazero_args(N, A, num_simulations=2, sampled_actions=2)
+    inputs, legal = _inputs(2)
+    legal[1, 2] = False
+    with pytest.raises(ValueError, match="legal action"):
+        MCTSSearch(args, seed=0, tree_cls=ptree.SampledTrees).run(_model(args), inputs, legal, add_noise=False)
