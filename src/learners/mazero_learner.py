@@ -241,14 +241,14 @@ class MAZeroLearner:
         return -(coef * joint_log_probs(policy_logits, joint_actions)).sum(-1)
 
     def save_models(self, path):
-        torch.save(self.model.state_dict(), f"{path}/agent.th")
+        self.mac.save_models(path)
         torch.save(self.target_model.state_dict(), f"{path}/target_agent.th")
         torch.save(self.target_snapshot.state_dict(), f"{path}/target_snapshot.th")
         torch.save(self.optimiser.state_dict(), f"{path}/opt.th")
         torch.save({"update_count": self.update_count}, f"{path}/learner_state.th")
 
     def load_models(self, path):
-        self.model.load_state_dict(torch.load(f"{path}/agent.th", map_location="cpu"))
+        self.mac.load_models(path)
         self.target_model.load_state_dict(torch.load(f"{path}/target_agent.th", map_location="cpu"))
         self.target_snapshot.load_state_dict(torch.load(f"{path}/target_snapshot.th", map_location="cpu"))
         self.optimiser.load_state_dict(torch.load(f"{path}/opt.th", map_location="cpu"))

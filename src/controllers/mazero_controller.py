@@ -1,0 +1,109 @@
+"""MAZero controller (`mazero_mac`): acts from a batched MCTS over the envs the runner asks about.
+
+Training: the root is searched with Dirichlet noise and the joint action is sampled from the root visit counts of
+the sampled joint actions (temperature 1); the search statistics go into the episode batch (`extra_scheme`).
+Test: noiseless search and the most visited joint action (`test_mcts: True`, the official default), or the argmax
+of each agent's masked policy without search (`test_mcts: False`, paper Table 8).
+"""
+import time
+
+import numpy as np
+import torch
+
+from mcts.search import MCTSSearch
+from modules.agents import REGISTRY as agent_REGISTRY
+
+
+class MAZeroMAC:
+    def __init__(self, scheme, groups, args):
+        self.args = args
+        self.n_agents = args.n_agents
+        self.n_actions = args.n_actions
+        self.input_shape = self._get_input_shape(scheme)
+        self.agent = agent_REGISTRY[args.agent](self.input_shape, args).eval()
+        self.search = MCTSSearch(args, seed=args.seed)
+        self.rng = np.random.default_rng(args.seed)
+        self.search_seconds = 0.0  # wall-clock of self-play searches, read by the run loop's time profile
+        self.test_search_seconds = 0.0
+
+    @staticmethod
+    def extra_scheme(args):
+        """Search statistics of each step, stored for the non-reanalysed share of the policy targets."""
+        K, N = args.sampled_actions, args.n_agents
+        return {
+            "search_actions": {"vshape": (K, N), "dtype": torch.long},  # sampled joint actions, -1 padded
+            "search_visits": {"vshape": (K,)},  # root visit counts per sampled joint action
+            "search_qvalues": {"vshape": (K,)},  # r + gamma V^rho_lambda(child)
+            "search_pred_value": {"vshape": (1,)},  # network value of the root (advantage baseline)
+        }
+
+    # --- inputs ------------------------------------------------------------------------------------------------
+    def _get_input_shape(self, scheme):
+        shape = scheme["obs"]["vshape"]
+        if self.args.obs_last_action:
+            shape += self.n_actions
+        if self.args.obs_agent_id:
+            shape += self.n_agents
+        return shape
+
+    def build_inputs(self, batch, t):
+        """Agent inputs at time(s) t: [B, N, D] for an int t, [B, T, N, D] for a slice."""
+        obs = batch["obs"][:, t]
+        parts = [obs]
+        if self.args.obs_last_action:
+            onehot = batch["actions_onehot"]
+            if isinstance(t, slice):
+                # previous action of every step: shift by one, zeros before the first step
+                previous = torch.cat([torch.zeros_like(onehot[:, :1]), onehot[:, :-1]], dim=1)[:, t]
+            else:
+                previous = onehot[:, t - 1] if t > 0 else torch.zeros_like(onehot[:, 0])
+            parts.append(previous.to(obs.dtype))
+        if self.args.obs_agent_id:
+            eye = torch.eye(self.n_agents, dtype=obs.dtype)
+            parts.append(eye.expand(*obs.shape[:-1], self.n_agents))
+        return torch.cat(parts, dim=-1)
+
+    # --- acting ------------------------------------------------------------------------------------------------
+    def init_hidden(self, batch_size):
+        """The MAZero model is feed-forward (stacked_observations = 1): there is no recurrent state to reset."""
+
+    @torch.no_grad()
+    def select_actions(self, ep_batch, t_ep, t_env, bs=slice(None), test_mode=False):
+        inputs = self.build_inputs(ep_batch, t_ep)[bs]
+        legal = ep_batch["avail_actions"][bs, t_ep].bool()
+        if test_mode and not self.args.test_mcts:
+            _, policy_logits = self.agent.predict(self.agent.represent(inputs))
+            return policy_logits.masked_fill(~legal, -float("inf")).argmax(-1)
+
+        start = time.perf_counter()
+        result = self.search.run(self.agent, inputs, legal, add_noise=not test_mode)
+        elapsed = time.perf_counter() - start
+        B = result.visits.shape[0]
+        if test_mode:
+            self.test_search_seconds += elapsed
+            choice = result.visits.argmax(1)
+            return torch.from_numpy(result.actions[np.arange(B), choice])
+        self.search_seconds += elapsed
+        probs = result.visits / result.visits.sum(1, keepdims=True)  # temperature 1
+        choice = np.array([self.rng.choice(probs.shape[1], p=p) for p in probs.astype(np.float64)])
+        actions = torch.from_numpy(result.actions[np.arange(B), choice])
+        extras = {
+            "search_actions": torch.from_numpy(result.actions),
+            "search_visits": torch.from_numpy(result.visits),
+            "search_qvalues": torch.from_numpy(result.q_values),
+            "search_pred_value": torch.from_numpy(result.pred_values).unsqueeze(1),
+        }
+        return actions, extras
+
+    # --- parameters --------------------------------------------------------------------------------------------
+    def parameters(self):
+        return self.agent.parameters()
+
+    def load_state(self, other_mac):
+        self.agent.load_state_dict(other_mac.agent.state_dict())
+
+    def save_models(self, path):
+        torch.save(self.agent.state_dict(), f"{path}/agent.th")
+
+    def load_models(self, path):
+        self.agent.load_state_dict(torch.load(f"{path}/agent.th", map_location="cpu"))
