@@ -1,0 +1,805 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""Compiled MAZero search tree: `SampledTrees`, the same API and results as `mcts.ptree.SampledTrees`.
+
+Semantics, the latent-pool index convention and tie-breaking are documented on the class below and in
+docs/mcts.md; ptree.py is the readable reference. Every floating-point expression here is evaluated in double in the
+same order as in ptree.py (the build passes -ffp-contract=off so no FMA changes a rounding), which is what makes the
+two trees select identically.
+
+Memory: struct-of-arrays pools allocated once per object. Per tree: S+1 nodes (node i's latent lives at pool
+index i), (S+1)*K child edges (node i owns edge slots i*K .. i*K+K-1), and an OS(lambda) arena of
+(S+1)(S+2)/2 slots in which node i owns a region of S+1-i slots (the most returns its subtree can send it), holding
+its returns grouped by relative depth, each group sorted descending, plus per-depth counts and kept-sums at the same
+offsets. A new search only resets counters.
+"""
+from cython.parallel cimport prange
+from libc.math cimport INFINITY, ceil, isfinite, log, sqrt
+from libc.stdint cimport int16_t, uint8_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc
+from libc.string cimport memmove
+
+import numpy as np
+
+from mcts import _checks
+
+cdef double U32_TO_UNIT = 1.0 / 4294967296.0  # 2**-32: u32 * this is an exact double in [0, 1)
+cdef double ROOT_PRIOR_FLOOR = 1e-4  # added to every legal action's probability at the root (spec §2)
+cdef double KEEP_EPS = 1e-9  # see ptree._KEEP_EPS
+cdef uint64_t PCG_MULT = 6364136223846793005ULL
+
+# Error codes of the per-tree input checks (first failure per tree wins).
+cdef enum:
+    OK = 0
+    PROBS_NOT_FINITE = 1
+    PROBS_NEGATIVE = 2
+    PROBS_ZERO_MASS = 3
+    NO_LEGAL_ACTION = 4
+    NOISE_NOT_FINITE = 5
+    NOISE_NEGATIVE = 6
+    VALUE_NOT_FINITE = 7
+    REWARD_NOT_FINITE = 8
+
+_ERROR_TEXT = {
+    PROBS_NOT_FINITE: "probs contains NaN or inf (tree {b}, agent {i})",
+    PROBS_NEGATIVE: "probs contains negative entries (tree {b}, agent {i})",
+    PROBS_ZERO_MASS: "probs of tree {b}, agent {i} sums to 0: cannot sample an action",
+    NO_LEGAL_ACTION: "legal has no legal action for tree {b}, agent {i}",
+    NOISE_NOT_FINITE: "noise contains NaN or inf (tree {b}, agent {i})",
+    NOISE_NEGATIVE: "noise contains negative entries (tree {b}, agent {i})",
+    VALUE_NOT_FINITE: "values contains NaN or inf (tree {b})",
+    REWARD_NOT_FINITE: "rewards contains NaN or inf (tree {b})",
+}
+
+
+cdef struct Pools:
+    int B, N, A, K, S
+    Py_ssize_t arena  # OS(lambda) slots per tree, (S+1)(S+2)/2
+    double one_minus_rho, discount, pb_c_base, pb_c_init, value_delta_min
+    bint use_os_lambda
+    double* lam_pow  # lam**d, d = 0..S, built by repeated multiplication as in ptree
+    # nodes [B * (S+1)]
+    int* parent
+    int* visits
+    int* num_children
+    int* num_depths
+    double* v_hat
+    double* reward
+    double* value
+    double* adv  # r + discount * V(node) - v_hat(parent): the advantage of the edge into the node
+    double* return_sum
+    # edges [B * (S+1) * K], joint actions [B * (S+1) * K * N]
+    int* edge_child
+    double* edge_prior
+    int16_t* edge_action
+    # OS(lambda) arena [B * arena]
+    double* returns
+    int* depth_count
+    double* depth_top
+    int* depth_keep
+    # per tree [B]
+    int* num_nodes
+    double* adv_min
+    double* adv_max
+    int* argmin  # -1 while the tree has no non-root node
+    int* argmax
+    int* pending_parent
+    int* pending_edge
+    uint64_t* rng_state
+    uint64_t* rng_inc
+    int* error
+    int* error_agent
+    # scratch: per-agent CDFs [B * N * A], one sampled joint action [B * N]
+    double* cdf
+    int16_t* row
+
+
+# ------------------------------------------------------------------------------------------------------- PCG32
+cdef inline uint32_t pcg_next(Pools* P, int b) noexcept nogil:
+    cdef uint64_t old = P.rng_state[b]
+    P.rng_state[b] = old * PCG_MULT + P.rng_inc[b]
+    cdef uint32_t xorshifted = <uint32_t>(((old >> 18) ^ old) >> 27)
+    cdef uint32_t rot = <uint32_t>(old >> 59)
+    return (xorshifted >> rot) | (xorshifted << ((32 - rot) & 31))
+
+
+cdef inline uint32_t pcg_bounded(Pools* P, int b, uint32_t n) noexcept nogil:
+    return <uint32_t>((<uint64_t>pcg_next(P, b) * <uint64_t>n) >> 32)
+
+
+cdef void pcg_seed(Pools* P, int b, uint64_t initstate, uint64_t initseq) noexcept nogil:
+    P.rng_state[b] = 0
+    P.rng_inc[b] = (initseq << 1) | 1
+    pcg_next(P, b)
+    P.rng_state[b] += initstate
+    pcg_next(P, b)
+
+
+# ------------------------------------------------------------------------------------------- input -> CDFs
+cdef int root_cdfs(Pools* P, int b, const float* probs, const uint8_t* legal, const float* noise,
+                   double noise_eps) noexcept nogil:
+    """Checks tree b's root inputs and writes the per-agent CDFs of the root sampling distribution
+    (1-eps) * pi~ + eps * eta~ over legal actions. Returns an error code (agent in P.error_agent[b])."""
+    cdef int N = P.N, A = P.A, i, a
+    cdef double total, noise_total, acc, one_minus_eps = 1.0 - noise_eps
+    cdef float x
+    cdef bint any_legal
+    cdef const float* p
+    cdef const float* eta
+    cdef const uint8_t* m
+    cdef double* cdf
+    for i in range(N):
+        p = probs + (<Py_ssize_t>b * N + i) * A
+        m = legal + (<Py_ssize_t>b * N + i) * A
+        cdf = P.cdf + (<Py_ssize_t>b * N + i) * A
+        P.error_agent[b] = i
+        any_legal = False
+        for a in range(A):
+            x = p[a]
+            if not isfinite(x):
+                return PROBS_NOT_FINITE
+            if x < 0:
+                return PROBS_NEGATIVE
+            if m[a]:
+                any_legal = True
+        if not any_legal:
+            return NO_LEGAL_ACTION
+        total = 0.0
+        for a in range(A):
+            cdf[a] = <double>p[a] + ROOT_PRIOR_FLOOR if m[a] else 0.0
+            total += cdf[a]
+        for a in range(A):
+            cdf[a] = cdf[a] / total
+        if noise != NULL:
+            eta = noise + (<Py_ssize_t>b * N + i) * A
+            noise_total = 0.0
+            for a in range(A):
+                x = eta[a]
+                if not isfinite(x):
+                    return NOISE_NOT_FINITE
+                if x < 0:
+                    return NOISE_NEGATIVE
+                if m[a]:
+                    noise_total += <double>x + ROOT_PRIOR_FLOOR
+            for a in range(A):
+                if m[a]:
+                    cdf[a] = one_minus_eps * cdf[a] + noise_eps * ((<double>eta[a] + ROOT_PRIOR_FLOOR) / noise_total)
+        acc = 0.0
+        for a in range(A):
+            acc += cdf[a]
+            cdf[a] = acc
+    return OK
+
+
+cdef int leaf_cdfs(Pools* P, int b, const float* probs) noexcept nogil:
+    """Checks tree b's leaf policy and writes its per-agent CDFs (raw probs, no legality mask)."""
+    cdef int N = P.N, A = P.A, i, a
+    cdef double acc
+    cdef float x
+    cdef const float* p
+    cdef double* cdf
+    for i in range(N):
+        p = probs + (<Py_ssize_t>b * N + i) * A
+        cdf = P.cdf + (<Py_ssize_t>b * N + i) * A
+        P.error_agent[b] = i
+        acc = 0.0
+        for a in range(A):
+            x = p[a]
+            if not isfinite(x):
+                return PROBS_NOT_FINITE
+            if x < 0:
+                return PROBS_NEGATIVE
+            acc += x
+            cdf[a] = acc
+        if acc <= 0.0:
+            return PROBS_ZERO_MASS
+    return OK
+
+
+# ---------------------------------------------------------------------------------------------- expansion
+cdef inline int compare_rows(const int16_t* x, const int16_t* y, int n) noexcept nogil:
+    cdef int i
+    for i in range(n):
+        if x[i] != y[i]:
+            return -1 if x[i] < y[i] else 1
+    return 0
+
+
+cdef void sample_children(Pools* P, int b, int node) noexcept nogil:
+    """K i.i.d. joint actions (sample-major, agent-minor draws) from the CDFs in scratch, deduplicated into the
+    node's edge slots in ascending lexicographic order, prior = count / K."""
+    cdef int N = P.N, A = P.A, K = P.K, k, i, lo, hi, mid, pos, found, unique = 0, cmp
+    cdef Py_ssize_t e0 = (<Py_ssize_t>b * (P.S + 1) + node) * K
+    cdef int16_t* actions = P.edge_action + e0 * N
+    cdef double* counts = P.edge_prior + e0
+    cdef int16_t* row = P.row + <Py_ssize_t>b * N
+    cdef const double* cdf
+    cdef double target
+    for k in range(K):
+        for i in range(N):
+            cdf = P.cdf + (<Py_ssize_t>b * N + i) * A
+            target = (<double>pcg_next(P, b) * U32_TO_UNIT) * cdf[A - 1]
+            lo = 0
+            hi = A
+            while lo < hi:  # first action whose cumulative mass exceeds target
+                mid = (lo + hi) >> 1
+                if target < cdf[mid]:
+                    hi = mid
+                else:
+                    lo = mid + 1
+            row[i] = <int16_t>lo
+        pos = 0
+        found = 0
+        while pos < unique:
+            cmp = compare_rows(actions + <Py_ssize_t>pos * N, row, N)
+            if cmp == 0:
+                found = 1
+                break
+            if cmp > 0:
+                break
+            pos += 1
+        if found:
+            counts[pos] += 1.0
+        else:
+            memmove(actions + <Py_ssize_t>(pos + 1) * N, actions + <Py_ssize_t>pos * N,
+                    <size_t>(unique - pos) * N * sizeof(int16_t))
+            memmove(counts + pos + 1, counts + pos, <size_t>(unique - pos) * sizeof(double))
+            for i in range(N):
+                actions[<Py_ssize_t>pos * N + i] = row[i]
+            counts[pos] = 1.0
+            unique += 1
+    for k in range(unique):
+        counts[k] = counts[k] / K
+        P.edge_child[e0 + k] = -1
+    cdef Py_ssize_t n = <Py_ssize_t>b * (P.S + 1) + node
+    P.num_children[n] = unique
+    P.num_depths[n] = 0
+    P.return_sum[n] = 0.0
+
+
+# ------------------------------------------------------------------------------------------------- backup
+cdef inline int keep_count(int count, double one_minus_rho) noexcept nogil:
+    cdef int keep = <int>ceil(count * one_minus_rho - KEEP_EPS)
+    return keep if keep > 1 else 1
+
+
+cdef void add_return(Pools* P, int b, int node, int depth, double ret) noexcept nogil:
+    """Adds one return at relative depth `depth` to the node (whose visit count already includes it) and
+    recomputes its value V."""
+    cdef Py_ssize_t n = <Py_ssize_t>b * (P.S + 1) + node
+    if not P.use_os_lambda:
+        P.return_sum[n] += ret
+        P.value[n] = P.return_sum[n] / P.visits[n]
+        return
+    cdef Py_ssize_t off = <Py_ssize_t>b * P.arena + <Py_ssize_t>node * (P.S + 1) - (<Py_ssize_t>node * (node - 1)) // 2
+    cdef int* counts = P.depth_count + off
+    cdef double* tops = P.depth_top + off
+    cdef int* keeps = P.depth_keep + off
+    cdef int num_depths = P.num_depths[n], d, start = 0, seg_len, pos, keep, k
+    cdef int stored = P.visits[n] - 1  # returns in the region before this one
+    if depth == num_depths:
+        counts[depth] = 0
+        num_depths += 1
+        P.num_depths[n] = num_depths
+    for d in range(depth):
+        start += counts[d]
+    cdef double* seg = P.returns + off + start
+    seg_len = counts[depth]
+    pos = 0
+    while pos < seg_len and seg[pos] >= ret:
+        pos += 1
+    memmove(seg + pos + 1, seg + pos, <size_t>(stored - start - pos) * sizeof(double))
+    seg[pos] = ret
+    seg_len += 1
+    counts[depth] = seg_len
+    keep = keep_count(seg_len, P.one_minus_rho)
+    cdef double top = 0.0
+    for k in range(keep):
+        top += seg[k]
+    tops[depth] = top
+    keeps[depth] = keep
+    cdef double weighted_sum = 0.0, weight = 0.0
+    for d in range(num_depths):
+        weighted_sum += P.lam_pow[d] * tops[d]
+        weight += P.lam_pow[d] * keeps[d]
+    P.value[n] = weighted_sum / weight
+
+
+cdef bint set_advantage(Pools* P, int b, int node, double advantage) noexcept nogil:
+    """Exact running min/max over the current advantages; True when the node holding an extreme moved inwards and
+    the extremes must be rescanned."""
+    cdef Py_ssize_t n0 = <Py_ssize_t>b * (P.S + 1)
+    P.adv[n0 + node] = advantage
+    if P.argmin[b] < 0:
+        P.adv_min[b] = advantage
+        P.adv_max[b] = advantage
+        P.argmin[b] = node
+        P.argmax[b] = node
+        return False
+    cdef bint rescan = False
+    if advantage <= P.adv_min[b]:
+        P.adv_min[b] = advantage
+        P.argmin[b] = node
+    elif node == P.argmin[b]:
+        rescan = True
+    if advantage >= P.adv_max[b]:
+        P.adv_max[b] = advantage
+        P.argmax[b] = node
+    elif node == P.argmax[b]:
+        rescan = True
+    return rescan
+
+
+cdef void rescan_min_max(Pools* P, int b) noexcept nogil:
+    cdef const double* adv = P.adv + <Py_ssize_t>b * (P.S + 1)
+    cdef double lo = adv[1], hi = adv[1]
+    cdef int argmin = 1, argmax = 1, node
+    for node in range(2, P.num_nodes[b]):
+        if adv[node] < lo:
+            lo = adv[node]
+            argmin = node
+        if adv[node] > hi:
+            hi = adv[node]
+            argmax = node
+    P.adv_min[b] = lo
+    P.adv_max[b] = hi
+    P.argmin[b] = argmin
+    P.argmax[b] = argmax
+
+
+cdef void backup(Pools* P, int b, int leaf, double leaf_value) noexcept nogil:
+    """Node s_i on the path s_0..s_L gets one return at relative depth L - i:
+    G_L = v_L, G_i = r(s_{i+1}) + discount * G_{i+1}."""
+    cdef Py_ssize_t n0 = <Py_ssize_t>b * (P.S + 1)
+    cdef double ret = leaf_value
+    cdef int node = leaf, depth = 0, parent
+    cdef bint rescan = False
+    while True:
+        P.visits[n0 + node] += 1
+        add_return(P, b, node, depth, ret)
+        if node == 0:
+            break
+        parent = P.parent[n0 + node]
+        if set_advantage(P, b, node,
+                         P.reward[n0 + node] + P.discount * P.value[n0 + node] - P.v_hat[n0 + parent]):
+            rescan = True
+        ret = P.reward[n0 + node] + P.discount * ret
+        node = parent
+        depth += 1
+    if rescan:
+        rescan_min_max(P, b)
+
+
+# ------------------------------------------------------------------------------------------- per-tree steps
+cdef void prepare_tree(Pools* P, int b, double root_value) noexcept nogil:
+    cdef Py_ssize_t n0 = <Py_ssize_t>b * (P.S + 1)
+    P.num_nodes[b] = 1
+    P.parent[n0] = -1
+    P.v_hat[n0] = root_value
+    P.reward[n0] = 0.0
+    P.visits[n0] = 0
+    P.argmin[b] = -1
+    P.argmax[b] = -1
+    sample_children(P, b, 0)
+    backup(P, b, 0, root_value)
+
+
+cdef int select_child(Pools* P, int b, int node) noexcept nogil:
+    cdef Py_ssize_t n0 = <Py_ssize_t>b * (P.S + 1)
+    cdef Py_ssize_t e0 = (n0 + node) * P.K
+    cdef int n_parent = P.visits[n0 + node] - 1  # N_s = sum of the children's visits
+    cdef double sqrt_n = sqrt(n_parent)
+    cdef double c_term = P.pb_c_init + log((n_parent + P.pb_c_base + 1.0) / P.pb_c_base)
+    cdef double lo = P.adv_min[b]
+    cdef double span = P.adv_max[b] - lo
+    if span < P.value_delta_min:
+        span = P.value_delta_min
+    cdef double best = -INFINITY, q, score
+    cdef int choice = -1, ties = 0, c, child, n_child
+    for c in range(P.num_children[n0 + node]):
+        child = P.edge_child[e0 + c]
+        if child >= 0:
+            n_child = P.visits[n0 + child]
+            q = (P.adv[n0 + child] - lo) / span
+        else:
+            n_child = 0
+            q = (0.0 - lo) / span  # unvisited: advantage 0, i.e. the parent's predicted value
+        if q < 0.0:
+            q = 0.0
+        elif q > 1.0:
+            q = 1.0
+        score = q + P.edge_prior[e0 + c] * sqrt_n / (1.0 + n_child) * c_term
+        if score > best:
+            best = score
+            choice = c
+            ties = 1
+        elif score == best:
+            ties += 1
+            if pcg_bounded(P, b, <uint32_t>ties) == 0:
+                choice = c
+    return choice
+
+
+cdef void select_tree(Pools* P, int b, int sims_done, int* parents, int* actions) noexcept nogil:
+    cdef Py_ssize_t n0 = <Py_ssize_t>b * (P.S + 1)
+    cdef int node = 0, edge, i
+    if sims_done < P.num_children[n0]:
+        edge = sims_done  # root forcing: every sampled root child once, in order
+    else:
+        while True:
+            edge = node * P.K + select_child(P, b, node)
+            if P.edge_child[n0 * P.K + edge] < 0:
+                break
+            node = P.edge_child[n0 * P.K + edge]
+    P.pending_parent[b] = node
+    P.pending_edge[b] = edge
+    parents[b] = node
+    cdef const int16_t* action = P.edge_action + (n0 * P.K + edge) * P.N
+    for i in range(P.N):
+        actions[<Py_ssize_t>b * P.N + i] = action[i]
+
+
+cdef void expand_tree(Pools* P, int b, double value, double reward) noexcept nogil:
+    cdef Py_ssize_t n0 = <Py_ssize_t>b * (P.S + 1)
+    cdef int leaf = P.num_nodes[b]
+    P.num_nodes[b] = leaf + 1
+    P.parent[n0 + leaf] = P.pending_parent[b]
+    P.edge_child[n0 * P.K + P.pending_edge[b]] = leaf
+    P.v_hat[n0 + leaf] = value
+    P.reward[n0 + leaf] = reward
+    P.visits[n0 + leaf] = 0
+    sample_children(P, b, leaf)
+    backup(P, b, leaf, value)
+
+
+cdef int check_expand_inputs(Pools* P, int b, const float* values, const float* rewards,
+                             const float* probs) noexcept nogil:
+    if not isfinite(values[b]):
+        return VALUE_NOT_FINITE
+    if not isfinite(rewards[b]):
+        return REWARD_NOT_FINITE
+    return leaf_cdfs(P, b, probs)
+
+
+# ------------------------------------------------------------------------------------------------- the class
+cdef inline void* carve(char* base, size_t* off, size_t size) noexcept nogil:
+    cdef size_t start = (off[0] + 63) & ~(<size_t>63)
+    off[0] = start + size
+    return NULL if base == NULL else <void*>(base + start)
+
+
+cdef class SampledTrees:
+    """B independent MAZero search trees over sampled joint actions, stepped in lockstep (compiled).
+
+    ``SampledTrees(num_roots, n_agents, n_actions, sampled_actions, num_simulations, *, rho, lam, discount,
+    pb_c_base=19652, pb_c_init=1.25, value_delta_min=0.01, seed=0, num_threads=1, use_os_lambda=True)``
+
+    One search: ``prepare`` (expands the B roots), then ``num_simulations`` times ``select`` -> network -> ``expand``,
+    then read ``root_values`` / ``root_children`` / ``marginal_visits``. ``prepare`` starts a new search on the same
+    preallocated pools; ``reset`` also does, and can reseed the trees.
+
+    Latent pool convention: the caller keeps latents as ``pool[num_simulations + 1, B, ...]``; ``pool[0]`` holds
+    the roots and the leaf created by simulation j (the j-th ``expand``, from 0) goes to ``pool[j + 1]``. ``select``
+    returns ``parent_index[b]``, the pool index of the node to extend in tree b, so the caller gathers
+    ``pool[parent_index, arange(B)]``, runs the network with ``actions`` and writes the result to ``pool[j + 1]``.
+
+    ``select`` and ``expand`` run without the GIL; with ``num_threads > 1`` the B trees are split into contiguous
+    blocks across OpenMP threads. Results do not depend on ``num_threads``. Semantics, tie-breaking and seeding are
+    those of ``mcts.ptree.SampledTrees`` (see its docstring and docs/mcts.md).
+    """
+    cdef Pools P
+    cdef readonly int num_roots, n_agents, n_actions, sampled_actions, num_simulations, num_threads
+    cdef readonly double rho, lam, discount, pb_c_base, pb_c_init, value_delta_min
+    cdef readonly bint use_os_lambda
+    cdef int sims_done
+    cdef int phase  # 0: needs prepare, 1: ready to select, 2: selected, needs expand
+    cdef char* block  # every pool below is carved from this one allocation
+
+    def __cinit__(self):
+        self.block = NULL
+
+    def __init__(self, num_roots, n_agents, n_actions, sampled_actions, num_simulations, *, rho, lam, discount,
+                 pb_c_base=19652, pb_c_init=1.25, value_delta_min=0.01, seed=0, num_threads=1,
+                 use_os_lambda=True):
+        p = _checks.tree_params(num_roots, n_agents, n_actions, sampled_actions, num_simulations, rho, lam,
+                                discount, pb_c_base, pb_c_init, value_delta_min, seed, num_threads)
+        self.num_roots = p["num_roots"]
+        self.n_agents = p["n_agents"]
+        self.n_actions = p["n_actions"]
+        self.sampled_actions = p["sampled_actions"]
+        self.num_simulations = p["num_simulations"]
+        self.rho = p["rho"]
+        self.lam = p["lam"]
+        self.discount = p["discount"]
+        self.pb_c_base = p["pb_c_base"]
+        self.pb_c_init = p["pb_c_init"]
+        self.value_delta_min = p["value_delta_min"]
+        self.num_threads = p["num_threads"]
+        self.use_os_lambda = bool(use_os_lambda)
+
+        cdef Pools* P = &self.P
+        P.B = self.num_roots
+        P.N = self.n_agents
+        P.A = self.n_actions
+        P.K = self.sampled_actions
+        P.S = self.num_simulations
+        P.arena = (<Py_ssize_t>(P.S + 1) * (P.S + 2)) // 2
+        P.one_minus_rho = 1.0 - self.rho
+        P.discount = self.discount
+        P.pb_c_base = self.pb_c_base
+        P.pb_c_init = self.pb_c_init
+        P.value_delta_min = self.value_delta_min
+        P.use_os_lambda = self.use_os_lambda
+        if self.block != NULL:  # __init__ called again on a live object
+            free(self.block)
+            self.block = NULL
+        cdef size_t size = self._layout(NULL)
+        self.block = <char*>malloc(size)
+        if self.block == NULL:
+            raise MemoryError(f"SampledTrees: cannot allocate {size} bytes of pools")
+        self._layout(self.block)
+        P.lam_pow[0] = 1.0
+        cdef int d
+        for d in range(1, P.S + 1):
+            P.lam_pow[d] = P.lam_pow[d - 1] * self.lam
+        self._seed(p["seed"])
+        self.sims_done = 0
+        self.phase = 0
+
+    cdef size_t _layout(self, char* base):
+        """Carves every pool out of `base` (64-byte aligned); with base NULL only returns the size needed."""
+        cdef Pools* P = &self.P
+        cdef size_t off = 0
+        cdef size_t B = P.B, nodes = B * (P.S + 1), edges = nodes * P.K
+        cdef size_t arena = B * P.arena if P.use_os_lambda else 0
+        P.lam_pow = <double*>carve(base, &off, (P.S + 1) * sizeof(double))
+        P.parent = <int*>carve(base, &off, nodes * sizeof(int))
+        P.visits = <int*>carve(base, &off, nodes * sizeof(int))
+        P.num_children = <int*>carve(base, &off, nodes * sizeof(int))
+        P.num_depths = <int*>carve(base, &off, nodes * sizeof(int))
+        P.v_hat = <double*>carve(base, &off, nodes * sizeof(double))
+        P.reward = <double*>carve(base, &off, nodes * sizeof(double))
+        P.value = <double*>carve(base, &off, nodes * sizeof(double))
+        P.adv = <double*>carve(base, &off, nodes * sizeof(double))
+        P.return_sum = <double*>carve(base, &off, nodes * sizeof(double))
+        P.edge_child = <int*>carve(base, &off, edges * sizeof(int))
+        P.edge_prior = <double*>carve(base, &off, edges * sizeof(double))
+        P.edge_action = <int16_t*>carve(base, &off, edges * P.N * sizeof(int16_t))
+        P.returns = <double*>carve(base, &off, arena * sizeof(double))
+        P.depth_count = <int*>carve(base, &off, arena * sizeof(int))
+        P.depth_top = <double*>carve(base, &off, arena * sizeof(double))
+        P.depth_keep = <int*>carve(base, &off, arena * sizeof(int))
+        P.num_nodes = <int*>carve(base, &off, B * sizeof(int))
+        P.adv_min = <double*>carve(base, &off, B * sizeof(double))
+        P.adv_max = <double*>carve(base, &off, B * sizeof(double))
+        P.argmin = <int*>carve(base, &off, B * sizeof(int))
+        P.argmax = <int*>carve(base, &off, B * sizeof(int))
+        P.pending_parent = <int*>carve(base, &off, B * sizeof(int))
+        P.pending_edge = <int*>carve(base, &off, B * sizeof(int))
+        P.rng_state = <uint64_t*>carve(base, &off, B * sizeof(uint64_t))
+        P.rng_inc = <uint64_t*>carve(base, &off, B * sizeof(uint64_t))
+        P.error = <int*>carve(base, &off, B * sizeof(int))
+        P.error_agent = <int*>carve(base, &off, B * sizeof(int))
+        P.cdf = <double*>carve(base, &off, B * P.N * P.A * sizeof(double))
+        P.row = <int16_t*>carve(base, &off, B * P.N * sizeof(int16_t))
+        return off
+
+    def __dealloc__(self):
+        free(self.block)
+
+    cdef void _seed(self, uint64_t seed):
+        cdef int b
+        for b in range(self.P.B):
+            pcg_seed(&self.P, b, seed, <uint64_t>b)
+
+    cdef void _raise_on_error(self) except *:
+        cdef int b
+        for b in range(self.P.B):
+            if self.P.error[b] != OK:
+                raise ValueError(_ERROR_TEXT[self.P.error[b]].format(b=b, i=self.P.error_agent[b]))
+
+    # ----------------------------------------------------------------------------------------------- lifecycle
+    def reset(self, seed=None):
+        """Forgets the current search; with ``seed``, reseeds tree b's stream to PCG32(seed, b)."""
+        if seed is not None:
+            self._seed(_checks.seed_param(seed))
+        self.sims_done = 0
+        self.phase = 0
+
+    def prepare(self, values, probs, legal, noise, noise_eps):
+        """Expands the B roots (starting a new search): ``values`` [B] f32 root v_hat (the depth-0 term of the root
+        value), ``probs`` [B, N, A] f32 policy, ``legal`` [B, N, A] bool, ``noise`` [B, N, A] f32 or None (e.g.
+        Dirichlet samples) mixed in with weight ``noise_eps``."""
+        cdef Pools* P = &self.P
+        shape = (P.B, P.N, P.A)
+        values = _checks.array("values", values, np.float32, (P.B,))
+        probs = _checks.array("probs", probs, np.float32, shape)
+        legal = _checks.array("legal", legal, np.bool_, shape)
+        cdef double eps = _checks.noise_eps_param(noise_eps)
+        if noise is not None:
+            noise = _checks.array("noise", noise, np.float32, shape)
+        cdef const float[::1] values_v = values
+        cdef const float[:, :, ::1] probs_v = probs
+        cdef const uint8_t[:, :, ::1] legal_v = legal.view(np.uint8)
+        cdef const float[:, :, ::1] noise_v
+        cdef const float* noise_ptr = NULL
+        if noise is not None:
+            noise_v = noise
+            noise_ptr = &noise_v[0, 0, 0]
+        cdef const float* values_ptr = &values_v[0]
+        cdef const float* probs_ptr = &probs_v[0, 0, 0]
+        cdef const uint8_t* legal_ptr = &legal_v[0, 0, 0]
+        cdef int b, B = P.B, nt = self.num_threads
+        with nogil:
+            if nt == 1:
+                for b in range(B):
+                    P.error[b] = VALUE_NOT_FINITE if not isfinite(values_ptr[b]) else \
+                        root_cdfs(P, b, probs_ptr, legal_ptr, noise_ptr, eps)
+            else:
+                for b in prange(B, schedule="static", num_threads=nt):
+                    P.error[b] = VALUE_NOT_FINITE if not isfinite(values_ptr[b]) else \
+                        root_cdfs(P, b, probs_ptr, legal_ptr, noise_ptr, eps)
+        self._raise_on_error()
+        with nogil:
+            if nt == 1:
+                for b in range(B):
+                    prepare_tree(P, b, values_ptr[b])
+            else:
+                for b in prange(B, schedule="static", num_threads=nt):
+                    prepare_tree(P, b, values_ptr[b])
+        self.sims_done = 0
+        self.phase = 1
+
+    # --------------------------------------------------------------------------------------------- simulation
+    def select(self):
+        """Returns ``(parent_index [B] int32, actions [B, N] int32)``: the pool index of the node whose latent the
+        network must extend in each tree, and the joint action to extend it with."""
+        if self.phase == 0:
+            raise ValueError("select() called before prepare()")
+        if self.phase == 2:
+            raise ValueError("select() called twice without expand() in between")
+        if self.sims_done >= self.num_simulations:
+            raise ValueError(f"select() called after all num_simulations={self.num_simulations} simulations")
+        cdef Pools* P = &self.P
+        parents = np.empty(P.B, dtype=np.int32)
+        actions = np.empty((P.B, P.N), dtype=np.int32)
+        cdef int[::1] parents_v = parents
+        cdef int[:, ::1] actions_v = actions
+        cdef int* parents_ptr = &parents_v[0]
+        cdef int* actions_ptr = &actions_v[0, 0]
+        cdef int b, B = P.B, nt = self.num_threads, sims_done = self.sims_done
+        with nogil:
+            if nt == 1:
+                for b in range(B):
+                    select_tree(P, b, sims_done, parents_ptr, actions_ptr)
+            else:
+                for b in prange(B, schedule="static", num_threads=nt):
+                    select_tree(P, b, sims_done, parents_ptr, actions_ptr)
+        self.phase = 2
+        return parents, actions
+
+    def expand(self, values, rewards, probs):
+        """Creates the leaf of the current simulation in every tree from the network output at the selected
+        (parent, action): ``values`` [B] f32, ``rewards`` [B] f32, ``probs`` [B, N, A] f32 (the leaf's policy,
+        sampled without a legality mask), then backs up OS(lambda) values and the min-max statistics."""
+        if self.phase != 2:
+            raise ValueError("expand() called without a preceding select()")
+        cdef Pools* P = &self.P
+        values = _checks.array("values", values, np.float32, (P.B,))
+        rewards = _checks.array("rewards", rewards, np.float32, (P.B,))
+        probs = _checks.array("probs", probs, np.float32, (P.B, P.N, P.A))
+        cdef const float[::1] values_v = values
+        cdef const float[::1] rewards_v = rewards
+        cdef const float[:, :, ::1] probs_v = probs
+        cdef const float* values_ptr = &values_v[0]
+        cdef const float* rewards_ptr = &rewards_v[0]
+        cdef const float* probs_ptr = &probs_v[0, 0, 0]
+        cdef int b, B = P.B, nt = self.num_threads
+        with nogil:
+            if nt == 1:
+                for b in range(B):
+                    P.error[b] = check_expand_inputs(P, b, values_ptr, rewards_ptr, probs_ptr)
+            else:
+                for b in prange(B, schedule="static", num_threads=nt):
+                    P.error[b] = check_expand_inputs(P, b, values_ptr, rewards_ptr, probs_ptr)
+        self._raise_on_error()
+        with nogil:
+            if nt == 1:
+                for b in range(B):
+                    expand_tree(P, b, values_ptr[b], rewards_ptr[b])
+            else:
+                for b in prange(B, schedule="static", num_threads=nt):
+                    expand_tree(P, b, values_ptr[b], rewards_ptr[b])
+        self.sims_done += 1
+        self.phase = 1
+
+    # -------------------------------------------------------------------------------------------------- results
+    cdef void _check_prepared(self, str what) except *:
+        if self.phase == 0:
+            raise ValueError(f"{what}() called before prepare()")
+
+    def root_values(self):
+        """V^rho_lambda(root) per tree, [B] float32."""
+        self._check_prepared("root_values")
+        out = np.empty(self.P.B, dtype=np.float32)
+        cdef float[::1] out_v = out
+        cdef int b
+        for b in range(self.P.B):
+            out_v[b] = <float>self.P.value[<Py_ssize_t>b * (self.P.S + 1)]
+        return out
+
+    def root_children(self):
+        """Padded statistics of the sampled root children (K = sampled_actions slots, lexicographic order):
+        ``actions`` [B, K, N] int32 (-1 pad), ``visits`` [B, K] int32, ``q_values`` [B, K] f32
+        (r + discount * V(child); 0 for unvisited children and padding), ``priors`` [B, K] f32, ``beta_hat``
+        [B, K] f32 (equal to ``priors`` with tau = 1, see ptree's class docstring), ``num_children`` [B] int32."""
+        self._check_prepared("root_children")
+        cdef Pools* P = &self.P
+        cdef int B = P.B, K = P.K, N = P.N, b, c, i, child
+        actions = np.full((B, K, N), -1, dtype=np.int32)
+        visits = np.zeros((B, K), dtype=np.int32)
+        q_values = np.zeros((B, K), dtype=np.float32)
+        priors = np.zeros((B, K), dtype=np.float32)
+        num_children = np.zeros(B, dtype=np.int32)
+        cdef int[:, :, ::1] actions_v = actions
+        cdef int[:, ::1] visits_v = visits
+        cdef float[:, ::1] q_v = q_values
+        cdef float[:, ::1] priors_v = priors
+        cdef int[::1] num_children_v = num_children
+        cdef Py_ssize_t n0, e0
+        for b in range(B):
+            n0 = <Py_ssize_t>b * (P.S + 1)
+            e0 = n0 * K
+            num_children_v[b] = P.num_children[n0]
+            for c in range(P.num_children[n0]):
+                for i in range(N):
+                    actions_v[b, c, i] = P.edge_action[(e0 + c) * N + i]
+                priors_v[b, c] = <float>P.edge_prior[e0 + c]
+                child = P.edge_child[e0 + c]
+                if child >= 0:
+                    visits_v[b, c] = P.visits[n0 + child]
+                    q_v[b, c] = <float>(P.reward[n0 + child] + P.discount * P.value[n0 + child])
+        return dict(actions=actions, visits=visits, q_values=q_values, priors=priors, beta_hat=priors.copy(),
+                    num_children=num_children)
+
+    def marginal_visits(self):
+        """Root child visits summed onto each agent's action, [B, N, A] int32."""
+        self._check_prepared("marginal_visits")
+        cdef Pools* P = &self.P
+        out = np.zeros((P.B, P.N, P.A), dtype=np.int32)
+        cdef int[:, :, ::1] out_v = out
+        cdef int b, c, i, child
+        cdef Py_ssize_t n0, e0
+        for b in range(P.B):
+            n0 = <Py_ssize_t>b * (P.S + 1)
+            e0 = n0 * P.K
+            for c in range(P.num_children[n0]):
+                child = P.edge_child[e0 + c]
+                if child >= 0:
+                    for i in range(P.N):
+                        out_v[b, i, P.edge_action[(e0 + c) * P.N + i]] += P.visits[n0 + child]
+        return out
+
+    def node_values(self):
+        """V of every node by pool index, [B, num_simulations + 1] float32, NaN for nodes not created yet."""
+        self._check_prepared("node_values")
+        cdef Pools* P = &self.P
+        out = np.full((P.B, P.S + 1), np.nan, dtype=np.float32)
+        cdef float[:, ::1] out_v = out
+        cdef int b, node
+        for b in range(P.B):
+            for node in range(P.num_nodes[b]):
+                out_v[b, node] = <float>P.value[<Py_ssize_t>b * (P.S + 1) + node]
+        return out
+
+    def advantage_bounds(self):
+        """The min-max normaliser per tree: ``(min [B], max [B])`` float32 over the current advantages of every
+        expanded non-root node (NaN while a tree has none)."""
+        self._check_prepared("advantage_bounds")
+        lo = np.full(self.P.B, np.nan, dtype=np.float32)
+        hi = np.full(self.P.B, np.nan, dtype=np.float32)
+        cdef int b
+        for b in range(self.P.B):
+            if self.P.argmin[b] >= 0:
+                lo[b] = self.P.adv_min[b]
+                hi[b] = self.P.adv_max[b]
+        return lo, hi
