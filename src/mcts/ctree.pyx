@@ -18,9 +18,12 @@ from libc.stdint cimport int16_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memmove
 
+cimport numpy as cnp
 import numpy as np
 
 from mcts import _checks
+
+cnp.import_array()
 
 cdef double U32_TO_UNIT = 1.0 / 4294967296.0  # 2**-32: u32 * this is an exact double in [0, 1)
 cdef double ROOT_PRIOR_FLOOR = 1e-4  # added to every legal action's probability at the root (spec §2)
@@ -204,10 +207,26 @@ cdef inline int compare_rows(const int16_t* x, const int16_t* y, int n) noexcept
     return 0
 
 
+cdef inline int first_above(const double* cdf, int A, double target) noexcept nogil:
+    """Index of the first cdf entry > target (bisect_right; ptree bisects). Branch-free: the draws are random,
+    so a branching search mispredicts about every other step."""
+    cdef long long count = 0  # 64-bit like the doubles, so gcc vectorises the comparisons
+    cdef int a, base = 0, n = A, half
+    if A <= 32:
+        for a in range(A):  # cdf is non-decreasing: the entries <= target are a prefix
+            count += cdf[a] <= target
+        return <int>count
+    while n > 1:
+        half = n >> 1
+        base = base + half if cdf[base + half - 1] <= target else base
+        n -= half
+    return base + (cdf[base] <= target)
+
+
 cdef void sample_children(Pools* P, int b, int node) noexcept nogil:
     """K i.i.d. joint actions (sample-major, agent-minor draws) from the CDFs in scratch, deduplicated into the
     node's edge slots in ascending lexicographic order, prior = count / K."""
-    cdef int N = P.N, A = P.A, K = P.K, k, i, lo, hi, mid, pos, found, unique = 0, cmp
+    cdef int N = P.N, A = P.A, K = P.K, k, i, pos, found, unique = 0, cmp
     cdef Py_ssize_t e0 = (<Py_ssize_t>b * (P.S + 1) + node) * K
     cdef int16_t* actions = P.edge_action + e0 * N
     cdef double* counts = P.edge_prior + e0
@@ -218,15 +237,7 @@ cdef void sample_children(Pools* P, int b, int node) noexcept nogil:
         for i in range(N):
             cdf = P.cdf + (<Py_ssize_t>b * N + i) * A
             target = (<double>pcg_next(P, b) * U32_TO_UNIT) * cdf[A - 1]
-            lo = 0
-            hi = A
-            while lo < hi:  # first action whose cumulative mass exceeds target
-                mid = (lo + hi) >> 1
-                if target < cdf[mid]:
-                    hi = mid
-                else:
-                    lo = mid + 1
-            row[i] = <int16_t>lo
+            row[i] = <int16_t>first_above(cdf, A, target)
         pos = 0
         found = 0
         while pos < unique:
@@ -461,6 +472,23 @@ cdef int check_expand_inputs(Pools* P, int b, const float* values, const float* 
 
 
 # ------------------------------------------------------------------------------------------------- the class
+cdef object checked(str name, object value, int typenum, object dtype, tuple shape):
+    """`value` itself when it already is an aligned, native, C-contiguous array of `dtype` and `shape` (checked
+    through the C API: this runs on every call); otherwise `_checks.array`, which raises or makes it contiguous."""
+    cdef cnp.ndarray arr
+    cdef int d
+    if cnp.PyArray_CheckExact(value):
+        arr = <cnp.ndarray>value
+        if (cnp.PyArray_TYPE(arr) == typenum and cnp.PyArray_ISCARRAY_RO(arr) and cnp.PyArray_ISNOTSWAPPED(arr)
+                and cnp.PyArray_NDIM(arr) == len(shape)):
+            for d in range(len(shape)):
+                if cnp.PyArray_DIMS(arr)[d] != <Py_ssize_t>shape[d]:
+                    break
+            else:
+                return value
+    return _checks.array(name, value, dtype, shape)
+
+
 cdef inline void* carve(char* base, size_t* off, size_t size) noexcept nogil:
     cdef size_t start = (off[0] + 63) & ~(<size_t>63)
     off[0] = start + size
@@ -611,23 +639,17 @@ cdef class SampledTrees:
         Dirichlet samples) mixed in with weight ``noise_eps``."""
         cdef Pools* P = &self.P
         shape = (P.B, P.N, P.A)
-        values = _checks.array("values", values, np.float32, (P.B,))
-        probs = _checks.array("probs", probs, np.float32, shape)
-        legal = _checks.array("legal", legal, np.bool_, shape)
+        values = checked("values", values, cnp.NPY_FLOAT32, np.float32, (P.B,))
+        probs = checked("probs", probs, cnp.NPY_FLOAT32, np.float32, shape)
+        legal = checked("legal", legal, cnp.NPY_BOOL, np.bool_, shape)
         cdef double eps = _checks.noise_eps_param(noise_eps)
-        if noise is not None:
-            noise = _checks.array("noise", noise, np.float32, shape)
-        cdef const float[::1] values_v = values
-        cdef const float[:, :, ::1] probs_v = probs
-        cdef const uint8_t[:, :, ::1] legal_v = legal.view(np.uint8)
-        cdef const float[:, :, ::1] noise_v
         cdef const float* noise_ptr = NULL
         if noise is not None:
-            noise_v = noise
-            noise_ptr = &noise_v[0, 0, 0]
-        cdef const float* values_ptr = &values_v[0]
-        cdef const float* probs_ptr = &probs_v[0, 0, 0]
-        cdef const uint8_t* legal_ptr = &legal_v[0, 0, 0]
+            noise = checked("noise", noise, cnp.NPY_FLOAT32, np.float32, shape)
+            noise_ptr = <const float*>cnp.PyArray_DATA(noise)
+        cdef const float* values_ptr = <const float*>cnp.PyArray_DATA(values)
+        cdef const float* probs_ptr = <const float*>cnp.PyArray_DATA(probs)
+        cdef const uint8_t* legal_ptr = <const uint8_t*>cnp.PyArray_DATA(legal)
         cdef int b, B = P.B, nt = self.num_threads
         with nogil:
             if nt == 1:
@@ -660,12 +682,13 @@ cdef class SampledTrees:
         if self.sims_done >= self.num_simulations:
             raise ValueError(f"select() called after all num_simulations={self.num_simulations} simulations")
         cdef Pools* P = &self.P
-        parents = np.empty(P.B, dtype=np.int32)
-        actions = np.empty((P.B, P.N), dtype=np.int32)
-        cdef int[::1] parents_v = parents
-        cdef int[:, ::1] actions_v = actions
-        cdef int* parents_ptr = &parents_v[0]
-        cdef int* actions_ptr = &actions_v[0, 0]
+        cdef cnp.npy_intp dims[2]
+        dims[0] = P.B
+        dims[1] = P.N
+        parents = cnp.PyArray_EMPTY(1, dims, cnp.NPY_INT32, 0)
+        actions = cnp.PyArray_EMPTY(2, dims, cnp.NPY_INT32, 0)
+        cdef int* parents_ptr = <int*>cnp.PyArray_DATA(parents)
+        cdef int* actions_ptr = <int*>cnp.PyArray_DATA(actions)
         cdef int b, B = P.B, nt = self.num_threads, sims_done = self.sims_done
         with nogil:
             if nt == 1:
@@ -684,15 +707,12 @@ cdef class SampledTrees:
         if self.phase != 2:
             raise ValueError("expand() called without a preceding select()")
         cdef Pools* P = &self.P
-        values = _checks.array("values", values, np.float32, (P.B,))
-        rewards = _checks.array("rewards", rewards, np.float32, (P.B,))
-        probs = _checks.array("probs", probs, np.float32, (P.B, P.N, P.A))
-        cdef const float[::1] values_v = values
-        cdef const float[::1] rewards_v = rewards
-        cdef const float[:, :, ::1] probs_v = probs
-        cdef const float* values_ptr = &values_v[0]
-        cdef const float* rewards_ptr = &rewards_v[0]
-        cdef const float* probs_ptr = &probs_v[0, 0, 0]
+        values = checked("values", values, cnp.NPY_FLOAT32, np.float32, (P.B,))
+        rewards = checked("rewards", rewards, cnp.NPY_FLOAT32, np.float32, (P.B,))
+        probs = checked("probs", probs, cnp.NPY_FLOAT32, np.float32, (P.B, P.N, P.A))
+        cdef const float* values_ptr = <const float*>cnp.PyArray_DATA(values)
+        cdef const float* rewards_ptr = <const float*>cnp.PyArray_DATA(rewards)
+        cdef const float* probs_ptr = <const float*>cnp.PyArray_DATA(probs)
         cdef int b, B = P.B, nt = self.num_threads
         with nogil:
             if nt == 1:
