@@ -17,7 +17,7 @@ extensions = [
 
 setup(
     package_dir={"": "src"},
-    packages=["mcts"],
+    packages=["mcts", "tools", "tools.results"],
     ext_modules=cythonize(extensions, language_level=3),
     zip_safe=False,
 )

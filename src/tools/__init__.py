@@ -1,0 +1,1 @@
+"""Command-line tools that work on the harness's outputs (see `python -m tools.results --help`)."""
