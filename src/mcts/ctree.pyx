@@ -12,7 +12,7 @@ index i), (S+1)*K child edges (node i owns edge slots i*K .. i*K+K-1), and an OS
 its returns grouped by relative depth, each group sorted descending, plus per-depth counts and kept-sums at the same
 offsets. A new search only resets counters.
 """
-from cython.parallel cimport prange
+from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY, ceil, isfinite, log, sqrt
 from libc.stdint cimport int16_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc
@@ -24,6 +24,17 @@ import numpy as np
 from mcts import _checks
 
 cnp.import_array()
+
+cdef extern from *:
+    """
+    /* Orphaned barrier: binds to the enclosing `with parallel()` region (Cython's prange uses `omp for nowait`). */
+    static void mcts_omp_barrier(void) {
+    #ifdef _OPENMP
+        #pragma omp barrier
+    #endif
+    }
+    """
+    void omp_barrier "mcts_omp_barrier"() noexcept nogil
 
 cdef double U32_TO_UNIT = 1.0 / 4294967296.0  # 2**-32: u32 * this is an exact double in [0, 1)
 cdef double ROOT_PRIOR_FLOOR = 1e-4  # added to every legal action's probability at the root (spec §2)
@@ -462,6 +473,21 @@ cdef void expand_tree(Pools* P, int b, double value, double reward) noexcept nog
     backup(P, b, leaf, value)
 
 
+cdef int check_root_inputs(Pools* P, int b, const float* values, const float* probs, const uint8_t* legal,
+                           const float* noise, double noise_eps) noexcept nogil:
+    if not isfinite(values[b]):
+        return VALUE_NOT_FINITE
+    return root_cdfs(P, b, probs, legal, noise, noise_eps)
+
+
+cdef int first_error(Pools* P) noexcept nogil:
+    cdef int b
+    for b in range(P.B):
+        if P.error[b] != OK:
+            return b
+    return -1
+
+
 cdef int check_expand_inputs(Pools* P, int b, const float* values, const float* rewards,
                              const float* probs) noexcept nogil:
     if not isfinite(values[b]):
@@ -620,10 +646,9 @@ cdef class SampledTrees:
             pcg_seed(&self.P, b, seed, <uint64_t>b)
 
     cdef void _raise_on_error(self) except *:
-        cdef int b
-        for b in range(self.P.B):
-            if self.P.error[b] != OK:
-                raise ValueError(_ERROR_TEXT[self.P.error[b]].format(b=b, i=self.P.error_agent[b]))
+        cdef int b = first_error(&self.P)
+        if b >= 0:
+            raise ValueError(_ERROR_TEXT[self.P.error[b]].format(b=b, i=self.P.error_agent[b]))
 
     # ----------------------------------------------------------------------------------------------- lifecycle
     def reset(self, seed=None):
@@ -651,23 +676,24 @@ cdef class SampledTrees:
         cdef const float* probs_ptr = <const float*>cnp.PyArray_DATA(probs)
         cdef const uint8_t* legal_ptr = <const uint8_t*>cnp.PyArray_DATA(legal)
         cdef int b, B = P.B, nt = self.num_threads
+        cdef bint inputs_ok = True
         with nogil:
             if nt == 1:
                 for b in range(B):
-                    P.error[b] = VALUE_NOT_FINITE if not isfinite(values_ptr[b]) else \
-                        root_cdfs(P, b, probs_ptr, legal_ptr, noise_ptr, eps)
+                    P.error[b] = check_root_inputs(P, b, values_ptr, probs_ptr, legal_ptr, noise_ptr, eps)
+                if first_error(P) < 0:
+                    for b in range(B):
+                        prepare_tree(P, b, values_ptr[b])
             else:
-                for b in prange(B, schedule="static", num_threads=nt):
-                    P.error[b] = VALUE_NOT_FINITE if not isfinite(values_ptr[b]) else \
-                        root_cdfs(P, b, probs_ptr, legal_ptr, noise_ptr, eps)
+                with parallel(num_threads=nt):
+                    for b in prange(B, schedule="static"):
+                        P.error[b] = check_root_inputs(P, b, values_ptr, probs_ptr, legal_ptr, noise_ptr, eps)
+                    omp_barrier()  # every tree is checked before any tree changes
+                    inputs_ok = first_error(P) < 0
+                    if inputs_ok:
+                        for b in prange(B, schedule="static"):
+                            prepare_tree(P, b, values_ptr[b])
         self._raise_on_error()
-        with nogil:
-            if nt == 1:
-                for b in range(B):
-                    prepare_tree(P, b, values_ptr[b])
-            else:
-                for b in prange(B, schedule="static", num_threads=nt):
-                    prepare_tree(P, b, values_ptr[b])
         self.sims_done = 0
         self.phase = 1
 
@@ -714,21 +740,24 @@ cdef class SampledTrees:
         cdef const float* rewards_ptr = <const float*>cnp.PyArray_DATA(rewards)
         cdef const float* probs_ptr = <const float*>cnp.PyArray_DATA(probs)
         cdef int b, B = P.B, nt = self.num_threads
+        cdef bint inputs_ok = True
         with nogil:
             if nt == 1:
                 for b in range(B):
                     P.error[b] = check_expand_inputs(P, b, values_ptr, rewards_ptr, probs_ptr)
+                if first_error(P) < 0:
+                    for b in range(B):
+                        expand_tree(P, b, values_ptr[b], rewards_ptr[b])
             else:
-                for b in prange(B, schedule="static", num_threads=nt):
-                    P.error[b] = check_expand_inputs(P, b, values_ptr, rewards_ptr, probs_ptr)
+                with parallel(num_threads=nt):
+                    for b in prange(B, schedule="static"):
+                        P.error[b] = check_expand_inputs(P, b, values_ptr, rewards_ptr, probs_ptr)
+                    omp_barrier()  # every tree is checked before any tree changes
+                    inputs_ok = first_error(P) < 0
+                    if inputs_ok:
+                        for b in prange(B, schedule="static"):
+                            expand_tree(P, b, values_ptr[b], rewards_ptr[b])
         self._raise_on_error()
-        with nogil:
-            if nt == 1:
-                for b in range(B):
-                    expand_tree(P, b, values_ptr[b], rewards_ptr[b])
-            else:
-                for b in prange(B, schedule="static", num_threads=nt):
-                    expand_tree(P, b, values_ptr[b], rewards_ptr[b])
         self.sims_done += 1
         self.phase = 1
 

@@ -1,0 +1,110 @@
+"""Tree-only speed of mcts.ctree vs mcts.ptree: simulations per second spent inside select() + expand().
+
+Both trees run the same searches on the same inputs: a random fake network (softmax of Gaussian logits, Gaussian
+values and rewards, random legal masks, Dirichlet root noise) whose outputs are drawn before timing, so only the
+tree calls, marshalling included, are on the clock. One tree-simulation = one select + expand in one of the B trees.
+
+    nice -n 10 python bench/mcts_speed.py            # the table of issue 4
+    nice -n 10 python bench/mcts_speed.py --quick    # shorter measurements
+"""
+import argparse
+import os
+import sys
+import time
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # idle BLAS threads must not compete with the tree threads
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
+
+import numpy as np  # noqa: E402
+
+from mcts import ctree, ptree  # noqa: E402
+
+# (B, N, A, K, S, num_threads)
+CONFIGS = [
+    (32, 5, 14, 10, 100, 1),
+    (256, 5, 14, 10, 50, 1),
+    (32, 8, 14, 10, 100, 1),
+    (32, 2, 70, 10, 100, 1),
+    (32, 27, 36, 10, 50, 1),
+    (256, 5, 14, 10, 50, 2),
+]
+TREE_KWARGS = dict(rho=0.25, lam=0.8, discount=0.99)  # the official SMAC script's OS(lambda) and discount
+
+
+def fake_network_outputs(rng, B, N, A, S):
+    def policy():
+        logits = rng.normal(scale=1.5, size=(B, N, A))
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        return (probs / probs.sum(-1, keepdims=True)).astype(np.float32)
+
+    legal = rng.random((B, N, A)) < 0.7
+    legal[:, :, 0] = True
+    root = (rng.normal(size=B).astype(np.float32), policy(), legal,
+            rng.dirichlet([0.3] * A, size=(B, N)).astype(np.float32), 0.25)
+    steps = [(rng.normal(size=B).astype(np.float32), rng.normal(size=B).astype(np.float32), policy())
+             for _ in range(S)]
+    return root, steps
+
+
+def timed_search(trees, root, steps):
+    """Seconds spent inside select + expand over one search."""
+    trees.prepare(*root)
+    elapsed = 0.0
+    for values, rewards, probs in steps:
+        start = time.perf_counter()
+        trees.select()
+        trees.expand(values, rewards, probs)
+        elapsed += time.perf_counter() - start
+    return elapsed
+
+
+def sims_per_second(module, B, N, A, K, S, num_threads, inputs, min_time, max_searches):
+    trees = module.SampledTrees(B, N, A, K, S, num_threads=num_threads, seed=0, **TREE_KWARGS)
+    timed_search(trees, *inputs[0])  # warm-up: first touch of the preallocated pools
+    rates, total = [], 0.0
+    while total < min_time and len(rates) < max_searches:
+        elapsed = timed_search(trees, *inputs[len(rates) % len(inputs)])
+        rates.append(B * S / elapsed)
+        total += elapsed
+    return float(np.median(rates)), len(rates)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="about 5x shorter measurements")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    c_time, p_time = (0.3, 0.3) if args.quick else (1.5, 1.0)
+    rng = np.random.default_rng(args.seed)
+
+    print("tree-only simulations/s (select + expand, marshalling included; median over searches)")
+    header = f"{'B':>4} {'N':>3} {'A':>3} {'K':>3} {'S':>4} {'thr':>3} | {'ctree sims/s':>13} {'ptree sims/s':>13} " \
+             f"{'ctree/ptree':>11} {'vs 1 thread':>11}"
+    print(header)
+    print("-" * len(header))
+    single_thread, ptree_rate, results = {}, {}, {}
+    for B, N, A, K, S, threads in CONFIGS:
+        shape = (B, N, A, K, S)
+        inputs = [fake_network_outputs(rng, B, N, A, S) for _ in range(3)]
+        c_rate, _ = sims_per_second(ctree, B, N, A, K, S, threads, inputs, c_time, 200)
+        if shape not in ptree_rate:
+            ptree_rate[shape], _ = sims_per_second(ptree, B, N, A, K, S, 1, inputs, p_time, 3)
+        if threads == 1:
+            single_thread[shape] = c_rate
+            vs_one = ""
+        else:
+            # Re-measure one thread on these inputs right away, so the ratio compares like with like.
+            one, _ = sims_per_second(ctree, B, N, A, K, S, 1, inputs, c_time, 200)
+            vs_one = f"{c_rate / one:.2f}x"
+        results[(shape, threads)] = c_rate
+        print(f"{B:>4} {N:>3} {A:>3} {K:>3} {S:>4} {threads:>3} | {c_rate:>13,.0f} {ptree_rate[shape]:>13,.0f} "
+              f"{c_rate / ptree_rate[shape]:>10.1f}x {vs_one:>11}", flush=True)
+
+    main_shape = (32, 5, 14, 10, 100)
+    main_rate = results[(main_shape, 1)]
+    print(f"\ntarget (32,5,14,10,100), 1 thread: >= 360,000 sims/s and >= 30x ptree -> "
+          f"{main_rate:,.0f} sims/s, {main_rate / ptree_rate[main_shape]:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
