@@ -1,0 +1,276 @@
+"""`python -m tools.results` on real Sacred records (built in test_results_sacred): numbers checked against values
+worked out by hand from the logged curves, every output format, the Mongo source, damaged folders, bad input."""
+import csv
+import io
+import itertools
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from test_results_sacred import WIN, build_records, make_damaged_root
+from tools.results import cli
+
+mongomock = pytest.importorskip("mongomock")
+import mongomock.gridfs  # noqa: E402
+
+SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+
+
+@pytest.fixture(scope="module")
+def records(tmp_path_factory):
+    mongomock.gridfs.enable_gridfs_integration()
+    client = mongomock.MongoClient()
+    root = str(tmp_path_factory.mktemp("results") / "sacred")
+    build_records(root, client["sacred"])
+    return root, client
+
+
+def run_cli(capsys, *argv):
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys, *argv):
+    code, out, err = run_cli(capsys, *argv, "--format", "json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def rows_of(doc, table):
+    return [row for section in doc if section["table"] == table for row in section["rows"]]
+
+
+def by_map_alg(rows):
+    return {(r["map"], r["alg"]): r for r in rows}
+
+
+def test_list(records, capsys):
+    root, _ = records
+    rows = {(r["alg"], r["map"], r["seed"]): r for r in rows_of(run_json(capsys, "list", "--root", root), "runs")}
+    assert len(rows) == 12
+    assert rows[("qmix", "3m", 1)] | {"id": None, "start": None, "duration_s": None} == {
+        "id": None, "alg": "qmix", "map": "3m", "seed": 1, "status": "COMPLETED", "start": None,
+        "duration_s": None, "t_env": 300, "metric": "test_battle_won_mean", "last": 1.0, "best": 1.0, "notes": []}
+    assert (rows[("qmix", "3m", 2)]["last"], rows[("qmix", "3m", 2)]["best"]) == (0.75, 0.75)
+    assert rows[("vdn", "matrix", 1)]["metric"] == "test_return_mean"
+    assert (rows[("vdn", "matrix", 1)]["last"], rows[("vdn", "matrix", 1)]["best"]) == (2.0, 2.0)
+    assert (rows[("qmix", "3m", 3)]["status"], rows[("qmix", "3m", 3)]["t_env"]) == ("FAILED", 100)
+    assert rows[("vdn", "3m", 3)]["status"] == "INTERRUPTED"
+    # --metric overrides the default per run
+    rows = rows_of(run_json(capsys, "list", "--root", root, "--metric", "test_return_mean", "--alg", "qmix",
+                            "--map", "3m", "--status", "completed"), "runs")
+    assert sorted((r["seed"], r["last"], r["best"]) for r in rows) == [(1, 21.0, 21.0), (2, 16.0, 16.0)]
+
+
+def test_list_filters(records, capsys):
+    root, _ = records
+
+    def keys(*argv):
+        return sorted((r["alg"], r["map"], r["seed"]) for r in rows_of(run_json(capsys, "list", "--root", root, *argv),
+                                                                      "runs"))
+
+    assert keys("--where", "env_args.map_name=2s3z", "--alg", "vdn") == [("vdn", "2s3z", 1), ("vdn", "2s3z", 2)]
+    assert keys("--where", "seed=3") == [("qmix", "3m", 3), ("vdn", "3m", 3)]
+    assert keys("--status", "FAILED,INTERRUPTED") == [("qmix", "3m", 3), ("vdn", "3m", 3)]
+    assert keys("--map", "matrix", "--where", "env=matrix") == [("qmix", "matrix", 1), ("vdn", "matrix", 1)]
+    assert keys("--since", "2h") != [] and keys("--since", "2999-01-01") == []
+
+
+def test_compare_numbers(records, capsys):
+    root, _ = records
+    doc = run_json(capsys, "compare", "--root", root, "--map", "3m", "--at", "150,300,400", "--threshold", "0.5")
+    rows = by_map_alg(rows_of(doc, "compare"))
+    qmix, vdn = rows[("3m", "qmix")], rows[("3m", "vdn")]
+    # @150 = evaluation at 100: qmix 0.25, 0.5; vdn 0.0, 0.25. Two seeds: bootstrap CI = [min, max]
+    assert (qmix["seeds"], qmix["n@150"], qmix["mean@150"], qmix["ci_low@150"], qmix["ci_high@150"]) == \
+        (2, 2, 0.375, 0.25, 0.5)
+    assert (qmix["mean@300"], qmix["ci_low@300"], qmix["ci_high@300"]) == (0.875, 0.75, 1.0)
+    assert (vdn["mean@150"], vdn["ci_low@150"], vdn["ci_high@150"]) == (0.125, 0.0, 0.25)
+    assert (vdn["mean@300"], vdn["ci_low@300"], vdn["ci_high@300"]) == (0.375, 0.25, 0.5)
+    # t_max = 300: nobody trained to 400 steps
+    assert (qmix["n@400"], qmix["mean@400"]) == (0, None)
+    # first reaches 0.5: qmix at 200 and 100; vdn seed 1 at 300, seed 2 never
+    assert (qmix["reached"], qmix["steps_to_threshold"]) == (2, 150.0)
+    assert (vdn["reached"], vdn["steps_to_threshold"]) == (1, 300.0)
+    notes = doc[-1]["notes"]
+    assert any("qmix @400: seed 1" in n and "trained to 300 steps" in n for n in notes)
+    assert any("excluded: status FAILED" in n for n in notes)
+    assert any("excluded: status INTERRUPTED" in n for n in notes)
+
+
+def test_compare_include_incomplete_and_return_fallback(records, capsys):
+    root, _ = records
+    rows = by_map_alg(rows_of(run_json(capsys, "compare", "--root", root, "--include-incomplete"), "compare"))
+    # final evaluations; the FAILED qmix seed 3 logged 0.0, 1.0: qmix {1.0, 0.75, 1.0}
+    qmix = rows[("3m", "qmix")]
+    assert qmix["seeds"] == 3 and qmix["mean@final"] == pytest.approx(2.75 / 3)
+    # P(bootstrap mean = 0.75) = 1/27 > 2.5 %, so the CI ends are the extremes
+    assert (qmix["ci_low@final"], qmix["ci_high@final"]) == (0.75, 1.0)
+    # the matrix map has no win rate: test_return_mean; one seed each, so no CI
+    assert rows[("matrix", "qmix")]["metric"] == "test_return_mean"
+    assert (rows[("matrix", "qmix")]["mean@final"], rows[("matrix", "qmix")]["ci_low@final"]) == (3.0, None)
+
+
+def test_aggregate_numbers(records, capsys):
+    root, _ = records
+    doc = run_json(capsys, "aggregate", "--root", root, "--map", "3m,2s3z", "--reps", "2000", "--seed", "3")
+    agg = {r["alg"]: r for r in rows_of(doc, "aggregate")}
+    # final scores: qmix 3m {1, .75}, 2s3z {1, .5}; vdn 3m {.5, .25}, 2s3z {.75, .25}
+    # IQM of 4 runs = mean of the middle two; optimality gap = mean(1 - score)
+    assert agg["qmix"]["iqm"] == pytest.approx(0.875) and agg["vdn"]["iqm"] == pytest.approx(0.375)
+    assert agg["qmix"]["optimality_gap"] == pytest.approx(0.1875) and agg["vdn"]["optimality_gap"] == pytest.approx(0.5625)
+    # stratified bootstrap: each map's two runs resampled within the map -> 16 equally likely outcomes; the extreme
+    # outcomes have probability >= 1/16 > 2.5 %, so the CI ends are the IQM/gap of the worst/best resamples
+    # (a pooled bootstrap could draw qmix {.5, .5, .5, .5}, IQM .5)
+    assert (agg["qmix"]["iqm_ci_low"], agg["qmix"]["iqm_ci_high"]) == pytest.approx((0.625, 1.0))
+    assert (agg["vdn"]["iqm_ci_low"], agg["vdn"]["iqm_ci_high"]) == pytest.approx((0.25, 0.625))
+    assert (agg["qmix"]["og_ci_low"], agg["qmix"]["og_ci_high"]) == pytest.approx((0.0, 0.375))
+    (poi,) = rows_of(doc, "improvement")
+    # 3m: every qmix run beats every vdn run (1.0); 2s3z: 3 of 4 pairs (0.75)
+    assert (poi["x"], poi["y"], poi["maps"], poi["p_improvement"]) == ("qmix", "vdn", 2, 0.875)
+    # worst resample: 2s3z qmix {.5, .5} vs vdn {.75, .75} (probability 1/16) -> (1 + 0) / 2
+    assert (poi["ci_low"], poi["ci_high"]) == (0.5, 1.0)
+
+
+def test_aggregate_matches_exhaustive_stratified_bootstrap(records, capsys):
+    """Exact bootstrap distribution by enumeration vs the tool's percentile CI, on scores at 200 steps."""
+    root, _ = records
+    agg = {r["alg"]: r for r in rows_of(run_json(capsys, "aggregate", "--root", root, "--map", "3m,2s3z",
+                                                 "--at", "200", "--reps", "4000"), "aggregate")}
+    for alg in ("qmix", "vdn"):
+        tasks = [[WIN[(alg, m, s)][2] for s in (1, 2)] for m in ("3m", "2s3z")]
+        outcomes = []
+        for picks in itertools.product(*[list(itertools.product(t, repeat=2)) for t in tasks]):
+            flat = np.sort(np.concatenate(picks))
+            outcomes.append(flat[1:3].mean())
+        outcomes = np.sort(outcomes)  # 16 equally likely IQMs
+        cdf_low, cdf_high = outcomes[0], outcomes[-1]
+        assert (np.mean(outcomes == cdf_low) > 0.025) and (np.mean(outcomes == cdf_high) > 0.025)
+        assert (agg[alg]["iqm_ci_low"], agg[alg]["iqm_ci_high"]) == pytest.approx((cdf_low, cdf_high))
+
+
+def test_aggregate_normalises_returns(records, capsys):
+    root, _ = records
+    # matrix: final returns qmix 3, vdn 2 -> min-max over all runs [2, 3]
+    doc = run_json(capsys, "aggregate", "--root", root, "--map", "matrix")
+    agg = {r["alg"]: r for r in rows_of(doc, "aggregate")}
+    assert (agg["qmix"]["iqm"], agg["vdn"]["iqm"]) == (1.0, 0.0)
+    assert (agg["qmix"]["optimality_gap"], agg["vdn"]["optimality_gap"]) == (0.0, 1.0)
+    assert any("min-max normalised over all runs: [2, 3]" in n for n in doc[-1]["notes"])
+    doc = run_json(capsys, "aggregate", "--root", root, "--map", "matrix", "--bounds", "matrix=0:4",
+                   "--pairs", "vdn:qmix")
+    agg = {r["alg"]: r for r in rows_of(doc, "aggregate")}
+    assert (agg["qmix"]["iqm"], agg["vdn"]["iqm"]) == (0.75, 0.5)
+    assert rows_of(doc, "improvement")[0]["p_improvement"] == 0.0
+
+
+def test_plot_writes_png_and_pdf(records, capsys, tmp_path):
+    root, _ = records
+    out = tmp_path / "figs" / "curves"
+    doc = run_json(capsys, "plot", "--root", root, "--map", "3m,2s3z", "--out", str(out), "--points", "31")
+    png, pdf = (tmp_path / "figs" / "curves.png"), (tmp_path / "figs" / "curves.pdf")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 5_000
+    rows = by_map_alg(rows_of(doc, "curves"))
+    assert set(rows) == {("3m", "qmix"), ("3m", "vdn"), ("2s3z", "qmix"), ("2s3z", "vdn")}
+    assert (rows[("3m", "qmix")]["from_step"], rows[("3m", "qmix")]["to_step"]) == (0.0, 300.0)
+    assert rows[("3m", "qmix")]["final_mean"] == 0.875
+    # --smooth 2: last value per seed = mean of the last two evaluations: (.5 + 1) / 2 and (.75 + .75) / 2
+    doc = run_json(capsys, "plot", "--root", root, "--map", "3m", "--out", str(out) + ".png", "--smooth", "2")
+    assert by_map_alg(rows_of(doc, "curves"))[("3m", "qmix")]["final_mean"] == 0.75
+
+
+def test_formats(records, capsys):
+    root, _ = records
+    argv = ["compare", "--root", root, "--map", "3m", "--at", "150", "--threshold", "0.5"]
+    code, out, err = run_cli(capsys, *argv, "--format", "csv")
+    assert code == 0
+    table = list(csv.DictReader(io.StringIO(out)))
+    assert [(r["alg"], r["mean@150"]) for r in table] == [("qmix", "0.375"), ("vdn", "0.125")]
+    assert "note: " in err  # notes go to stderr so stdout stays CSV
+    code, out, _ = run_cli(capsys, *argv, "--format", "markdown")
+    lines = out.splitlines()
+    assert lines[0] == "**3m: test_battle_won_mean**"
+    assert lines[2] == "| alg | seeds | @150 mean [95% CI] | steps to >= 0.5 (reached) |"
+    assert lines[4] == "| qmix | 2 | 0.375 [0.250, 0.500] | 150 (2/2) |"
+    code, out, _ = run_cli(capsys, *argv)
+    assert "qmix  2      0.375 [0.250, 0.500]  150 (2/2)" in out
+    code, out, err = run_cli(capsys, "aggregate", "--root", root, "--map", "3m,2s3z", "--format", "csv")
+    kinds = [r["table"] for r in csv.DictReader(io.StringIO(out))]
+    assert kinds == ["aggregate", "aggregate", "improvement"]
+
+
+def test_mongo_source_gives_same_rows(records, capsys, monkeypatch):
+    root, client = records
+    monkeypatch.setattr(cli, "MongoClient", lambda url, **kw: client)
+    for argv in (["list"], ["compare", "--at", "150,300", "--threshold", "0.5", "--include-incomplete"],
+                 ["aggregate", "--map", "3m,2s3z"]):
+        from_files = run_json(capsys, *argv, "--root", root)
+        from_mongo = run_json(capsys, *argv, "--mongo", "localhost:27017", "--db", "sacred")
+        for doc in (from_files, from_mongo):
+            for section in doc:
+                for row in section["rows"]:
+                    for volatile in ("id", "start", "duration_s"):  # folder path vs _id; BSON keeps milliseconds
+                        row.pop(volatile, None)
+        key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731
+        assert [sorted(s["rows"], key=key) for s in from_files] == [sorted(s["rows"], key=key) for s in from_mongo]
+
+
+def test_damaged_records_are_listed_not_fatal(records, capsys, tmp_path):
+    make_damaged_root(records[0], str(tmp_path))
+    rows = {r["id"]: r for r in rows_of(run_json(capsys, "list", "--root", str(tmp_path)), "runs")}
+    assert len(rows) == 8
+    assert rows["qmix/3m/2"]["notes"] == ["metrics.json missing; read info.json"] and rows["qmix/3m/2"]["last"] == 1.0
+    assert rows["qmix/3m/3"]["notes"][0].startswith("metrics.json truncated") and rows["qmix/3m/3"]["last"] is None
+    assert rows["qmix/3m/4"]["notes"][0].startswith("config.json truncated") and rows["qmix/3m/4"]["alg"] is None
+    assert rows["qmix/3m/5"]["status"] == "RUNNING (stale heartbeat)"
+    assert rows["qmix/3m/6"]["status"] == "RUNNING"
+    assert rows["qmix/3m/7"]["notes"] == ["empty run folder"]
+    assert rows["qmix/3m/8"]["status"] == "UNKNOWN"
+    code, out, _ = run_cli(capsys, "list", "--root", str(tmp_path))
+    assert code == 0 and "RUNNING (stale heartbeat)" in out and "empty run folder" in out
+    stale = rows_of(run_json(capsys, "list", "--root", str(tmp_path), "--status", "stale"), "runs")
+    assert [r["id"] for r in stale] == ["qmix/3m/5"]
+    # compare uses the two COMPLETED runs with metrics (one read from info.json) and says why the others are out
+    doc = run_json(capsys, "compare", "--root", str(tmp_path))
+    (row,) = rows_of(doc, "compare")
+    assert (row["seeds"], row["mean@final"]) == (2, 1.0)
+    notes = doc[-1]["notes"]
+    for run_id, why in (("3", "has no test_battle_won_mean values"), ("4", "skipped: config.json truncated"),
+                        ("5", "excluded: status RUNNING (stale heartbeat)"), ("6", "excluded: status RUNNING"),
+                        ("7", "skipped: empty run folder"), ("8", "excluded: status UNKNOWN")):
+        assert any(f"run qmix/3m/{run_id} " in n and why in n for n in notes), (run_id, notes)
+
+
+def test_bad_input_gives_message_and_nonzero_exit(records, capsys, tmp_path):
+    root, _ = records
+    code, _, err = run_cli(capsys, "list", "--root", str(tmp_path / "missing"))
+    assert code == 2 and "results directory not found" in err
+    for argv in (["compare", "--root", root, "--at", "abc"], ["list", "--root", root, "--where", "novalue"],
+                 ["list", "--root", root, "--since", "yesterday"], ["aggregate", "--root", root, "--bounds", "3m=1:0"],
+                 ["plot", "--root", root, "--smooth", "0"], ["list", "--root", root, "--format", "xml"]):
+        with pytest.raises(SystemExit) as exc:
+            cli.main(argv)
+        assert exc.value.code == 2, argv
+    assert "not a step count: 'abc'" in capsys.readouterr().err
+    code, _, err = run_cli(capsys, "aggregate", "--root", root, "--pairs", "qmix:mazero")
+    assert code == 1 and "--pairs names algorithms without scores: mazero" in err
+    code, _, err = run_cli(capsys, "aggregate", "--root", root, "--bounds", "8m=0:20")
+    assert code == 1 and "--bounds names maps without runs: 8m" in err
+    code, _, err = run_cli(capsys, "compare", "--root", root, "--alg", "mazero")
+    assert code == 1 and "no runs to compare" in err
+
+
+def test_module_entry_point(records):
+    """`python -m tools.results` with src/ on PYTHONPATH, as documented."""
+    root, _ = records
+    env = dict(os.environ, PYTHONPATH=SRC)
+    done = subprocess.run([sys.executable, "-m", "tools.results", "compare", "--root", root, "--map", "3m",
+                           "--at", "50k", "--format", "markdown"], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "| qmix | 2 | - (n=0/2) |" in done.stdout  # nobody trained to 50000 steps
