@@ -219,6 +219,16 @@ def test_mongo_source_gives_same_rows(records, capsys, monkeypatch):
                         row.pop(volatile, None)
         key = lambda r: json.dumps(r, sort_keys=True)  # noqa: E731
         assert [sorted(s["rows"], key=key) for s in from_files] == [sorted(s["rows"], key=key) for s in from_mongo]
+    # Sacred's -m form host:port:db names the database too
+    assert run_json(capsys, "list", "--mongo", "localhost:27017:sacred") == run_json(capsys, "list", "--mongo",
+                                                                                     "mongodb://localhost:27017")
+    code, _, err = run_cli(capsys, "list", "--mongo", "localhost:27017:sacred", "--db", "other")
+    assert code == 2 and "--mongo names database 'sacred' but --db says 'other'" in err
+
+
+def test_unreachable_mongo_is_a_clear_error(capsys):
+    code, _, err = run_cli(capsys, "list", "--mongo", "mongodb://127.0.0.1:1/?serverSelectionTimeoutMS=200")
+    assert code == 2 and "cannot read MongoDB mongodb://127.0.0.1:1/" in err
 
 
 def test_damaged_records_are_listed_not_fatal(records, capsys, tmp_path):
