@@ -1,0 +1,385 @@
+"""The sub-commands: each takes `records.Run`s and returns `output.Section`s (plot also writes PNG and PDF)."""
+import json
+import math
+import os
+from collections import defaultdict
+
+import numpy as np
+
+from tools.results import stats
+from tools.results.output import Section, fmt_ci, fmt_duration, fmt_num, fmt_steps
+from tools.results.records import RETURN_METRIC, WIN_METRIC, config_get
+
+
+class CommandError(Exception):
+    """The command cannot produce its output from the selected runs (message says why)."""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# selection
+
+
+def _matches(actual, wanted):
+    try:
+        parsed = json.loads(wanted)
+    except json.JSONDecodeError:
+        parsed = wanted
+    if isinstance(actual, bool) or isinstance(parsed, bool):
+        return str(actual).lower() == str(wanted).lower()
+    return actual == parsed or str(actual) == wanted
+
+
+def filter_runs(runs, algs=None, maps=None, statuses=None, where=(), since=None):
+    """Runs whose algorithm / map / status is in the given lists (None = any), whose config matches every
+    (dotted key, value) in `where`, and that started at or after `since`. Status "STALE" selects RUNNING runs
+    with a stale heartbeat."""
+    selected = []
+    wanted_status = {s.upper() for s in statuses} if statuses else None
+    for run in runs:
+        if algs and run.alg not in algs:
+            continue
+        if maps and run.map not in maps:
+            continue
+        if wanted_status and run.status.upper() not in wanted_status and not (run.stale and "STALE" in wanted_status):
+            continue
+        if any(not _matches(config_get(run.config, key), value) for key, value in where):
+            continue
+        if since is not None and (run.start_time is None or run.start_time < since):
+            continue
+        selected.append(run)
+    return selected
+
+
+def _seed_label(run):
+    return f"seed {run.seed} (run {run.id})"
+
+
+def _eligible(runs, include_incomplete):
+    """Runs usable for comparisons, and notes naming the ones left out."""
+    kept, notes = [], []
+    for run in runs:
+        if run.alg is None or run.map is None:
+            reason = "; ".join(run.problems) or "config has no algorithm name or map"
+            notes.append(f"run {run.id} skipped: {reason}")
+        elif run.status != "COMPLETED" and not include_incomplete:
+            notes.append(f"run {run.id} ({run.alg}, {run.map}) excluded: status {run.status_label} "
+                         f"(use --include-incomplete to keep it)")
+        else:
+            kept.append(run)
+    return kept, notes
+
+
+def _group(runs, metric, include_incomplete):
+    """{map: (metric, {alg: [runs sorted by seed]})} and notes. Without an explicit metric each map uses
+    `test_battle_won_mean` if any of its runs logged it, else `test_return_mean`."""
+    kept, notes = _eligible(runs, include_incomplete)
+    by_map = defaultdict(list)
+    for run in kept:
+        by_map[run.map].append(run)
+    groups = {}
+    for map_name in sorted(by_map):
+        map_runs = by_map[map_name]
+        chosen = metric
+        if chosen is None:
+            chosen = next((m for m in (WIN_METRIC, RETURN_METRIC) if any(m in r.metrics for r in map_runs)), None)
+        if chosen is None:
+            notes.append(f"map {map_name} skipped: no run logged {WIN_METRIC} or {RETURN_METRIC}")
+            continue
+        by_alg = defaultdict(list)
+        for run in map_runs:
+            if chosen in run.metrics and len(run.metrics[chosen][0]):
+                by_alg[run.alg].append(run)
+            else:
+                notes.append(f"run {run.id} ({run.alg}, {map_name}) has no {chosen} values")
+        if by_alg:
+            groups[map_name] = (chosen, {alg: sorted(by_alg[alg], key=lambda r: (str(r.seed), r.id))
+                                         for alg in sorted(by_alg)})
+    return groups, notes
+
+
+def _at_budget(run, metric, budget):
+    """(value, why not): the last evaluation at or before `budget`, if the run trained for that long."""
+    steps, values = run.metrics[metric]
+    if (run.t_reached or 0) < budget:
+        return None, f"trained to {run.t_reached} steps"
+    value = stats.value_at_budget(steps, values, budget)
+    if value is None:
+        return None, f"first evaluation at {int(steps[0])} steps"
+    return value, None
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# list
+
+
+def list_runs(runs, metric=None):
+    rows = []
+    for run in sorted(runs, key=lambda r: (r.start_time is None, r.start_time or 0, r.id)):
+        name = metric or run.default_metric()
+        last = best = None
+        if name in run.metrics and len(run.metrics[name][1]):
+            values = run.metrics[name][1]
+            last, best = float(values[-1]), float(np.max(values))
+        rows.append({"id": run.id, "alg": run.alg, "map": run.map, "seed": run.seed, "status": run.status_label,
+                     "start": run.start_time, "duration_s": run.duration, "t_env": run.final_t_env,
+                     "metric": name, "last": last, "best": best, "notes": list(run.problems)})
+    columns = [("id", lambda r: r["id"]), ("alg", lambda r: str(r["alg"] or "?")),
+               ("map", lambda r: str(r["map"] or "?")), ("seed", lambda r: "?" if r["seed"] is None else str(r["seed"])),
+               ("status", lambda r: r["status"]),
+               ("start", lambda r: r["start"].strftime("%Y-%m-%d %H:%M") if r["start"] else "-"),
+               ("duration", lambda r: fmt_duration(r["duration_s"])), ("t_env", lambda r: fmt_steps(r["t_env"])),
+               ("metric", lambda r: r["metric"] or "-"), ("last", lambda r: fmt_num(r["last"])),
+               ("best", lambda r: fmt_num(r["best"])), ("notes", lambda r: "; ".join(r["notes"]))]
+    return [Section("runs", f"{len(rows)} runs", columns, rows)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# compare
+
+
+def compare(runs, metric=None, budgets=(), threshold=None, include_incomplete=False, reps=2000, seed=0):
+    groups, notes = _group(runs, metric, include_incomplete)
+    if not groups:
+        raise CommandError("no runs to compare" + ("".join(f"\n  {n}" for n in notes)))
+    sections = []
+    for map_name, (chosen, by_alg) in groups.items():
+        rows, map_notes = [], []
+        for alg, alg_runs in by_alg.items():
+            row = {"map": map_name, "metric": chosen, "alg": alg, "seeds": len(alg_runs),
+                   "seed_ids": [r.seed for r in alg_runs]}
+            for budget, label in _points(budgets):
+                values = []
+                for run in alg_runs:
+                    if budget is None:
+                        values.append(float(run.metrics[chosen][1][-1]))
+                        continue
+                    value, why = _at_budget(run, chosen, budget)
+                    if value is None:
+                        map_notes.append(f"{alg} @{label}: {_seed_label(run)} counted out, {why}")
+                    else:
+                        values.append(value)
+                mean = float(np.mean(values)) if values else None
+                ci = stats.bootstrap_mean_ci(values, reps, seed)
+                row[f"n@{label}"] = len(values)
+                row[f"mean@{label}"] = mean
+                row[f"ci_low@{label}"] = ci[0] if ci else None
+                row[f"ci_high@{label}"] = ci[1] if ci else None
+            if threshold is not None:
+                hits = [stats.steps_to_threshold(*r.metrics[chosen], threshold) for r in alg_runs]
+                hits = [h for h in hits if h is not None]
+                row["threshold"] = threshold
+                row["reached"] = len(hits)
+                row["steps_to_threshold"] = float(np.mean(hits)) if hits else None
+            rows.append(row)
+        sections.append(Section("compare", f"{map_name}: {chosen}", _compare_columns(budgets, threshold), rows,
+                                map_notes))
+    if sections:
+        sections[-1].notes.extend(notes)
+    return sections
+
+
+def _points(budgets):
+    """(budget, label) pairs; without budgets, one point: each seed's final evaluation."""
+    return [(b, str(b)) for b in budgets] or [(None, "final")]
+
+
+def _compare_columns(budgets, threshold):
+    def cell(label):
+        def fmt(row):
+            n = row[f"n@{label}"]
+            if n == 0:
+                return f"- (n=0/{row['seeds']})"
+            ci = None if row[f"ci_low@{label}"] is None else (row[f"ci_low@{label}"], row[f"ci_high@{label}"])
+            text = fmt_ci(row[f"mean@{label}"], ci)
+            return text if n == row["seeds"] else f"{text} (n={n}/{row['seeds']})"
+        return fmt
+
+    columns = [("alg", lambda r: r["alg"]), ("seeds", lambda r: str(r["seeds"]))]
+    columns += [(f"{'final' if budget is None else '@' + label} mean [95% CI]", cell(label))
+                for budget, label in _points(budgets)]
+    if threshold is not None:
+        columns.append((f"steps to >= {threshold:g} (reached)",
+                        lambda r: f"{fmt_steps(r['steps_to_threshold'])} ({r['reached']}/{r['seeds']})"))
+    return columns
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# plot
+
+
+def _mean_curve(alg_runs, metric, smooth, points, reps, seed):
+    """(grid, mean, ci or None, notes): seeds smoothed, interpolated on a common env-step grid spanning the
+    range every seed covers (from the latest first evaluation to the earliest last one)."""
+    series = []
+    for run in alg_runs:
+        steps, values = run.metrics[metric]
+        series.append((steps, stats.trailing_mean(values, smooth)))
+    lo = max(s[0] for s, _ in series)
+    hi = min(s[-1] for s, _ in series)
+    notes = []
+    if hi < lo:
+        return None, None, None, ["seeds cover disjoint env-step ranges; nothing to average"]
+    longest = max(s[-1] for s, _ in series)
+    if longest > hi:
+        notes.append(f"curve stops at {int(hi)} steps, where the shortest seed ends (longest: {int(longest)})")
+    grid = np.linspace(lo, hi, points) if hi > lo else np.array([lo])
+    curves = np.stack([np.interp(grid, s, v) for s, v in series])
+    return grid, curves.mean(axis=0), stats.bootstrap_curve_ci(curves, reps, seed), notes
+
+
+def plot(runs, out, metric=None, smooth=1, points=200, include_incomplete=False, reps=2000, seed=0):
+    groups, notes = _group(runs, metric, include_incomplete)
+    if not groups:
+        raise CommandError("no runs to plot" + ("".join(f"\n  {n}" for n in notes)))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    all_algs = sorted({alg for _, by_alg in groups.values() for alg in by_alg})
+    palette = plt.get_cmap("tab10")
+    colours = {alg: palette(i % 10) for i, alg in enumerate(all_algs)}
+    ncols = min(len(groups), 3)
+    nrows = math.ceil(len(groups) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 3.8 * nrows), squeeze=False)
+    rows = []
+    for ax, (map_name, (chosen, by_alg)) in zip(axes.flat, groups.items()):
+        for alg, alg_runs in by_alg.items():
+            grid, mean, ci, curve_notes = _mean_curve(alg_runs, chosen, smooth, points, reps, seed)
+            notes += [f"{map_name} {alg}: {n}" for n in curve_notes]
+            if grid is None:
+                continue
+            colour = colours[alg]
+            label = f"{alg} (n={len(alg_runs)})"
+            if grid.size == 1:
+                ax.errorbar(grid, mean, yerr=None if ci is None else [mean - ci[0], ci[1] - mean], fmt="o",
+                            color=colour, label=label)
+            else:
+                ax.plot(grid, mean, color=colour, label=label)
+                if ci is not None:
+                    ax.fill_between(grid, ci[0], ci[1], color=colour, alpha=0.25, linewidth=0)
+            rows.append({"map": map_name, "metric": chosen, "alg": alg, "seeds": len(alg_runs),
+                         "from_step": float(grid[0]), "to_step": float(grid[-1]), "final_mean": float(mean[-1]),
+                         "final_ci_low": None if ci is None else float(ci[0][-1]),
+                         "final_ci_high": None if ci is None else float(ci[1][-1])})
+        ax.set_title(map_name)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel(chosen + (f" (smoothed over {smooth} evals)" if smooth > 1 else ""))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    for ax in list(axes.flat)[len(groups):]:
+        ax.set_visible(False)
+    fig.suptitle("mean over seeds, shaded: 95% bootstrap CI", fontsize="medium")
+    fig.tight_layout()
+    stem = out[:-4] if out.lower().endswith((".png", ".pdf")) else out
+    if os.path.dirname(stem):
+        os.makedirs(os.path.dirname(stem), exist_ok=True)
+    files = [stem + ".png", stem + ".pdf"]
+    fig.savefig(files[0], dpi=150)
+    fig.savefig(files[1])
+    plt.close(fig)
+    columns = [("map", lambda r: r["map"]), ("metric", lambda r: r["metric"]), ("alg", lambda r: r["alg"]),
+               ("seeds", lambda r: str(r["seeds"])),
+               ("env steps", lambda r: f"{fmt_steps(r['from_step'])}-{fmt_steps(r['to_step'])}"),
+               ("final mean [95% CI]", lambda r: fmt_ci(r["final_mean"], None if r["final_ci_low"] is None
+                                                        else (r["final_ci_low"], r["final_ci_high"])))]
+    notes = [f"wrote {f}" for f in files] + notes
+    return [Section("curves", f"learning curves: {files[0]}, {files[1]}", columns, rows, notes)]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# aggregate
+
+
+def _normalise(map_name, metric, scores_by_alg, bounds):
+    """Scores in [0, 1]-ish units and a note on how: win rates as they are; other metrics with `bounds[map]` or
+    min-max over all runs of all algorithms on the map (Gorsane et al. 2022)."""
+    if "battle_won" in metric:
+        return scores_by_alg, None
+    if map_name in bounds:
+        lo, hi = bounds[map_name]
+        how = f"{map_name}: {metric} normalised with --bounds [{lo:g}, {hi:g}]"
+    else:
+        flat = np.concatenate(list(scores_by_alg.values()))
+        lo, hi = float(flat.min()), float(flat.max())
+        if hi == lo:
+            return None, f"{map_name} skipped: every run scores {lo:g}, min-max normalisation undefined " \
+                         f"(give --bounds {map_name}=LO:HI)"
+        how = f"{map_name}: {metric} min-max normalised over all runs: [{lo:g}, {hi:g}] -> [0, 1]"
+    return {alg: (s - lo) / (hi - lo) for alg, s in scores_by_alg.items()}, how
+
+
+def aggregate(runs, metric=None, budget=None, pairs=None, bounds=None, include_incomplete=False, reps=2000, seed=0):
+    groups, notes = _group(runs, metric, include_incomplete)
+    bounds = bounds or {}
+    unknown = sorted(set(bounds) - set(groups))
+    if unknown:
+        raise CommandError(f"--bounds names maps without runs: {', '.join(unknown)}")
+    tasks = {}  # map -> {alg: normalised scores}
+    for map_name, (chosen, by_alg) in groups.items():
+        scores = {}
+        for alg, alg_runs in by_alg.items():
+            values = []
+            for run in alg_runs:
+                if budget is None:
+                    values.append(float(run.metrics[chosen][1][-1]))
+                    continue
+                value, why = _at_budget(run, chosen, budget)
+                if value is None:
+                    notes.append(f"{map_name} {alg}: {_seed_label(run)} counted out at {budget}, {why}")
+                else:
+                    values.append(value)
+            if values:
+                scores[alg] = np.array(values)
+        if not scores:
+            continue
+        normalised, how = _normalise(map_name, chosen, scores, bounds)
+        if how:
+            notes.append(how)
+        if normalised is not None:
+            tasks[map_name] = normalised
+    algs = sorted({alg for by_alg in tasks.values() for alg in by_alg})
+    common = [m for m in tasks if all(alg in tasks[m] for alg in algs)]
+    for map_name in tasks:
+        if map_name not in common:
+            missing = [alg for alg in algs if alg not in tasks[map_name]]
+            notes.append(f"map {map_name} left out of IQM / optimality gap: no scores for {', '.join(missing)}")
+    if not common:
+        raise CommandError("no map has scores for every algorithm" + "".join(f"\n  {n}" for n in notes))
+    where = "final evaluation" if budget is None else f"last evaluation at or before {budget} steps"
+    rows = []
+    for alg in algs:
+        task_scores = [tasks[m][alg] for m in common]
+        iqm, iqm_ci = stats.aggregate_with_ci(task_scores, stats.iqm, reps, seed)
+        gap, gap_ci = stats.aggregate_with_ci(task_scores, stats.optimality_gap, reps, seed)
+        rows.append({"alg": alg, "maps": len(common), "runs": int(sum(s.size for s in task_scores)),
+                     "iqm": iqm, "iqm_ci_low": iqm_ci[0], "iqm_ci_high": iqm_ci[1],
+                     "optimality_gap": gap, "og_ci_low": gap_ci[0], "og_ci_high": gap_ci[1]})
+    columns = [("alg", lambda r: r["alg"]), ("maps", lambda r: str(r["maps"])), ("runs", lambda r: str(r["runs"])),
+               ("IQM [95% CI]", lambda r: fmt_ci(r["iqm"], (r["iqm_ci_low"], r["iqm_ci_high"]))),
+               ("optimality gap [95% CI]",
+                lambda r: fmt_ci(r["optimality_gap"], (r["og_ci_low"], r["og_ci_high"])))]
+    sections = [Section("aggregate", f"aggregate over {len(common)} maps ({', '.join(common)}), score = {where}, "
+                        f"stratified bootstrap {reps} reps", columns, rows)]
+
+    if pairs is None:
+        pairs = [(a, b) for i, a in enumerate(algs) for b in algs[i + 1:]]
+    unknown = sorted({a for pair in pairs for a in pair} - set(algs))
+    if unknown:
+        raise CommandError(f"--pairs names algorithms without scores: {', '.join(unknown)} "
+                           f"(have: {', '.join(algs)})")
+    poi_rows = []
+    for x, y in pairs:
+        shared = [m for m in tasks if x in tasks[m] and y in tasks[m]]
+        if not shared:
+            notes.append(f"P({x} > {y}) skipped: no map with scores for both")
+            continue
+        p, ci = stats.probability_of_improvement([tasks[m][x] for m in shared], [tasks[m][y] for m in shared],
+                                                 reps, seed)
+        poi_rows.append({"x": x, "y": y, "maps": len(shared), "p_improvement": p, "ci_low": ci[0], "ci_high": ci[1]})
+    poi_columns = [("X", lambda r: r["x"]), ("Y", lambda r: r["y"]), ("maps", lambda r: str(r["maps"])),
+                   ("P(X > Y) [95% CI]", lambda r: fmt_ci(r["p_improvement"], (r["ci_low"], r["ci_high"])))]
+    if poi_rows or pairs:
+        sections.append(Section("improvement", "probability of improvement", poi_columns, poi_rows))
+    sections[-1].notes.extend(notes)
+    return sections
