@@ -9,8 +9,8 @@ two trees select identically.
 Memory: struct-of-arrays pools allocated once per object. Per tree: S+1 nodes (node i's latent lives at pool
 index i), (S+1)*K child edges (node i owns edge slots i*K .. i*K+K-1), and an OS(lambda) arena of
 (S+1)(S+2)/2 slots in which node i owns a region of S+1-i slots (the most returns its subtree can send it), holding
-its returns grouped by relative depth, each group sorted descending, plus per-depth counts and kept-sums at the same
-offsets. A new search only resets counters.
+its returns grouped by relative depth, each group sorted descending, interleaved slot by slot with the per-depth
+counts and kept sums (struct Slot). A new search only resets counters.
 """
 from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY, ceil, isfinite, log, sqrt
@@ -65,6 +65,16 @@ _ERROR_TEXT = {
 }
 
 
+cdef struct Slot:
+    # Slot k of a node's OS(lambda) region holds its k-th stored return (grouped by depth, each group sorted
+    # descending) and the statistics of relative depth k: both grow from the region's start, so a node with few
+    # returns touches one cache line, not four.
+    double ret
+    double top  # sum of the kept returns at depth k
+    int count  # returns at depth k
+    int keep  # kept returns at depth k
+
+
 cdef struct Pools:
     int B, N, A, K, S
     Py_ssize_t arena  # OS(lambda) slots per tree, (S+1)(S+2)/2
@@ -86,10 +96,7 @@ cdef struct Pools:
     double* edge_prior
     int16_t* edge_action
     # OS(lambda) arena [B * arena]
-    double* returns
-    int* depth_count
-    double* depth_top
-    int* depth_keep
+    Slot* slots
     # per tree [B]
     int* num_nodes
     double* adv_min
@@ -218,20 +225,41 @@ cdef inline int compare_rows(const int16_t* x, const int16_t* y, int n) noexcept
     return 0
 
 
-cdef inline int first_above(const double* cdf, int A, double target) noexcept nogil:
-    """Index of the first cdf entry > target (bisect_right; ptree bisects). Branch-free: the draws are random,
-    so a branching search mispredicts about every other step."""
-    cdef long long count = 0  # 64-bit like the doubles, so gcc vectorises the comparisons
-    cdef int a, base = 0, n = A, half
-    if A <= 32:
-        for a in range(A):  # cdf is non-decreasing: the entries <= target are a prefix
-            count += cdf[a] <= target
-        return <int>count
-    while n > 1:
-        half = n >> 1
-        base = base + half if cdf[base + half - 1] <= target else base
-        n -= half
-    return base + (cdf[base] <= target)
+cdef extern from *:
+    """
+    /* Index of the first cdf entry > target: bisect_right on a non-decreasing cdf (ptree bisects). For short rows
+       it counts the entries <= target, two doubles per vector compare (GCC/Clang vector extensions) with no
+       branches: the draws are random, so a branching search mispredicts about every other step. Longer rows use
+       a branch-free binary search. */
+    #include <string.h>
+    static inline int mcts_first_above(const double *cdf, int n, double target) {
+        if (n <= 32) {
+            typedef double v2d __attribute__((vector_size(16)));
+            typedef long long v2l __attribute__((vector_size(16)));
+            v2d t = {target, target};
+            v2l acc0 = {0, 0}, acc1 = {0, 0};
+            int a = 0;
+            for (; a + 4 <= n; a += 4) {
+                v2d c0, c1;
+                memcpy(&c0, cdf + a, sizeof c0);
+                memcpy(&c1, cdf + a + 2, sizeof c1);
+                acc0 -= (v2l)(c0 <= t);  /* true lanes are -1 */
+                acc1 -= (v2l)(c1 <= t);
+            }
+            long long count = acc0[0] + acc0[1] + acc1[0] + acc1[1];
+            for (; a < n; a++) count += cdf[a] <= target;
+            return (int)count;
+        }
+        int base = 0;
+        while (n > 1) {
+            int half = n >> 1;
+            base = cdf[base + half - 1] <= target ? base + half : base;
+            n -= half;
+        }
+        return base + (cdf[base] <= target);
+    }
+    """
+    int first_above "mcts_first_above"(const double* cdf, int n, double target) noexcept nogil
 
 
 cdef void sample_children(Pools* P, int b, int node) noexcept nogil:
@@ -293,36 +321,37 @@ cdef void add_return(Pools* P, int b, int node, int depth, double ret) noexcept 
         P.value[n] = P.return_sum[n] / P.visits[n]
         return
     cdef Py_ssize_t off = <Py_ssize_t>b * P.arena + <Py_ssize_t>node * (P.S + 1) - (<Py_ssize_t>node * (node - 1)) // 2
-    cdef int* counts = P.depth_count + off
-    cdef double* tops = P.depth_top + off
-    cdef int* keeps = P.depth_keep + off
+    cdef Slot* slots = P.slots + off
     cdef int num_depths = P.num_depths[n], d, start = 0, seg_len, pos, keep, k
     cdef int stored = P.visits[n] - 1  # returns in the region before this one
     if depth == num_depths:
-        counts[depth] = 0
+        slots[depth].count = 0
         num_depths += 1
         P.num_depths[n] = num_depths
     for d in range(depth):
-        start += counts[d]
-    cdef double* seg = P.returns + off + start
-    seg_len = counts[depth]
+        start += slots[d].count
+    cdef Slot* seg = slots + start
+    seg_len = slots[depth].count
     pos = 0
-    while pos < seg_len and seg[pos] >= ret:
+    while pos < seg_len and seg[pos].ret >= ret:
         pos += 1
-    memmove(seg + pos + 1, seg + pos, <size_t>(stored - start - pos) * sizeof(double))
-    seg[pos] = ret
+    k = stored - start
+    while k > pos:  # shift this depth's smaller returns and all deeper ones up by one slot
+        seg[k].ret = seg[k - 1].ret
+        k -= 1
+    seg[pos].ret = ret
     seg_len += 1
-    counts[depth] = seg_len
+    slots[depth].count = seg_len
     keep = keep_count(seg_len, P.one_minus_rho)
     cdef double top = 0.0
     for k in range(keep):
-        top += seg[k]
-    tops[depth] = top
-    keeps[depth] = keep
+        top += seg[k].ret
+    slots[depth].top = top
+    slots[depth].keep = keep
     cdef double weighted_sum = 0.0, weight = 0.0
     for d in range(num_depths):
-        weighted_sum += P.lam_pow[d] * tops[d]
-        weight += P.lam_pow[d] * keeps[d]
+        weighted_sum += P.lam_pow[d] * slots[d].top
+        weight += P.lam_pow[d] * slots[d].keep
     P.value[n] = weighted_sum / weight
 
 
@@ -618,10 +647,7 @@ cdef class SampledTrees:
         P.edge_child = <int*>carve(base, &off, edges * sizeof(int))
         P.edge_prior = <double*>carve(base, &off, edges * sizeof(double))
         P.edge_action = <int16_t*>carve(base, &off, edges * P.N * sizeof(int16_t))
-        P.returns = <double*>carve(base, &off, arena * sizeof(double))
-        P.depth_count = <int*>carve(base, &off, arena * sizeof(int))
-        P.depth_top = <double*>carve(base, &off, arena * sizeof(double))
-        P.depth_keep = <int*>carve(base, &off, arena * sizeof(int))
+        P.slots = <Slot*>carve(base, &off, arena * sizeof(Slot))
         P.num_nodes = <int*>carve(base, &off, B * sizeof(int))
         P.adv_min = <double*>carve(base, &off, B * sizeof(double))
         P.adv_max = <double*>carve(base, &off, B * sizeof(double))
