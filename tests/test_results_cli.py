@@ -98,7 +98,8 @@ def test_compare_numbers(records, capsys):
     assert (qmix["reached"], qmix["steps_to_threshold"]) == (2, 150.0)
     assert (vdn["reached"], vdn["steps_to_threshold"]) == (1, 300.0)
     notes = doc[-1]["notes"]
-    assert any("qmix @400: seed 1" in n and "trained to 300 steps" in n for n in notes)
+    assert "qmix @400: 2 of 2 seeds counted out: seed 1 (run qmix/3m/" in notes[0]
+    assert notes[0].endswith(", trained to 300 steps)")
     assert any("excluded: status FAILED" in n for n in notes)
     assert any("excluded: status INTERRUPTED" in n for n in notes)
 

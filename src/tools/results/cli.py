@@ -131,13 +131,13 @@ def build_parser():
                    description="One row per run: id, algorithm, map, seed, status, start, duration, final t_env, "
                                "last and best value of the metric, and what could not be read.")
     cmp_parser = sub.add_parser("compare", parents=[common, stat], help="per map, algorithms side by side",
-                                description="Per map, one row per algorithm: seeds, mean and 95%% bootstrap CI "
+                                description="Per map, one row per algorithm: seeds, mean and 95 % bootstrap CI "
                                             "of the metric at env-step budgets, steps to reach a threshold.")
     cmp_parser.add_argument("--at", type=_budgets, default=[],
                             help="env-step budgets, comma-separated (50000,100k,1M); default: final evaluation")
     cmp_parser.add_argument("--threshold", type=float, help="report env steps to first reach this value")
     plot_parser = sub.add_parser("plot", parents=[common, stat], help="learning curves to PNG and PDF",
-                                 description="Learning curves per map (mean over seeds, shaded 95%% bootstrap "
+                                 description="Learning curves per map (mean over seeds, shaded 95 % bootstrap "
                                              "CI), algorithms overlaid, written as PNG and PDF.")
     plot_parser.add_argument("--out", default="results/plots/learning_curves",
                              help="output path; .png and .pdf are written (default results/plots/learning_curves)")
@@ -147,7 +147,7 @@ def build_parser():
                              help="points of the common env-step grid (default 200)")
     agg_parser = sub.add_parser("aggregate", parents=[common, stat], help="IQM, optimality gap, P(X > Y) over maps",
                                 description="Across maps: interquartile mean and optimality gap of normalised "
-                                            "scores with stratified-bootstrap 95%% CIs, and probability of "
+                                            "scores with stratified-bootstrap 95 % CIs, and probability of "
                                             "improvement (Agarwal et al. 2021, Gorsane et al. 2022).")
     agg_parser.add_argument("--at", type=_steps, help="score = last evaluation at or before this many env steps "
                                                       "(default: final evaluation of each run)")

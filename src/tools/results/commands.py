@@ -50,8 +50,8 @@ def filter_runs(runs, algs=None, maps=None, statuses=None, where=(), since=None)
     return selected
 
 
-def _seed_label(run):
-    return f"seed {run.seed} (run {run.id})"
+def _seed_label(run, why):
+    return f"seed {run.seed} (run {run.id}, {why})"
 
 
 def _eligible(runs, include_incomplete):
@@ -148,16 +148,19 @@ def compare(runs, metric=None, budgets=(), threshold=None, include_incomplete=Fa
             row = {"map": map_name, "metric": chosen, "alg": alg, "seeds": len(alg_runs),
                    "seed_ids": [r.seed for r in alg_runs]}
             for budget, label in _points(budgets):
-                values = []
+                values, out = [], []
                 for run in alg_runs:
                     if budget is None:
                         values.append(float(run.metrics[chosen][1][-1]))
                         continue
                     value, why = _at_budget(run, chosen, budget)
                     if value is None:
-                        map_notes.append(f"{alg} @{label}: {_seed_label(run)} counted out, {why}")
+                        out.append(_seed_label(run, why))
                     else:
                         values.append(value)
+                if out:
+                    map_notes.append(f"{alg} @{label}: {len(out)} of {len(alg_runs)} seeds counted out: "
+                                     + "; ".join(out))
                 mean = float(np.mean(values)) if values else None
                 ci = stats.bootstrap_mean_ci(values, reps, seed)
                 row[f"n@{label}"] = len(values)
@@ -326,7 +329,7 @@ def aggregate(runs, metric=None, budget=None, pairs=None, bounds=None, include_i
                     continue
                 value, why = _at_budget(run, chosen, budget)
                 if value is None:
-                    notes.append(f"{map_name} {alg}: {_seed_label(run)} counted out at {budget}, {why}")
+                    notes.append(f"{map_name} {alg}: {_seed_label(run, why)} counted out at {budget}")
                 else:
                     values.append(value)
             if values:
