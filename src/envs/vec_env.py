@@ -1,0 +1,225 @@
+"""Vector environments: B copies of an env behind one batched interface (what the parallel runner talks to).
+
+Interface (B = number of envs, N = agents):
+
+    get_env_info() -> dict                     # state_shape, obs_shape, n_actions, n_agents, episode_limit
+    reset() -> None                            # resets all B envs
+    get_obs() -> np.ndarray [B, N, obs_dim] float32
+    get_state() -> np.ndarray [B, state_dim] float32
+    get_avail_actions() -> np.ndarray [B, N, n_actions] int
+    step(actions [B, N] int64, active [B] bool) -> (rewards [B] float32, terminated [B] bool, infos: B dicts)
+                                               # inactive envs are not stepped; their reward is 0, info {}
+    get_stats() -> dict ; close() -> None
+
+`SubprocVecEnv` runs each env in its own `spawn` worker process (never `fork`: a forked child of a process that
+has started JAX deadlocks); `InProcessVecEnv` steps single envs one after the other in this process.
+"""
+import multiprocessing
+import traceback
+
+import numpy as np
+
+
+def _observations(env):
+    return (
+        np.asarray(env.get_obs(), dtype=np.float32),
+        np.asarray(env.get_state(), dtype=np.float32),
+        np.asarray(env.get_avail_actions(), dtype=np.int64),
+    )
+
+
+class _BatchedObservations:
+    """Holds the latest obs/state/avail of every env and serves them as stacked arrays."""
+
+    def _init_observations(self, batch_size):
+        self._obs = [None] * batch_size
+        self._state = [None] * batch_size
+        self._avail = [None] * batch_size
+
+    def _store(self, index, observations):
+        self._obs[index], self._state[index], self._avail[index] = observations
+
+    def _require_reset(self):
+        if any(obs is None for obs in self._obs):
+            raise RuntimeError("vector env used before reset(); call reset() first")
+
+    def get_obs(self):
+        self._require_reset()
+        return np.stack(self._obs)
+
+    def get_state(self):
+        self._require_reset()
+        return np.stack(self._state)
+
+    def get_avail_actions(self):
+        self._require_reset()
+        return np.stack(self._avail)
+
+    def _check_step_args(self, actions, active):
+        actions = np.asarray(actions)
+        if actions.ndim != 2 or actions.shape[0] != self.batch_size:
+            raise ValueError(f"actions must have shape ({self.batch_size}, n_agents), got {actions.shape}")
+        active = np.ones(self.batch_size, dtype=bool) if active is None else np.asarray(active, dtype=bool)
+        if active.shape != (self.batch_size,):
+            raise ValueError(f"active must have shape ({self.batch_size},), got {active.shape}")
+        return actions, active
+
+
+class InProcessVecEnv(_BatchedObservations):
+    """Single envs stepped sequentially in this process (the episode runner, debugging)."""
+
+    def __init__(self, envs):
+        self.envs = list(envs)
+        self.batch_size = len(self.envs)
+        self._init_observations(self.batch_size)
+
+    def get_env_info(self):
+        return self.envs[0].get_env_info()
+
+    def reset(self):
+        for i, env in enumerate(self.envs):
+            env.reset()
+            self._store(i, _observations(env))
+
+    def step(self, actions, active=None):
+        actions, active = self._check_step_args(actions, active)
+        rewards = np.zeros(self.batch_size, dtype=np.float32)
+        terminated = np.zeros(self.batch_size, dtype=bool)
+        infos = [{} for _ in range(self.batch_size)]
+        for i in np.flatnonzero(active):
+            rewards[i], terminated[i], infos[i] = self.envs[i].step(actions[i])
+            self._store(i, _observations(self.envs[i]))
+        return rewards, terminated, infos
+
+    def get_stats(self):
+        return {"env_stats": [env.get_stats() for env in self.envs]}
+
+    def close(self):
+        for env in self.envs:
+            env.close()
+
+
+def _worker(conn, env_key, env_args):
+    """Worker loop: builds one env, then serves commands until "close". Errors are sent back, not raised."""
+    from envs import REGISTRY  # imported in the child: the parent's modules are not inherited under spawn
+
+    env = None
+    try:
+        env = REGISTRY[env_key](**env_args)
+        conn.send(("ok", None))
+        while True:
+            command, payload = conn.recv()
+            if command == "reset":
+                env.reset()
+                result = _observations(env)
+            elif command == "step":
+                reward, terminated, info = env.step(payload)
+                result = (float(reward), bool(terminated), info, _observations(env))
+            elif command == "get_env_info":
+                result = env.get_env_info()
+            elif command == "get_stats":
+                result = env.get_stats()
+            elif command == "close":
+                env.close()
+                conn.send(("ok", None))
+                return
+            else:
+                raise ValueError(f"unknown vector-env command {command!r}")
+            conn.send(("ok", result))
+    except KeyboardInterrupt:
+        pass
+    except Exception as exc:  # hand the failure to the parent, which re-raises it
+        try:
+            conn.send(("error", (exc, traceback.format_exc())))
+        except Exception:  # the exception itself cannot be pickled: send its text
+            conn.send(("error", (RuntimeError(repr(exc)), traceback.format_exc())))
+    finally:
+        conn.close()
+
+
+class EnvWorkerError(RuntimeError):
+    """Carries the traceback of a failure inside an env worker process."""
+
+
+class SubprocVecEnv(_BatchedObservations):
+    """B single envs, one per `spawn` worker process; env i is built with env_args["seed"] = seed + i."""
+
+    def __init__(self, env_key, env_args, batch_size, seed):
+        context = multiprocessing.get_context("spawn")
+        self.batch_size = batch_size
+        self.conns = []
+        self.processes = []
+        for i in range(batch_size):
+            parent_conn, child_conn = context.Pipe()
+            worker_args = dict(env_args, seed=seed + i)
+            process = context.Process(target=_worker, args=(child_conn, env_key, worker_args), daemon=True)
+            process.start()
+            child_conn.close()
+            self.conns.append(parent_conn)
+            self.processes.append(process)
+        self._closed = False
+        self._init_observations(batch_size)
+        try:
+            for i in range(batch_size):
+                self._receive(i)
+            self._env_info = self._call(0, "get_env_info")
+        except BaseException:
+            self.close()
+            raise
+
+    def _receive(self, index):
+        try:
+            status, payload = self.conns[index].recv()
+        except EOFError:
+            raise EnvWorkerError(f"env worker {index} exited unexpectedly (exit code "
+                                 f"{self.processes[index].exitcode})") from None
+        if status == "error":
+            exc, remote_traceback = payload
+            raise exc from EnvWorkerError(f"in env worker {index}:\n{remote_traceback}")
+        return payload
+
+    def _call(self, index, command, payload=None):
+        self.conns[index].send((command, payload))
+        return self._receive(index)
+
+    def get_env_info(self):
+        return dict(self._env_info)
+
+    def reset(self):
+        for conn in self.conns:
+            conn.send(("reset", None))
+        for i in range(self.batch_size):
+            self._store(i, self._receive(i))
+
+    def step(self, actions, active=None):
+        actions, active = self._check_step_args(actions, active)
+        stepped = np.flatnonzero(active)
+        for i in stepped:
+            self.conns[i].send(("step", actions[i]))
+        rewards = np.zeros(self.batch_size, dtype=np.float32)
+        terminated = np.zeros(self.batch_size, dtype=bool)
+        infos = [{} for _ in range(self.batch_size)]
+        for i in stepped:
+            rewards[i], terminated[i], infos[i], observations = self._receive(i)
+            self._store(i, observations)
+        return rewards, terminated, infos
+
+    def get_stats(self):
+        return {"env_stats": [self._call(i, "get_stats") for i in range(self.batch_size)]}
+
+    def close(self):
+        if self._closed:
+            return
+        self._closed = True
+        for conn, process in zip(self.conns, self.processes):
+            if process.is_alive():
+                try:
+                    conn.send(("close", None))
+                except (BrokenPipeError, OSError):
+                    pass
+        for conn, process in zip(self.conns, self.processes):
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
+                process.join()
+            conn.close()

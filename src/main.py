@@ -1,0 +1,181 @@
+"""PyMARL-style entry point: python src/main.py --config=ALG --env-config=ENV [sacred flags] [with key=value ...]
+
+Config precedence (EPyMARL): config/default.yaml < config/envs/ENV.yaml < config/algs/ALG.yaml < `with` updates.
+Runs are recorded by Sacred under results/sacred/{name}/{map_name or env_args.key or env}/<id>/.
+"""
+import ast
+import copy
+import os
+import random
+import shutil
+import sys
+
+import yaml
+
+# GitPython (imported by Sacred) must not fail at import when no git executable exists.
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+SRC_DIR = os.path.dirname(os.path.abspath(__file__))
+CONFIG_DIR = os.path.join(SRC_DIR, "config")
+USAGE = "usage: python src/main.py --config=ALG --env-config=ENV [sacred command and flags] [with key=value ...]"
+
+
+class UsageError(Exception):
+    """Bad command line or config name; main() prints the message and exits with code 2."""
+
+
+def recursive_dict_update(base, update):
+    """Merges `update` into `base`: nested dicts key by key, everything else overwritten."""
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = recursive_dict_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def available_configs(subdir):
+    folder = os.path.join(CONFIG_DIR, subdir)
+    return sorted(name[:-5] for name in os.listdir(folder) if name.endswith(".yaml"))
+
+
+def load_yaml(path):
+    with open(path) as f:
+        try:
+            content = yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            raise UsageError(f"cannot parse {path}: {exc}") from None
+    if content is None:
+        return {}
+    if not isinstance(content, dict):
+        raise UsageError(f"{path} must hold a mapping of config keys")
+    return content
+
+
+def pop_named_config(params, flag, subdir):
+    """Removes `flag=NAME` from params and returns (NAME, the YAML of config/subdir/NAME.yaml)."""
+    matches = [p for p in params if p == flag or p.startswith(flag + "=")]
+    kind = "algorithm" if subdir == "algs" else "environment"
+    choices = ", ".join(available_configs(subdir))
+    if not matches:
+        raise UsageError(f"missing {flag}=NAME ({kind} config); available: {choices}\n{USAGE}")
+    if len(matches) > 1:
+        raise UsageError(f"{flag} given more than once: {matches}")
+    if "=" not in matches[0]:
+        raise UsageError(f"write {flag}=NAME (with '='); available: {choices}")
+    name = matches[0].split("=", 1)[1]
+    path = os.path.join(CONFIG_DIR, subdir, f"{name}.yaml")
+    if not name or not os.path.isfile(path):
+        raise UsageError(f"unknown {kind} config {name!r} ({flag}); available: {choices}")
+    params.remove(matches[0])
+    return name, load_yaml(path)
+
+
+def parse_value(text):
+    """Sacred's reading of a `with key=value` value: a Python literal, else the raw string."""
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def with_updates(params):
+    """The `with key=value` updates as {dotted key: value} (Sacred applies them; main only peeks)."""
+    if "with" not in params:
+        return {}
+    updates = {}
+    for token in params[params.index("with") + 1:]:
+        if "=" in token:
+            key, value = token.split("=", 1)
+            updates[key.strip()] = parse_value(value)
+    return updates
+
+
+def effective(config, updates, dotted_key, default=None):
+    """The value `dotted_key` will have after the `with` updates."""
+    if dotted_key in updates:
+        return updates[dotted_key]
+    node = config
+    for part in dotted_key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def build_config(params):
+    """Merged config (default < env < alg); removes --config/--env-config from params."""
+    config = load_yaml(os.path.join(CONFIG_DIR, "default.yaml"))
+    _, env_config = pop_named_config(params, "--env-config", "envs")
+    alg_name, alg_config = pop_named_config(params, "--config", "algs")
+    recursive_dict_update(config, env_config)
+    recursive_dict_update(config, alg_config)
+    if "name" not in config:
+        raise UsageError(f"config/algs/{alg_name}.yaml must set `name` (used in result paths)")
+    return config
+
+
+def build_experiment(config, updates, log):
+    from sacred import SETTINGS, Experiment
+    from sacred.observers import FileStorageObserver
+    from sacred.utils import apply_backspaces_and_linefeeds
+
+    from run.common import env_label, results_root
+
+    # "fd" captures the output of subprocesses (env workers) too; set "no" to see stdout unbuffered
+    SETTINGS["CAPTURE_MODE"] = "fd"
+    save_git_info = bool(effective(config, updates, "save_git_info", True))
+    if save_git_info and shutil.which("git") is None:
+        log.warning("no git executable found: running with save_git_info=False")
+        save_git_info = False
+    ex = Experiment("pymarl", save_git_info=save_git_info)
+    ex.logger = log
+    ex.captured_out_filter = apply_backspaces_and_linefeeds
+    ex.add_config(config)
+
+    label_config = {"env": effective(config, updates, "env"),
+                    "env_args": {"map_name": effective(config, updates, "env_args.map_name"),
+                                 "key": effective(config, updates, "env_args.key")}}
+    sacred_dir = os.path.join(results_root(effective(config, updates, "local_results_path")), "sacred",
+                              str(effective(config, updates, "name")), env_label(label_config))
+    ex.observers.append(FileStorageObserver(sacred_dir))
+
+    @ex.main
+    def my_main(_run, _config, _log):
+        import numpy as np
+        import torch
+
+        from run import REGISTRY as run_REGISTRY
+
+        run_config = copy.deepcopy(_config)  # Sacred's config is read-only
+        seed = run_config["seed"]
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        run_config["env_args"]["seed"] = seed
+        torch.set_num_threads(run_config["torch_threads"])
+        run_key = run_config["run"]
+        if run_key not in run_REGISTRY:
+            raise SystemExit(f"ERROR: unknown run loop {run_key!r}; registered: {', '.join(sorted(run_REGISTRY))}")
+        run_REGISTRY[run_key](_run, run_config, _log)
+
+    return ex
+
+
+def main(argv):
+    from utils.logging import get_logger
+
+    log = get_logger()
+    params = list(argv)
+    try:
+        config = build_config(params)
+        updates = with_updates(params)
+    except UsageError as exc:
+        print(f"ERROR: {exc}", file=sys.stderr)
+        sys.exit(2)
+    ex = build_experiment(config, updates, log)
+    ex.run_commandline(params)
+
+
+if __name__ == "__main__":
+    main(sys.argv)

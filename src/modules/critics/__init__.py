@@ -1,0 +1,2 @@
+"""Critic registry (key `critic_type`) for actor-critic learners: REGISTRY[name](scheme, args)."""
+REGISTRY = {}

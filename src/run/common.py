@@ -1,0 +1,156 @@
+"""Pieces every run loop shares: args, paths, logger, scheme, runner construction, checkpoints, evaluation."""
+import datetime
+import os
+import pprint
+import time
+from types import SimpleNamespace
+
+import torch
+
+from components.transforms import OneHot
+from envs.errors import SC2SetupError
+from utils.checkpoint import find_checkpoint, save_checkpoint
+from utils.logging import Logger
+from utils.timehelper import time_left, time_str
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def results_root(local_results_path):
+    """`local_results_path`, relative paths taken from the repository root (EPyMARL keeps results there)."""
+    return local_results_path if os.path.isabs(local_results_path) else os.path.join(REPO_ROOT, local_results_path)
+
+
+def env_label(config):
+    """The env part of result paths: env_args.map_name (SMAC/SMAX), else env_args.key (gymma), else the env."""
+    env_args = config.get("env_args") or {}
+    label = env_args.get("map_name") or env_args.get("key") or config["env"]
+    return str(label).replace(os.sep, "_")
+
+
+def args_sanity_check(config, log):
+    """Fixes up settings that cannot work as given (EPyMARL semantics) and rejects contradictory ones."""
+    if config["use_cuda"] and not torch.cuda.is_available():
+        config["use_cuda"] = False
+        log.info("use_cuda is True but no CUDA device is available: running on CPU")
+    batch_size_run = config["batch_size_run"]
+    if config["test_nepisode"] < batch_size_run:
+        config["test_nepisode"] = batch_size_run
+    else:
+        # test runs collect batch_size_run episodes each
+        config["test_nepisode"] = (config["test_nepisode"] // batch_size_run) * batch_size_run
+    if config["runner"] == "episode" and batch_size_run != 1:
+        raise ValueError(f"runner 'episode' needs batch_size_run 1, got {batch_size_run}; use runner=parallel")
+    return config
+
+
+def make_args(config, log):
+    """The run's args namespace (config keys plus `device` and `unique_token`)."""
+    config = args_sanity_check(dict(config), log)
+    args = SimpleNamespace(**config)
+    args.device = "cuda" if args.use_cuda else "cpu"
+    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+    args.unique_token = f"{args.name}_seed{args.seed}_{env_label(config)}_{stamp}"
+    return args
+
+
+def setup_logger(_run, _log, args):
+    logger = Logger(_log)
+    if args.use_tensorboard:
+        tb_dir = os.path.join(results_root(args.local_results_path), "tb_logs", args.unique_token)
+        logger.setup_tb(tb_dir)
+        _log.info("TensorBoard logs in %s", tb_dir)
+    logger.setup_sacred(_run)
+    _log.info("Experiment parameters:\n%s", pprint.pformat(vars(args), indent=4, width=1))
+    return logger
+
+
+def add_env_info(args, env_info):
+    args.n_agents = env_info["n_agents"]
+    args.n_actions = env_info["n_actions"]
+    args.state_shape = env_info["state_shape"]
+    args.obs_shape = env_info["obs_shape"]
+    args.episode_limit = env_info["episode_limit"]
+
+
+def build_scheme(args, env_info, mac_cls):
+    """EPyMARL's episode scheme, plus the controller's `extra_scheme(args)` fields when it defines them."""
+    scheme = {
+        "state": {"vshape": env_info["state_shape"]},
+        "obs": {"vshape": env_info["obs_shape"], "group": "agents"},
+        "actions": {"vshape": (1,), "group": "agents", "dtype": torch.long},
+        "avail_actions": {"vshape": (env_info["n_actions"],), "group": "agents", "dtype": torch.int},
+        "reward": {"vshape": (1,)},
+        "terminated": {"vshape": (1,), "dtype": torch.uint8},
+    }
+    extra_scheme = getattr(mac_cls, "extra_scheme", None)
+    if extra_scheme is not None:
+        extra = extra_scheme(args)
+        clashes = sorted(set(extra) & set(scheme))
+        if clashes:
+            raise ValueError(f"{mac_cls.__name__}.extra_scheme redefines base scheme fields {clashes}")
+        scheme.update(extra)
+    groups = {"agents": args.n_agents}
+    preprocess = {"actions": ("actions_onehot", [OneHot(out_dim=args.n_actions)])}
+    return scheme, groups, preprocess
+
+
+def make_runner(runner_cls, args, logger):
+    """Builds the runner (and so the envs); bad env settings become a one-paragraph error and exit code 1."""
+    try:
+        return runner_cls(args=args, logger=logger)
+    except SC2SetupError as exc:
+        raise SystemExit(f"ERROR: {exc}") from None
+    except ValueError as exc:
+        raise SystemExit(f"ERROR: cannot create env {args.env!r} with env_args {args.env_args}: {exc}") from None
+
+
+def models_dir(args):
+    return os.path.join(results_root(args.local_results_path), "models", args.unique_token)
+
+
+def save_models(args, learner, t_env, logger):
+    path = save_checkpoint(models_dir(args), t_env, learner.save_models)
+    logger.info(f"Saved models to {path}")
+    return path
+
+
+def load_models(args, learner, logger):
+    """Loads the checkpoint under args.checkpoint_path chosen by args.load_step; returns its t_env."""
+    try:
+        path, t_env = find_checkpoint(args.checkpoint_path, args.load_step)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"ERROR: {exc}") from None
+    logger.info(f"Loading models from {path}")
+    learner.load_models(path)
+    return t_env
+
+
+def run_test_episodes(args, runner):
+    """`test_nepisode` greedy episodes; the runner logs test_* stats after the last one."""
+    for _ in range(max(1, args.test_nepisode // runner.batch_size)):
+        runner.run(test_mode=True)
+
+
+def evaluate_sequential(args, runner, logger):
+    run_test_episodes(args, runner)
+    logger.log_stat("episode", 0, runner.t_env, to_sacred=False)
+    logger.print_recent_stats()
+
+
+class Progress:
+    """Console progress line at each evaluation: t_env, ETA and time since the last one."""
+
+    def __init__(self, t_start, t_max):
+        self.start_time = time.time()
+        self.last_time = self.start_time
+        self.t_start = t_start
+        self.t_max = t_max
+
+    def message(self, t_env):
+        now = time.time()
+        text = (f"t_env: {t_env} / {self.t_max} | Estimated time left: "
+                f"{time_left(self.start_time, self.t_start, t_env, self.t_max)} | "
+                f"Time passed: {time_str(now - self.start_time)}")
+        self.last_time = now
+        return text

@@ -1,0 +1,154 @@
+"""The `mazero` run loop: synchronous collect / train like the official `train_sync` (MAZero spec §5.1).
+
+Each cycle collects one episode in each of the `batch_size_run` envs through the harness's runner (the mazero_mac
+searches for every acting env at every step), stores the episodes transition by transition in MAZero's
+prioritised replay, then trains until updates = updates_per_env_step * t_env (training starts once `batch_size`
+transitions are stored). Evaluation, logging and checkpoints follow the EPyMARL conventions of the default loop.
+
+The log states where wall-clock goes (self-play search, env stepping and batch bookkeeping, reanalysis search,
+gradient steps, evaluation) so that users can size the budget keys (num_simulations, sampled_actions, batch_size,
+reanalyse_ratio, updates_per_env_step).
+"""
+import time
+
+from components.mazero_replay import MAZeroReplayBuffer
+from controllers import REGISTRY as mac_REGISTRY
+from learners import REGISTRY as le_REGISTRY
+from run.common import (
+    Progress, add_env_info, build_scheme, evaluate_sequential, load_models, make_args, make_runner,
+    run_test_episodes, save_models, setup_logger,
+)
+from runners import REGISTRY as r_REGISTRY
+
+SEARCH_FIELDS = ("search_actions", "search_visits", "search_qvalues", "search_pred_value")
+PROFILE_PARTS = ("selfplay_search", "env", "reanalyse_search", "gradient", "test")
+
+
+def run(_run, _config, _log):
+    args = make_args(_config, _log)
+    logger = setup_logger(_run, _log, args)
+    try:
+        run_sequential(args, logger)
+    finally:
+        logger.finish()
+
+
+def run_sequential(args, logger):
+    runner = make_runner(r_REGISTRY[args.runner], args, logger)
+    try:
+        _train(args, logger, runner)
+    finally:
+        runner.close_env()
+
+
+def store_episodes(episode_batch, mac, buffer):
+    """Moves every episode of a runner batch into the transition-level replay."""
+    inputs = mac.build_inputs(episode_batch, slice(None))  # [B, T_max + 1, N, D]
+    lengths = episode_batch["filled"][:, :, 0].sum(1) - 1  # filled rows = transitions + the final observation
+    actions = episode_batch["actions"][..., 0]
+    avail = episode_batch["avail_actions"].bool()
+    rewards = episode_batch["reward"][..., 0]
+    terminated = episode_batch["terminated"][..., 0]
+    search = {field: episode_batch[field] for field in SEARCH_FIELDS}
+    for b, T in enumerate(lengths.tolist()):
+        buffer.add_episode(inputs[b, :T + 1], actions[b, :T], avail[b, :T + 1], rewards[b, :T],
+                           bool(terminated[b, T - 1]),
+                           {"search_actions": search["search_actions"][b, :T],
+                            "search_visits": search["search_visits"][b, :T],
+                            "search_qvalues": search["search_qvalues"][b, :T],
+                            "search_pred_value": search["search_pred_value"][b, :T, 0]})
+
+
+class TimeProfile:
+    """Wall-clock seconds per part of the loop, logged as shares of the run's wall-clock so far."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.seconds = dict.fromkeys(PROFILE_PARTS, 0.0)
+
+    def log(self, logger, t_env, updates, t_start, updates_start):
+        wall = time.perf_counter() - self.start
+        for part in PROFILE_PARTS:
+            logger.log_stat(f"time_share_{part}", self.seconds[part] / wall, t_env)
+        env_steps_per_s = (t_env - t_start) / wall
+        updates_per_s = (updates - updates_start) / wall
+        logger.log_stat("env_steps_per_second", env_steps_per_s, t_env)
+        logger.log_stat("updates_per_second", updates_per_s, t_env)
+        shares = ", ".join(f"{part} {100 * self.seconds[part] / wall:.1f}%" for part in PROFILE_PARTS)
+        logger.info(f"MAZero time profile after {wall:.0f} s: {shares}; other "
+                    f"{100 * (1 - sum(self.seconds.values()) / wall):.1f}% | {env_steps_per_s:.1f} env steps/s, "
+                    f"{updates_per_s:.2f} updates/s")
+
+
+def _train(args, logger, runner):
+    env_info = runner.get_env_info()
+    add_env_info(args, env_info)
+    mac_cls = mac_REGISTRY[args.mac]
+    scheme, groups, preprocess = build_scheme(args, env_info, mac_cls)
+    missing = [field for field in SEARCH_FIELDS if field not in scheme]
+    if missing:
+        raise ValueError(f"run 'mazero' needs a controller that stores the search statistics {missing} "
+                         f"(mac: mazero_mac), got mac {args.mac!r}")
+    mac = mac_cls(scheme, groups, args)
+    runner.setup(scheme=scheme, groups=groups, preprocess=preprocess, mac=mac)
+    learner = le_REGISTRY[args.learner](mac, scheme, logger, args)
+    buffer = MAZeroReplayBuffer(args.buffer_size, args.n_agents, mac.input_shape, args.n_actions,
+                                args.sampled_actions, args.per_alpha, args.seed)
+
+    model_save_time = 0
+    if args.checkpoint_path:
+        runner.t_env = load_models(args, learner, logger)
+        model_save_time = runner.t_env
+    elif args.evaluate:
+        logger.console_logger.warning("evaluate=True without checkpoint_path: evaluating an untrained model")
+    if args.evaluate:
+        evaluate_sequential(args, runner, logger)
+        return
+
+    episode = 0
+    last_test_T = -args.test_interval - 1
+    last_log_T = 0
+    t_start, updates_start = runner.t_env, learner.update_count
+    progress = Progress(runner.t_env, args.t_max)
+    profile = TimeProfile()
+    logger.info(f"Beginning training for {args.t_max} timesteps")
+    logger.setup_progress(args.t_max, runner.t_env)
+
+    while runner.t_env <= args.t_max:
+        search_before = mac.search_seconds
+        start = time.perf_counter()
+        episode_batch = runner.run(test_mode=False)
+        store_episodes(episode_batch, mac, buffer)
+        collect = time.perf_counter() - start
+        profile.seconds["selfplay_search"] += mac.search_seconds - search_before
+        profile.seconds["env"] += collect - (mac.search_seconds - search_before)
+
+        reanalyse_before = learner.reanalyse_seconds
+        start = time.perf_counter()
+        while (learner.update_count < int(args.updates_per_env_step * runner.t_env)
+               and buffer.can_sample(args.batch_size)):
+            learner.train(buffer, runner.t_env)
+        train = time.perf_counter() - start
+        profile.seconds["reanalyse_search"] += learner.reanalyse_seconds - reanalyse_before
+        profile.seconds["gradient"] += train - (learner.reanalyse_seconds - reanalyse_before)
+
+        if runner.t_env - last_test_T > args.test_interval:
+            logger.info(progress.message(runner.t_env))
+            last_test_T = runner.t_env
+            start = time.perf_counter()
+            run_test_episodes(args, runner)
+            profile.seconds["test"] += time.perf_counter() - start
+
+        if args.save_model and (runner.t_env - model_save_time >= args.save_model_interval or model_save_time == 0):
+            model_save_time = runner.t_env
+            save_models(args, learner, runner.t_env, logger)
+
+        episode += args.batch_size_run
+        if runner.t_env - last_log_T >= args.log_interval:
+            logger.log_stat("episode", episode, runner.t_env)
+            profile.log(logger, runner.t_env, learner.update_count, t_start, updates_start)
+            logger.print_recent_stats()
+            last_log_T = runner.t_env
+        logger.update_progress(runner.t_env)
+
+    logger.info("Finished training")

@@ -1,0 +1,8 @@
+"""Runner registry (key `runner`): constructors called as REGISTRY[name](args=args, logger=logger)."""
+from runners.episode_runner import EpisodeRunner
+from runners.parallel_runner import ParallelRunner
+
+REGISTRY = {
+    "episode": EpisodeRunner,
+    "parallel": ParallelRunner,
+}

@@ -1,0 +1,48 @@
+"""Checkpoint directories: results/models/<unique_token>/<t_env>/, written atomically.
+
+`save_checkpoint` lets the learner write into a hidden temporary sibling directory and renames it into place, so a
+run killed mid-save never leaves a half-written `<t_env>` directory; `find_checkpoint` only looks at directories
+whose name is an integer, so leftover temporary directories are ignored.
+"""
+import os
+import shutil
+import tempfile
+
+
+def save_checkpoint(models_dir, t_env, save_fn):
+    """Calls save_fn(tmp_dir) and renames tmp_dir to models_dir/<t_env>; returns the final path."""
+    os.makedirs(models_dir, exist_ok=True)
+    final_path = os.path.join(models_dir, str(int(t_env)))
+    tmp_path = tempfile.mkdtemp(prefix=f".tmp-{int(t_env)}-", dir=models_dir)
+    try:
+        save_fn(tmp_path)
+        if os.path.isdir(final_path):  # same t_env saved before (e.g. a resumed run): keep the newest
+            shutil.rmtree(final_path)
+        os.rename(tmp_path, final_path)
+    except BaseException:
+        shutil.rmtree(tmp_path, ignore_errors=True)
+        raise
+    return final_path
+
+
+def list_checkpoints(checkpoint_path):
+    """Sorted t_env values of the complete checkpoints under checkpoint_path."""
+    if not os.path.isdir(checkpoint_path):
+        raise FileNotFoundError(f"checkpoint_path {checkpoint_path!r} is not a directory")
+    steps = []
+    for name in os.listdir(checkpoint_path):
+        if name.isdigit() and os.path.isdir(os.path.join(checkpoint_path, name)):
+            steps.append(int(name))
+    return sorted(steps)
+
+
+def find_checkpoint(checkpoint_path, load_step=0):
+    """(path, t_env) of the checkpoint to load: the latest for load_step 0, else the one closest to load_step."""
+    steps = list_checkpoints(checkpoint_path)
+    if not steps:
+        raise FileNotFoundError(
+            f"no checkpoint under {checkpoint_path!r}: expected sub-directories named by t_env "
+            f"(results/models/<unique_token>/<t_env>/)"
+        )
+    step = max(steps) if load_step == 0 else min(steps, key=lambda s: abs(s - load_step))
+    return os.path.join(checkpoint_path, str(step)), step
