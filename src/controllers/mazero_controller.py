@@ -10,7 +10,7 @@ import time
 import numpy as np
 import torch
 
-from mcts.search import MCTSSearch
+from mcts.search import MCTSSearch, legal_or_all
 from modules.agents import REGISTRY as agent_REGISTRY
 
 
@@ -70,7 +70,7 @@ class MAZeroMAC:
     @torch.no_grad()
     def select_actions(self, ep_batch, t_ep, t_env, bs=slice(None), test_mode=False):
         inputs = self.build_inputs(ep_batch, t_ep)[bs]
-        legal = ep_batch["avail_actions"][bs, t_ep].bool()
+        legal = legal_or_all(ep_batch["avail_actions"][bs, t_ep])
         if test_mode and not self.args.test_mcts:
             _, policy_logits = self.agent.predict(self.agent.represent(inputs))
             return policy_logits.masked_fill(~legal, -float("inf")).argmax(-1)
@@ -84,8 +84,9 @@ class MAZeroMAC:
             choice = result.visits.argmax(1)
             return torch.from_numpy(result.actions[np.arange(B), choice])
         self.search_seconds += elapsed
-        probs = result.visits / result.visits.sum(1, keepdims=True)  # temperature 1
-        choice = np.array([self.rng.choice(probs.shape[1], p=p) for p in probs.astype(np.float64)])
+        visits = result.visits.astype(np.float64)
+        probs = visits / visits.sum(1, keepdims=True)  # temperature 1
+        choice = np.array([self.rng.choice(probs.shape[1], p=p) for p in probs])
         actions = torch.from_numpy(result.actions[np.arange(B), choice])
         extras = {
             "search_actions": torch.from_numpy(result.actions),

@@ -10,7 +10,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from mcts.search import MCTSSearch
+from mcts.search import MCTSSearch, legal_or_all
 from utils.value_transform import logits_to_scalar, scalar_to_two_hot
 
 
@@ -128,7 +128,8 @@ class MAZeroLearner:
             roots = window_rows[:n_reanalyse].reshape(-1)
             t0 = time.perf_counter()
             self.target_model.eval()
-            result = self.search.run(self.target_model, buffer.inputs[roots], buffer.avail[roots], add_noise=True)
+            result = self.search.run(self.target_model, buffer.inputs[roots],
+                                     legal_or_all(buffer.avail[roots]), add_noise=True)
             self.reanalyse_seconds += time.perf_counter() - t0
             shape = (n_reanalyse, K1)
             actions[:n_reanalyse] = torch.from_numpy(result.actions).view(*shape, *result.actions.shape[1:])

@@ -13,6 +13,17 @@ import torch
 from utils.value_transform import logits_to_scalar
 
 
+def legal_or_all(legal):
+    """Availability masks with every action allowed for agents that have none.
+
+    The runner also asks for an action at an episode's final observation (a dummy, never executed), and the
+    reanalysis searches past-the-end roots whose targets are masked; where an env reports no available action
+    there, the search still needs a non-empty mask.
+    """
+    legal = torch.as_tensor(legal).bool()
+    return legal | ~legal.any(-1, keepdim=True)
+
+
 @dataclass
 class SearchResult:
     """Root statistics of one batched search; K = sampled_actions, children padded to K."""
