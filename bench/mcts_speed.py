@@ -58,15 +58,21 @@ def timed_search(trees, root, steps):
     return elapsed
 
 
-def sims_per_second(module, B, N, A, K, S, num_threads, inputs, min_time, max_searches):
-    trees = module.SampledTrees(B, N, A, K, S, num_threads=num_threads, seed=0, **TREE_KWARGS)
-    timed_search(trees, *inputs[0])  # warm-up: first touch of the preallocated pools
-    rates, total = [], 0.0
-    while total < min_time and len(rates) < max_searches:
-        elapsed = timed_search(trees, *inputs[len(rates) % len(inputs)])
-        rates.append(B * S / elapsed)
-        total += elapsed
-    return float(np.median(rates)), len(rates)
+def sims_per_second(variants, B, S, inputs, min_time, max_searches):
+    """Median tree-sims/s of each (module, num_threads, tree_args) variant; their searches alternate, so machine
+    load drifts hit all variants alike."""
+    trees = [module.SampledTrees(*tree_args, num_threads=threads, seed=0, **TREE_KWARGS)
+             for module, threads, tree_args in variants]
+    for t in trees:
+        timed_search(t, *inputs[0])  # warm-up: first touch of the preallocated pools
+    rates = [[] for _ in trees]
+    total = 0.0
+    while total < min_time and len(rates[0]) < max_searches:
+        for t, r in zip(trees, rates):
+            elapsed = timed_search(t, *inputs[len(r) % len(inputs)])
+            r.append(B * S / elapsed)
+            total += elapsed
+    return [float(np.median(r)) for r in rates]
 
 
 def main():
@@ -78,31 +84,31 @@ def main():
     rng = np.random.default_rng(args.seed)
 
     print("tree-only simulations/s (select + expand, marshalling included; median over searches)")
+    print("load average before: %.2f %.2f %.2f (2 cores; threads only scale when both are free)" % os.getloadavg())
     header = f"{'B':>4} {'N':>3} {'A':>3} {'K':>3} {'S':>4} {'thr':>3} | {'ctree sims/s':>13} {'ptree sims/s':>13} " \
              f"{'ctree/ptree':>11} {'vs 1 thread':>11}"
     print(header)
     print("-" * len(header))
-    single_thread, ptree_rate, results = {}, {}, {}
+    ptree_rate, results = {}, {}
     for B, N, A, K, S, threads in CONFIGS:
         shape = (B, N, A, K, S)
         inputs = [fake_network_outputs(rng, B, N, A, S) for _ in range(3)]
-        c_rate, _ = sims_per_second(ctree, B, N, A, K, S, threads, inputs, c_time, 200)
-        if shape not in ptree_rate:
-            ptree_rate[shape], _ = sims_per_second(ptree, B, N, A, K, S, 1, inputs, p_time, 3)
         if threads == 1:
-            single_thread[shape] = c_rate
+            c_rate, = sims_per_second([(ctree, 1, shape)], B, S, inputs, c_time, 200)
             vs_one = ""
         else:
-            # Re-measure one thread on these inputs right away, so the ratio compares like with like.
-            one, _ = sims_per_second(ctree, B, N, A, K, S, 1, inputs, c_time, 200)
+            c_rate, one = sims_per_second([(ctree, threads, shape), (ctree, 1, shape)], B, S, inputs, 2 * c_time, 200)
             vs_one = f"{c_rate / one:.2f}x"
+        if shape not in ptree_rate:
+            ptree_rate[shape], = sims_per_second([(ptree, 1, shape)], B, S, inputs, p_time, 3)
         results[(shape, threads)] = c_rate
         print(f"{B:>4} {N:>3} {A:>3} {K:>3} {S:>4} {threads:>3} | {c_rate:>13,.0f} {ptree_rate[shape]:>13,.0f} "
               f"{c_rate / ptree_rate[shape]:>10.1f}x {vs_one:>11}", flush=True)
 
     main_shape = (32, 5, 14, 10, 100)
     main_rate = results[(main_shape, 1)]
-    print(f"\ntarget (32,5,14,10,100), 1 thread: >= 360,000 sims/s and >= 30x ptree -> "
+    print("load average after: %.2f %.2f %.2f" % os.getloadavg())
+    print(f"target (32,5,14,10,100), 1 thread: >= 360,000 sims/s and >= 30x ptree -> "
           f"{main_rate:,.0f} sims/s, {main_rate / ptree_rate[main_shape]:.1f}x")
 
 
