@@ -1,0 +1,162 @@
+"""sc2 env against the fake StarCraft2Env (tests/fake_smac), and the install hint when SMAC or SC2 is missing."""
+
+import os
+import sys
+import types
+
+import numpy as np
+import pytest
+import yaml
+
+from envs.errors import SC2SetupError
+from envs.smac_env import SMACEnv
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+FAKE_SMAC = os.path.join(TESTS, "fake_smac")
+SC2_YAML = os.path.join(os.path.dirname(TESTS), "src", "config", "envs", "sc2.yaml")
+
+
+def forget_smac():
+    for name in [name for name in sys.modules if name == "smac" or name.startswith("smac.")]:
+        del sys.modules[name]
+
+
+@pytest.fixture
+def fake_smac(monkeypatch):
+    forget_smac()
+    monkeypatch.syspath_prepend(FAKE_SMAC)
+    yield
+    forget_smac()
+
+
+@pytest.fixture
+def sc2_env_args():
+    with open(SC2_YAML) as f:
+        return yaml.safe_load(f)["env_args"]
+
+
+# harness.md section 7: SMAC's sizes with sc2.yaml defaults
+SMAC_SHAPES = [
+    # map, agents, enemies, limit, n_actions, obs, state (state_last_action False), state (True)
+    ("3m", 3, 3, 60, 9, 30, 21, 48),
+    ("8m", 8, 8, 120, 14, 80, 56, 168),
+    ("2s3z", 5, 5, 120, 11, 80, 65, 120),
+    ("3s5z", 8, 8, 150, 14, 128, 104, 216),
+    ("5m_vs_6m", 5, 6, 70, 12, 55, 38, 98),
+    ("8m_vs_9m", 8, 9, 120, 15, 85, 59, 179),
+    ("MMM2", 10, 12, 180, 18, 176, 142, 322),
+    ("corridor", 6, 24, 400, 30, 156, 102, 282),
+    ("3s_vs_5z", 3, 5, 250, 11, 48, 35, 68),
+    ("2s_vs_1sc", 2, 1, 300, 7, 17, 13, 27),
+    ("6h_vs_8z", 6, 8, 150, 14, 78, 56, 140),
+    ("3s5z_vs_3s6z", 8, 9, 170, 15, 136, 110, 230),
+    ("27m_vs_30m", 27, 30, 180, 36, 285, 198, 1170),
+]
+
+
+@pytest.mark.parametrize("map_name, n_agents, n_enemies, limit, n_actions, obs, state, state_last_action",
+                         SMAC_SHAPES)
+def test_fake_has_smac_shapes(fake_smac, sc2_env_args, map_name, n_agents, n_enemies, limit, n_actions, obs,
+                              state, state_last_action):
+    env = SMACEnv(**dict(sc2_env_args, map_name=map_name, seed=0))
+    info = env.get_env_info()
+    assert (info["n_agents"], info["episode_limit"], info["n_actions"], info["obs_shape"], info["state_shape"]) == (
+        n_agents, limit, n_actions, obs, state)
+    env_obs, env_state = env.reset()
+    assert len(env_obs) == n_agents and env_obs[0].shape == (obs,) and env_state.shape == (state,)
+    with_last_action = SMACEnv(**dict(sc2_env_args, map_name=map_name, seed=0, state_last_action=True))
+    assert with_last_action.get_state_size() == state_last_action == with_last_action.reset()[1].size
+
+
+def run_episode(env, rng):
+    env.reset()
+    terminated, length, episode_return = False, 0, 0.0
+    while not terminated:
+        avail = np.array(env.get_avail_actions())
+        dead = avail[:, 0] == 1
+        assert np.all(avail[dead] == np.eye(env.get_total_actions(), dtype=int)[0]), "dead agents: no-op only"
+        assert np.all(avail[~dead, :2] == [0, 1]), "alive agents: stop, never no-op"
+        obs = np.array(env.get_obs())
+        assert np.all(obs[dead] == 0)
+        reward, terminated, info = env.step([rng.choice(np.flatnonzero(a)) for a in avail])
+        episode_return += reward
+        length += 1
+    return episode_return, length, info
+
+
+def test_episodes_info_and_stats(fake_smac, sc2_env_args):
+    env = SMACEnv(**dict(sc2_env_args, seed=1))
+    rng = np.random.default_rng(0)
+    infos = []
+    for _ in range(20):
+        episode_return, length, info = run_episode(env, rng)
+        assert set(info) == {"battle_won", "dead_allies", "dead_enemies"}
+        assert length <= env.episode_limit
+        assert 0 <= episode_return <= 20 + 1e-6, "SMAC scales the best return to reward_scale_rate"
+        if info["battle_won"]:
+            assert info["dead_enemies"] == 3
+        infos.append(info)
+    stats = env.get_stats()
+    assert stats["battles_game"] == 20
+    assert stats["battles_won"] == sum(info["battle_won"] for info in infos) > 0
+    assert stats["win_rate"] == pytest.approx(stats["battles_won"] / 20)
+
+
+def test_unavailable_action_is_refused(fake_smac, sc2_env_args):
+    env = SMACEnv(**dict(sc2_env_args, seed=1))
+    env.reset()
+    with pytest.raises(AssertionError, match="cannot perform action 0"):
+        env.step([0, 1, 1])
+
+
+def test_seed_makes_battles_reproducible(fake_smac, sc2_env_args):
+    def play(seed):
+        env = SMACEnv(**dict(sc2_env_args, seed=seed))
+        return [run_episode(env, np.random.default_rng(5))[:2] for _ in range(3)]
+
+    assert play(7) == play(7)
+    assert play(7) != play(8)
+    assert SMACEnv(**dict(sc2_env_args, seed=7)).seed() == 7
+
+
+def test_unknown_map(fake_smac, sc2_env_args):
+    with pytest.raises(ValueError, match="Unknown SMAC map 'nomap'"):
+        SMACEnv(**dict(sc2_env_args, map_name="nomap"))
+
+
+def test_hint_when_smac_is_not_installed(monkeypatch, sc2_env_args):
+    forget_smac()
+    monkeypatch.setitem(sys.modules, "smac", None)  # makes `import smac` raise ImportError
+    with pytest.raises(SC2SetupError) as error:
+        SMACEnv(**sc2_env_args)
+    message = str(error.value)
+    assert "SMAC is not installed" in message
+    for step in ("4.10", "SMAC_Maps", "requirements-sc2.txt", "SC2PATH", "--env-config=smax"):
+        assert step in message
+
+
+def test_hint_when_smac3_shadows_smac(monkeypatch, sc2_env_args):
+    forget_smac()
+    smac3 = types.ModuleType("smac")
+    smac3.__file__ = "/site-packages/smac/__init__.py"
+    smac3.__path__ = []  # a package without an `env` submodule, like SMAC3
+    monkeypatch.setitem(sys.modules, "smac", smac3)
+    with pytest.raises(SC2SetupError, match="SMAC3"):
+        SMACEnv(**sc2_env_args)
+
+
+def test_hint_when_starcraft_cannot_start(fake_smac, monkeypatch, tmp_path, sc2_env_args):
+    from smac.env import StarCraft2Env
+
+    def launch_without_sc2(self):
+        raise FileNotFoundError("No such file or directory: 'StarCraftII/Versions'")
+
+    monkeypatch.setattr(StarCraft2Env, "reset", launch_without_sc2)
+    monkeypatch.setenv("SC2PATH", str(tmp_path / "StarCraftII"))
+    env = SMACEnv(**sc2_env_args)
+    assert env.get_env_info()["n_actions"] == 9, "sizes are known before SC2 starts"
+    with pytest.raises(SC2SetupError) as error:
+        env.reset()
+    message = str(error.value)
+    assert "StarCraft II failed to start (FileNotFoundError" in message
+    assert f"SC2PATH={tmp_path / 'StarCraftII'}" in message and "requirements-sc2.txt" in message
