@@ -13,7 +13,7 @@ try:
 except ImportError as _exc:
     ctree = None
     warnings.warn(
-        f"mcts.ctree is not built ({_exc}); using the pure-Python mcts.ptree, which is 30-100x slower. "
+        f"mcts.ctree is not built ({_exc}); using the pure-Python mcts.ptree, which is 50-100x slower. "
         "Build the extension with `pip install -e .` or `python setup.py build_ext --inplace`.",
         RuntimeWarning,
         stacklevel=2,

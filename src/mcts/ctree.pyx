@@ -81,6 +81,8 @@ cdef struct Pools:
     double one_minus_rho, discount, pb_c_base, pb_c_init, value_delta_min
     bint use_os_lambda
     double* lam_pow  # lam**d, d = 0..S, built by repeated multiplication as in ptree
+    double* sqrt_visits  # sqrt(N_s) and pb_c_init + log((N_s + pb_c_base + 1) / pb_c_base) for N_s = 0..S,
+    double* c_term  # the same expressions ptree evaluates inline
     # nodes [B * (S+1)]
     int* parent
     int* visits
@@ -438,8 +440,8 @@ cdef int select_child(Pools* P, int b, int node) noexcept nogil:
     cdef Py_ssize_t n0 = <Py_ssize_t>b * (P.S + 1)
     cdef Py_ssize_t e0 = (n0 + node) * P.K
     cdef int n_parent = P.visits[n0 + node] - 1  # N_s = sum of the children's visits
-    cdef double sqrt_n = sqrt(n_parent)
-    cdef double c_term = P.pb_c_init + log((n_parent + P.pb_c_base + 1.0) / P.pb_c_base)
+    cdef double sqrt_n = P.sqrt_visits[n_parent]
+    cdef double c_term = P.c_term[n_parent]
     cdef double lo = P.adv_min[b]
     cdef double span = P.adv_max[b] - lo
     if span < P.value_delta_min:
@@ -624,6 +626,9 @@ cdef class SampledTrees:
         cdef int d
         for d in range(1, P.S + 1):
             P.lam_pow[d] = P.lam_pow[d - 1] * self.lam
+        for d in range(P.S + 1):
+            P.sqrt_visits[d] = sqrt(d)
+            P.c_term[d] = P.pb_c_init + log((d + P.pb_c_base + 1.0) / P.pb_c_base)
         self._seed(p["seed"])
         self.sims_done = 0
         self.phase = 0
@@ -635,6 +640,8 @@ cdef class SampledTrees:
         cdef size_t B = P.B, nodes = B * (P.S + 1), edges = nodes * P.K
         cdef size_t arena = B * P.arena if P.use_os_lambda else 0
         P.lam_pow = <double*>carve(base, &off, (P.S + 1) * sizeof(double))
+        P.sqrt_visits = <double*>carve(base, &off, (P.S + 1) * sizeof(double))
+        P.c_term = <double*>carve(base, &off, (P.S + 1) * sizeof(double))
         P.parent = <int*>carve(base, &off, nodes * sizeof(int))
         P.visits = <int*>carve(base, &off, nodes * sizeof(int))
         P.num_children = <int*>carve(base, &off, nodes * sizeof(int))

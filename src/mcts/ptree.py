@@ -109,7 +109,8 @@ class SampledTrees:
     and identical in both trees). V is OS(lambda):
     ``sum_d lam^d * sum(top_d) / sum_d lam^d * |top_d|`` over the returns a node has received at each relative
     depth d, top_d being the largest max(1, ceil((1 - rho) * count_d)) of them; with ``use_os_lambda=False`` V is
-    the plain mean of all returns (Sampled-MuZero backup). Tree b draws from PCG32(seed, b).
+    the plain mean of all returns (Sampled-MuZero backup). Tree b draws from PCG32(seed, b). ``num_threads`` is
+    checked and otherwise ignored: ptree runs single-threaded (the argument exists for the shared signature).
     """
 
     def __init__(self, num_roots, n_agents, n_actions, sampled_actions, num_simulations, *, rho, lam, discount,
@@ -128,7 +129,6 @@ class SampledTrees:
         self.pb_c_base = p["pb_c_base"]
         self.pb_c_init = p["pb_c_init"]
         self.value_delta_min = p["value_delta_min"]
-        self.num_threads = p["num_threads"]  # ptree is single-threaded; kept for the shared signature
         self.use_os_lambda = bool(use_os_lambda)
         self._one_minus_rho = 1.0 - self.rho
         self._lam_pow = [1.0]
