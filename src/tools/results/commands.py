@@ -54,6 +54,11 @@ def _seed_label(run, why):
     return f"seed {run.seed} (run {run.id}, {why})"
 
 
+def _seed_order(run):
+    numeric = isinstance(run.seed, (int, float)) and not isinstance(run.seed, bool)
+    return (not numeric, run.seed if numeric else 0, str(run.seed), run.id)
+
+
 def _eligible(runs, include_incomplete):
     """Runs usable for comparisons, and notes naming the ones left out."""
     kept, notes = [], []
@@ -92,8 +97,7 @@ def _group(runs, metric, include_incomplete):
             else:
                 notes.append(f"run {run.id} ({run.alg}, {map_name}) has no {chosen} values")
         if by_alg:
-            groups[map_name] = (chosen, {alg: sorted(by_alg[alg], key=lambda r: (str(r.seed), r.id))
-                                         for alg in sorted(by_alg)})
+            groups[map_name] = (chosen, {alg: sorted(by_alg[alg], key=_seed_order) for alg in sorted(by_alg)})
     return groups, notes
 
 

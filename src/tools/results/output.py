@@ -103,7 +103,9 @@ def _csv(sections, out, err):
             plain = {}
             for key, value in row.items():
                 value = _plain(value)
-                plain[key] = " ".join(str(v) for v in value) if isinstance(value, list) else value
+                if isinstance(value, list):  # seed ids "1 2 3"; notes "a; b"
+                    value = ("; " if any(isinstance(v, str) for v in value) else " ").join(str(v) for v in value)
+                plain[key] = value
             if len(kinds) > 1:
                 plain["table"] = section.kind
             writer.writerow(plain)
