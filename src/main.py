@@ -10,8 +10,12 @@ import random
 import shutil
 import sys
 
+import warnings
+
 import yaml
 
+# sacred 0.8.7 imports pkg_resources, which warns on every start
+warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 # GitPython (imported by Sacred) must not fail at import when no git executable exists.
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
@@ -131,6 +135,8 @@ def build_experiment(config, updates, log):
     ex = Experiment("pymarl", save_git_info=save_git_info)
     ex.logger = log
     ex.captured_out_filter = apply_backspaces_and_linefeeds
+    # Sacred would draw the seed after the config hooks run; drawing it here lets env_args.seed follow it
+    config.setdefault("seed", random.SystemRandom().randrange(2 ** 31))
     ex.add_config(config)
 
     label_config = {"env": effective(config, updates, "env"),
@@ -139,6 +145,11 @@ def build_experiment(config, updates, log):
     sacred_dir = os.path.join(results_root(effective(config, updates, "local_results_path")), "sacred",
                               str(effective(config, updates, "name")), env_label(label_config))
     ex.observers.append(FileStorageObserver(sacred_dir))
+
+    @ex.config_hook
+    def seed_env(config, command_name, logger):
+        # the env's seed is the run's seed; set here (not in my_main) so config.json records it
+        return {"env_args": {"seed": config["seed"]}}
 
     @ex.main
     def my_main(_run, _config, _log):
@@ -152,7 +163,6 @@ def build_experiment(config, updates, log):
         random.seed(seed)
         np.random.seed(seed)
         torch.manual_seed(seed)
-        run_config["env_args"]["seed"] = seed
         torch.set_num_threads(run_config["torch_threads"])
         run_key = run_config["run"]
         if run_key not in run_REGISTRY:

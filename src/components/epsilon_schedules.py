@@ -19,8 +19,8 @@ class DecayThenFlatSchedule:
         self.time_length = time_length
         self.decay = decay
         self.delta = (start - finish) / time_length
-        # exp(-time_length / scale) == finish; a finish of 0 cannot be reached exponentially, so use scale 1.
-        self.exp_scaling = -time_length / math.log(finish) if finish > 0 else 1.0
+        # exp(-time_length / scale) == finish; for a finish of 0 (never reached) or >= 1 (no decay) use scale 1
+        self.exp_scaling = -time_length / math.log(finish) if 0 < finish < 1 else 1.0
 
     def eval(self, T):
         if self.decay == "linear":
