@@ -145,7 +145,9 @@ class _BatchedSMAX:
         def reset_one(key):
             key, reset_key = jax.random.split(key)
             obs_dict, state = env.reset(reset_key)
-            return (key, state) + observe(obs_dict, state)
+            carry = (key, state) + observe(obs_dict, state)
+            # drop weak types (SMAX's step counter) so reset and step return the same signature: one step compile
+            return jax.tree.map(lambda leaf: leaf.astype(leaf.dtype), carry)
 
         def step_one(carry, smac_actions, active):
             key, state = carry[0], carry[1]

@@ -1,0 +1,65 @@
+"""SMAX vector env throughput with a uniform-random policy and numpy I/O (what the parallel runner sees).
+
+    python bench/smax_env_speed.py [--map 3m] [--batch-sizes 1 8] [--seconds 10]
+
+Episodes run in lock-step like the parallel runner: finished envs stay frozen (inactive) until every env of the
+batch has finished, then all reset. Prints env steps/s counting active envs only, and step calls/s.
+"""
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
+
+from envs.smax_env import SMAXVecEnv  # noqa: E402
+
+
+def random_actions(avail, rng):
+    """One uniformly random available action per agent: avail [B, N, A] -> [B, N]."""
+    cumulative = np.cumsum(avail / avail.sum(-1, keepdims=True), axis=-1)
+    return (cumulative < rng.random(avail.shape[:2] + (1,))).sum(-1)
+
+
+def measure(map_name, batch_size, seconds):
+    env = SMAXVecEnv(batch_size, map_name=map_name, seed=0)
+    rng = np.random.default_rng(0)
+    start = time.perf_counter()
+    env.reset()
+    env.step(random_actions(env.get_avail_actions(), rng))
+    warmup = time.perf_counter() - start  # compilation, or loading it from the persistent cache
+    env.reset()
+    active = np.ones(batch_size, dtype=bool)
+    env_steps = calls = episodes = 0
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        _, terminated, _ = env.step(random_actions(env.get_avail_actions(), rng), active)
+        env_steps += int(active.sum())
+        calls += 1
+        active &= ~terminated
+        if not active.any():
+            episodes += batch_size
+            env.reset()
+            active[:] = True
+    elapsed = time.perf_counter() - start
+    return warmup, env_steps / elapsed, calls / elapsed, episodes
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--map", default="3m", help="SMAX map name")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8], help="B values to measure")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measuring time per batch size")
+    args = parser.parse_args()
+    print(f"map {args.map}, load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+    for batch_size in args.batch_sizes:
+        warmup, env_steps_per_s, calls_per_s, episodes = measure(args.map, batch_size, args.seconds)
+        print(f"B={batch_size}: {env_steps_per_s:,.0f} env steps/s, {calls_per_s:,.0f} step calls/s "
+              f"({1e3 / calls_per_s:.2f} ms/call), {episodes} episodes, first reset+step {warmup:.1f} s")
+
+
+if __name__ == "__main__":
+    main()
