@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from components.mazero_replay import MAZeroReplayBuffer
+from mcts import ptree
 from learners.mazero_learner import (MAZeroLearner, bootstrap_offsets, joint_log_probs, n_step_value_targets,
                                      off_policy_td_steps, policy_target_weights)
 from mazero_args import mazero_args
@@ -105,7 +106,7 @@ def test_policy_targets_masked_past_episode_end():
     learner = _learner(args, 5)
     rows = np.array([4, 5])  # rows 4, 5 of episode 0 (T = 6): 2 and 1 steps left
     window, before_end = buf.window(rows, args.unroll_steps + 1)
-    actions, omega, adv, mask = learner._policy_targets(buf, rows, window, before_end)
+    actions, omega, adv, mask = learner._policy_targets(buf, window, before_end)
     assert mask[0].any(-1).tolist() == [True, True, False, False, False, False]
     assert mask[1].any(-1).tolist() == [True, False, False, False, False, False]
     assert not mask[..., -1].any()  # padded child
@@ -147,3 +148,22 @@ def test_train_logs_losses_and_updates_priorities():
         assert np.isfinite(learner.logger.stats[key][0][1])
     changed = np.flatnonzero(buf.priorities != before)
     assert len(changed) == 8
+
+
+def test_reanalysis_replaces_stored_targets_for_its_share_of_the_batch():
+    args = mazero_args(2, 3, sampled_actions=4, num_simulations=7, reanalyse_ratio=0.5, batch_size=4, t_max=1000)
+    buf = _filled_buffer(args, 5)
+    learner = _learner(args, 5)
+    learner.search.tree_cls = ptree.SampledTrees
+    rows = np.array([0, 5, 7, 12])  # first two reanalysed; row 5 has one step left
+    window, before_end = buf.window(rows, args.unroll_steps + 1)
+    actions, omega, adv, mask = learner._policy_targets(buf, window, before_end)
+    visits = torch.stack([buf.search_visits[window[b]] for b in range(4)])
+    # reanalysed roots: fresh visit counts summing to S; past the end and the other half: the stored statistics
+    assert learner.search.num_searches == 1
+    assert torch.equal(omega[0].sum(-1) > 0, torch.ones(6, dtype=torch.bool))
+    stored = visits / visits.sum(-1, keepdim=True).clamp(min=1.0)
+    assert torch.allclose(omega[1, 1:], stored[1, 1:])
+    assert torch.allclose(omega[2:], stored[2:])
+    assert not torch.allclose(omega[0], stored[0])
+    assert learner.reanalyse_seconds > 0

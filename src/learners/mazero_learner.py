@@ -114,7 +114,7 @@ class MAZeroLearner:
         frac = min(1.0, self.update_count / self.total_updates)
         return self.args.per_beta + (1.0 - self.args.per_beta) * frac
 
-    def _policy_targets(self, buffer, rows, window_rows, before_end):
+    def _policy_targets(self, buffer, window_rows, before_end):
         """Sampled joint actions, omega, advantages and mask for unroll steps k = 0..K: [B, K+1, Ks, ...]."""
         args = self.args
         B, K1 = window_rows.shape
@@ -125,17 +125,19 @@ class MAZeroLearner:
         n_reanalyse = int(round(args.reanalyse_ratio * B))
         if n_reanalyse > 0:
             # PER already samples at random, so the first n_reanalyse elements are a random share of the batch.
-            roots = window_rows[:n_reanalyse].reshape(-1)
-            t0 = time.perf_counter()
+            # Only roots before the episode end are searched: the policy loss masks the others.
+            searched = torch.zeros(B, K1, dtype=torch.bool)
+            searched[:n_reanalyse] = before_end[:n_reanalyse]
+            roots = window_rows[searched]
+            start = time.perf_counter()
             self.target_model.eval()
-            result = self.search.run(self.target_model, buffer.inputs[roots],
-                                     legal_or_all(buffer.avail[roots]), add_noise=True)
-            self.reanalyse_seconds += time.perf_counter() - t0
-            shape = (n_reanalyse, K1)
-            actions[:n_reanalyse] = torch.from_numpy(result.actions).view(*shape, *result.actions.shape[1:])
-            visits[:n_reanalyse] = torch.from_numpy(result.visits).view(*shape, -1)
-            qvalues[:n_reanalyse] = torch.from_numpy(result.q_values).view(*shape, -1)
-            baseline[:n_reanalyse] = torch.from_numpy(result.pred_values).view(shape)
+            result = self.search.run(self.target_model, buffer.inputs[roots], legal_or_all(buffer.avail[roots]),
+                                     add_noise=True)
+            self.reanalyse_seconds += time.perf_counter() - start
+            actions[searched] = torch.from_numpy(result.actions)
+            visits[searched] = torch.from_numpy(result.visits)
+            qvalues[searched] = torch.from_numpy(result.q_values)
+            baseline[searched] = torch.from_numpy(result.pred_values)
         mask = (actions[..., 0] >= 0) & before_end.unsqueeze(-1)
         omega = visits / visits.sum(-1, keepdim=True).clamp(min=1.0)  # n_j / S (children visits sum to S)
         advantages = qvalues - baseline.unsqueeze(-1)
@@ -168,7 +170,7 @@ class MAZeroLearner:
             value_targets = n_step_value_targets(rewards, boot_values, horizons, steps_left, terminated, args.gamma)
 
             target_actions, omega, advantages, policy_mask = self._policy_targets(
-                buffer, rows, window_rows[:, :K + 1], before_end[:, :K + 1])
+                buffer, window_rows[:, :K + 1], before_end[:, :K + 1])
             weights = policy_target_weights(advantages, policy_mask, args.policy_loss, args.awpo_alpha,
                                             args.adv_clip)
             policy_coef = omega * weights  # [B, K+1, Ks]

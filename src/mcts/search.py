@@ -37,7 +37,7 @@ class SearchResult:
 
 
 class MCTSSearch:
-    """Runs batched searches with a given model. Trees are kept per batch size and reset between searches."""
+    """Runs batched searches with a given model."""
 
     def __init__(self, args, seed, tree_cls=None):
         self.tree_cls = tree_cls  # None: mcts.SampledTrees (compiled if built), imported at the first search
@@ -54,30 +54,27 @@ class MCTSSearch:
         self.reward_support_size = args.reward_support_size
         self.seed = seed
         self.rng = np.random.default_rng(seed)
-        self._trees = {}
-        self._pools = {}
+        self.num_searches = 0
+        self._pool = None
 
-    def _trees_for(self, num_roots):
-        trees = self._trees.get(num_roots)
-        if trees is None:
-            if self.tree_cls is None:
-                from mcts import SampledTrees
-                self.tree_cls = SampledTrees
-            # Distinct tree seeds per batch size, all derived from this driver's seed.
-            trees = self.tree_cls(num_roots, self.n_agents, self.n_actions, self.sampled_actions,
-                                  self.num_simulations, seed=self.seed * 7919 + num_roots, **self.tree_kwargs)
-            self._trees[num_roots] = trees
-        else:
-            trees.reset()
-        return trees
+    def _new_trees(self, num_roots):
+        if self.tree_cls is None:
+            from mcts import SampledTrees
+            self.tree_cls = SampledTrees
+        # Trees are cheap to build (their node pools are allocated in prepare); every search gets its own seed,
+        # derived from the driver's seed and a call counter, so searches are reproducible but not correlated.
+        seed = (self.seed * 1000003 + self.num_searches) % (2 ** 63)
+        self.num_searches += 1
+        return self.tree_cls(num_roots, self.n_agents, self.n_actions, self.sampled_actions, self.num_simulations,
+                             seed=seed, **self.tree_kwargs)
 
     def _pool_for(self, num_roots, latent_dim, dtype):
-        key = (num_roots, latent_dim, dtype)
-        pool = self._pools.get(key)
-        if pool is None:
+        """View [S+1, B, N, H] of one preallocated latent pool, grown when a larger batch comes."""
+        pool = self._pool
+        if pool is None or pool.shape[1] < num_roots or pool.shape[3] != latent_dim or pool.dtype != dtype:
             pool = torch.empty(self.num_simulations + 1, num_roots, self.n_agents, latent_dim, dtype=dtype)
-            self._pools[key] = pool
-        return pool
+            self._pool = pool
+        return pool[:, :num_roots]
 
     @torch.no_grad()
     def run(self, model, inputs, legal, add_noise):
@@ -96,7 +93,7 @@ class MCTSSearch:
         probs = torch.softmax(policy_logits, dim=-1).float().numpy()
         noise = self.rng.dirichlet(np.full(A, self.dirichlet_alpha), size=(B, N)).astype(np.float32) \
             if add_noise else None
-        trees = self._trees_for(B)
+        trees = self._new_trees(B)
         trees.prepare(pred_values.astype(np.float32), probs, legal.numpy(), noise, self.exploration_fraction)
 
         pool = self._pool_for(B, latent.shape[-1], latent.dtype)
