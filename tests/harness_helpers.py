@@ -10,11 +10,11 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN = os.path.join(REPO_ROOT, "src", "main.py")
 
 
-def merged_config(alg="qmix", env="matrix", **overrides):
+def merged_config(alg_config="qmix", env_config="matrix", **overrides):
     """default < env < alg < overrides, exactly as main.py merges them (without Sacred)."""
     import main
 
-    params = [f"--config={alg}", f"--env-config={env}"]
+    params = [f"--config={alg_config}", f"--env-config={env_config}"]
     config = main.build_config(params)
     for key, value in overrides.items():
         node = config
@@ -25,8 +25,8 @@ def merged_config(alg="qmix", env="matrix", **overrides):
     return config
 
 
-def make_args(alg="qmix", env="matrix", seed=0, **overrides):
-    config = merged_config(alg, env, **overrides)
+def make_args(alg_config="qmix", env_config="matrix", seed=0, **overrides):
+    config = merged_config(alg_config, env_config, **overrides)
     config["seed"] = seed
     config["env_args"]["seed"] = seed
     config["device"] = "cpu"

@@ -1,0 +1,47 @@
+"""Logger: Python floats into Sacred info and metrics, console summaries, TensorBoard."""
+import logging
+import os
+
+import numpy as np
+import torch
+
+from utils.logging import Logger
+
+
+class FakeRun:
+    def __init__(self):
+        self.info = {}
+        self.scalars = []
+
+    def log_scalar(self, key, value, step):
+        self.scalars.append((key, value, step))
+
+
+def test_sacred_gets_python_floats_in_info_and_metrics(caplog):
+    run = FakeRun()
+    logger = Logger(logging.getLogger("test"))
+    logger.setup_sacred(run)
+    logger.log_stat("return_mean", np.float32(1.5), np.int64(10))
+    logger.log_stat("loss", torch.tensor(0.25), 20)
+    logger.log_stat("test_battle_won_mean", True, 30)
+    logger.log_stat("private", 1.0, 30, to_sacred=False)
+    assert run.info == {"return_mean": [1.5], "return_mean_T": [10], "loss": [0.25], "loss_T": [20],
+                        "test_battle_won_mean": [1.0], "test_battle_won_mean_T": [30]}
+    assert all(type(v) is float and type(t) is int for _, v, t in run.scalars)
+    assert [k for k, _, _ in run.scalars] == ["return_mean", "loss", "test_battle_won_mean"]
+
+    for t in range(7):
+        logger.log_stat("epsilon", 1.0 - 0.1 * t, 40 + t)
+    logger.log_stat("episode", 12, 46)
+    with caplog.at_level(logging.INFO):
+        logger.print_recent_stats()
+    assert "t_env:         46 | Episode:       12" in caplog.text
+    assert "epsilon:                   0.4000" in caplog.text  # epsilon: the last value, not a mean
+
+
+def test_tensorboard_writes_event_files(tmp_path):
+    logger = Logger(logging.getLogger("test"))
+    logger.setup_tb(str(tmp_path))
+    logger.log_stat("return_mean", 2.0, 5)
+    logger.finish()
+    assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path))
