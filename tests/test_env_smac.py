@@ -1,6 +1,7 @@
 """sc2 env against the fake StarCraft2Env (tests/fake_smac), and the install hint when SMAC or SC2 is missing."""
 
 import os
+import pickle
 import sys
 import types
 
@@ -153,10 +154,15 @@ def test_hint_when_starcraft_cannot_start(fake_smac, monkeypatch, tmp_path, sc2_
 
     monkeypatch.setattr(StarCraft2Env, "reset", launch_without_sc2)
     monkeypatch.setenv("SC2PATH", str(tmp_path / "StarCraftII"))
-    env = SMACEnv(**sc2_env_args)
-    assert env.get_env_info()["n_actions"] == 9, "sizes are known before SC2 starts"
     with pytest.raises(SC2SetupError) as error:
-        env.reset()
+        SMACEnv(**sc2_env_args)  # launches SC2 at once, so the runner fails before training
     message = str(error.value)
     assert "StarCraft II failed to start (FileNotFoundError" in message
     assert f"SC2PATH={tmp_path / 'StarCraftII'}" in message and "requirements-sc2.txt" in message
+
+
+def test_setup_error_survives_pickling():
+    """Spawn env workers send exceptions to the parent by pickle; the hint must not be doubled or lost."""
+    error = pickle.loads(pickle.dumps(SC2SetupError("SC2 is missing.")))
+    assert isinstance(error, SC2SetupError)
+    assert str(error) == str(SC2SetupError("SC2 is missing.")) and str(error).count("requirements-sc2.txt") == 1

@@ -12,8 +12,10 @@ SC2_INSTALL_HINT = (
 
 
 class SC2SetupError(RuntimeError):
-    """StarCraft II or oxwhirl SMAC is missing or cannot start; the message says how to install them."""
+    """StarCraft II or oxwhirl SMAC is missing or cannot start; the message says how to install them.
 
-    def __init__(self, reason):
-        super().__init__(f"{reason}\n{SC2_INSTALL_HINT}")
-        self.reason = reason
+    args holds only the reason (so the error pickles back unchanged from a spawn env worker); str() adds the hint.
+    """
+
+    def __str__(self):
+        return f"{self.args[0]} {SC2_INSTALL_HINT}"

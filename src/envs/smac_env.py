@@ -56,19 +56,16 @@ class SMACEnv(MultiAgentEnv):
         self.map_name = map_name
         self.n_agents = self._env.n_agents
         self.episode_limit = self._env.episode_limit
-        self._launched = False
-
-    def reset(self):
-        if self._launched:
-            return self._env.reset()
-        try:  # SMAC starts StarCraft II in its first reset
-            result = self._env.reset()
+        # SMAC starts StarCraft II in its first reset(); do it now, so a missing SC2 fails before training starts
+        try:
+            self._env.reset()
         except Exception as error:
             reason = f"StarCraft II failed to start ({type(error).__name__}: {error})."
             problem = sc2_path_problem()
             raise SC2SetupError(f"{reason} {problem}" if problem else reason) from error
-        self._launched = True
-        return result
+
+    def reset(self):
+        return self._env.reset()
 
     def step(self, actions):
         return self._env.step([int(a) for a in actions])
