@@ -130,3 +130,18 @@ def test_pcg32_reference_stream():
     rng = ptree.Pcg32(42, 54)
     assert [rng.next_u32() for _ in range(6)] == [0xA15C02B7, 0x7B47F409, 0xBA1D3330, 0x83D2F293, 0xBFA4784B,
                                                    0xCBED606E]
+
+
+def test_deep_chain_grows_the_arena_and_matches_ptree():
+    # K = 1 and one action: every node has one child, so the tree is a chain of depth S whose root receives a
+    # return at every depth; the regions move many times and the arena must grow well past its initial size.
+    S = 300
+    rng = np.random.default_rng(9)
+    root = (np.float32([0.5]), np.ones((1, 1, 1), np.float32), np.ones((1, 1, 1), bool), None, 0.0)
+    steps = [(rng.normal(size=1).astype(np.float32), rng.normal(size=1).astype(np.float32),
+              np.ones((1, 1, 1), np.float32)) for _ in range(S)]
+    kwargs = dict(rho=0.5, lam=0.9, discount=0.97, seed=1)
+    c_trees, c_sel = run(ctree, (1, 1, 1, 1, S), kwargs, root, steps)
+    p_trees, p_sel = run(ptree, (1, 1, 1, 1, S), kwargs, root, steps)
+    assert_same_search(c_trees, c_sel, p_trees, p_sel)
+    assert [int(p[0]) for p, _ in c_sel] == list(range(S))

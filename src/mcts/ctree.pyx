@@ -7,16 +7,18 @@ same order as in ptree.py (the build passes -ffp-contract=off so no FMA changes 
 two trees select identically.
 
 Memory: struct-of-arrays pools allocated once per object. Per tree: S+1 nodes (node i's latent lives at pool
-index i), (S+1)*K child edges (node i owns edge slots i*K .. i*K+K-1), and an OS(lambda) arena of
-(S+1)(S+2)/2 slots in which node i owns a region of S+1-i slots (the most returns its subtree can send it), holding
-its returns grouped by relative depth, each group sorted descending, interleaved slot by slot with the per-depth
-counts and kept sums (struct Slot). A new search only resets counters.
+index i), (S+1)*K child edges (node i owns edge slots i*K .. i*K+K-1), and an OS(lambda) bump arena of Slots. Node
+i's region holds its returns grouped by relative depth, each group sorted descending, interleaved slot by slot with
+the per-depth counts and kept sums (struct Slot); it starts with REGION_MIN slots and moves to the top of the arena
+with twice the room when full (at most S+1-i slots: the returns its subtree can send it). A new search only resets
+counters; an arena that runs out of room is grown with realloc in the checking phase of expand(), before any tree
+changes, and keeps its size for later searches.
 """
 from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY, ceil, isfinite, log, sqrt
 from libc.stdint cimport int16_t, uint8_t, uint32_t, uint64_t
-from libc.stdlib cimport free, malloc
-from libc.string cimport memmove
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memcpy, memmove
 
 cimport numpy as cnp
 import numpy as np
@@ -39,6 +41,10 @@ cdef extern from *:
 cdef double U32_TO_UNIT = 1.0 / 4294967296.0  # 2**-32: u32 * this is an exact double in [0, 1)
 cdef double ROOT_PRIOR_FLOOR = 1e-4  # added to every legal action's probability at the root (spec §2)
 cdef double KEEP_EPS = 1e-9  # see ptree._KEEP_EPS
+# Sizes measured on random searches (S = 100, K = 10, 5 agents): nodes hold 4 returns on average, so regions start
+# at 2 slots and the regions of a tree, moves included, take about 5 slots per node.
+cdef int REGION_MIN = 2  # initial OS(lambda) slots of a node
+cdef int ARENA_SLOTS_PER_NODE = 6  # initial arena per tree, in slots per node; grows on demand
 cdef uint64_t PCG_MULT = 6364136223846793005ULL
 
 # Error codes of the per-tree input checks (first failure per tree wins).
@@ -52,6 +58,7 @@ cdef enum:
     NOISE_NEGATIVE = 6
     VALUE_NOT_FINITE = 7
     REWARD_NOT_FINITE = 8
+    OUT_OF_MEMORY = 9
 
 _ERROR_TEXT = {
     PROBS_NOT_FINITE: "probs contains NaN or inf (tree {b}, agent {i})",
@@ -77,7 +84,6 @@ cdef struct Slot:
 
 cdef struct Pools:
     int B, N, A, K, S
-    Py_ssize_t arena  # OS(lambda) slots per tree, (S+1)(S+2)/2
     double one_minus_rho, discount, pb_c_base, pb_c_init, value_delta_min
     bint use_os_lambda
     double* lam_pow  # lam**d, d = 0..S, built by repeated multiplication as in ptree
@@ -97,8 +103,13 @@ cdef struct Pools:
     int* edge_child
     double* edge_prior
     int16_t* edge_action
-    # OS(lambda) arena [B * arena]
-    Slot* slots
+    # OS(lambda): per node [B * (S+1)] its region's offset in the tree's arena and capacity (slots); per tree [B]
+    # the arena, its capacity and its bump pointer
+    Py_ssize_t* region
+    int* region_cap
+    Slot** arena
+    Py_ssize_t* arena_cap
+    Py_ssize_t* arena_top
     # per tree [B]
     int* num_nodes
     double* adv_min
@@ -314,6 +325,51 @@ cdef inline int keep_count(int count, double one_minus_rho) noexcept nogil:
     return keep if keep > 1 else 1
 
 
+cdef inline int grown_capacity(int cap, int entries, int limit) noexcept nogil:
+    """Capacity a region must move to so it holds `entries` returns (a node has at most as many depths as returns),
+    doubling and at most `limit`; 0 when it fits."""
+    if entries <= cap:
+        return 0
+    cdef int grown = 2 * cap
+    if grown < entries:
+        grown = entries
+    return grown if grown < limit else limit
+
+
+cdef void new_region(Pools* P, int b, int node) noexcept nogil:
+    cdef Py_ssize_t n = <Py_ssize_t>b * (P.S + 1) + node
+    cdef int cap = REGION_MIN if REGION_MIN < P.S + 1 - node else P.S + 1 - node
+    P.region[n] = P.arena_top[b]
+    P.region_cap[n] = cap
+    P.arena_top[b] += cap
+
+
+cdef Py_ssize_t arena_needed(Pools* P, int b) noexcept nogil:
+    """Slots the next expand() of tree b bumps: the leaf's region plus every path node whose region must grow."""
+    cdef Py_ssize_t n0 = <Py_ssize_t>b * (P.S + 1)
+    cdef int leaf = P.num_nodes[b], node = P.pending_parent[b]
+    cdef Py_ssize_t needed = REGION_MIN if REGION_MIN < P.S + 1 - leaf else P.S + 1 - leaf
+    while True:
+        needed += grown_capacity(P.region_cap[n0 + node], P.visits[n0 + node] + 1, P.S + 1 - node)
+        if node == 0:
+            return needed
+        node = P.parent[n0 + node]
+
+
+cdef int reserve_arena(Pools* P, int b, Py_ssize_t needed) noexcept nogil:
+    if P.arena_top[b] + needed <= P.arena_cap[b]:
+        return OK
+    cdef Py_ssize_t cap = 2 * P.arena_cap[b]
+    if cap < P.arena_top[b] + needed:
+        cap = P.arena_top[b] + needed
+    cdef Slot* grown = <Slot*>realloc(P.arena[b], <size_t>cap * sizeof(Slot))
+    if grown == NULL:
+        return OUT_OF_MEMORY
+    P.arena[b] = grown
+    P.arena_cap[b] = cap
+    return OK
+
+
 cdef void add_return(Pools* P, int b, int node, int depth, double ret) noexcept nogil:
     """Adds one return at relative depth `depth` to the node (whose visit count already includes it) and
     recomputes its value V."""
@@ -322,10 +378,15 @@ cdef void add_return(Pools* P, int b, int node, int depth, double ret) noexcept 
         P.return_sum[n] += ret
         P.value[n] = P.return_sum[n] / P.visits[n]
         return
-    cdef Py_ssize_t off = <Py_ssize_t>b * P.arena + <Py_ssize_t>node * (P.S + 1) - (<Py_ssize_t>node * (node - 1)) // 2
-    cdef Slot* slots = P.slots + off
     cdef int num_depths = P.num_depths[n], d, start = 0, seg_len, pos, keep, k
     cdef int stored = P.visits[n] - 1  # returns in the region before this one
+    cdef int cap = grown_capacity(P.region_cap[n], stored + 1, P.S + 1 - node)
+    if cap:  # move to the top of the arena (room reserved by arena_needed in the checking phase)
+        memcpy(P.arena[b] + P.arena_top[b], P.arena[b] + P.region[n], <size_t>stored * sizeof(Slot))
+        P.region[n] = P.arena_top[b]
+        P.region_cap[n] = cap
+        P.arena_top[b] += cap
+    cdef Slot* slots = P.arena[b] + P.region[n]
     if depth == num_depths:
         slots[depth].count = 0
         num_depths += 1
@@ -432,6 +493,9 @@ cdef void prepare_tree(Pools* P, int b, double root_value) noexcept nogil:
     P.visits[n0] = 0
     P.argmin[b] = -1
     P.argmax[b] = -1
+    if P.use_os_lambda:
+        P.arena_top[b] = 0
+        new_region(P, b, 0)
     sample_children(P, b, 0)
     backup(P, b, 0, root_value)
 
@@ -500,6 +564,8 @@ cdef void expand_tree(Pools* P, int b, double value, double reward) noexcept nog
     P.v_hat[n0 + leaf] = value
     P.reward[n0 + leaf] = reward
     P.visits[n0 + leaf] = 0
+    if P.use_os_lambda:
+        new_region(P, b, leaf)
     sample_children(P, b, leaf)
     backup(P, b, leaf, value)
 
@@ -525,7 +591,10 @@ cdef int check_expand_inputs(Pools* P, int b, const float* values, const float* 
         return VALUE_NOT_FINITE
     if not isfinite(rewards[b]):
         return REWARD_NOT_FINITE
-    return leaf_cdfs(P, b, probs)
+    cdef int error = leaf_cdfs(P, b, probs)
+    if error == OK and P.use_os_lambda:
+        error = reserve_arena(P, b, arena_needed(P, b))
+    return error
 
 
 # ------------------------------------------------------------------------------------------------- the class
@@ -587,6 +656,7 @@ cdef class SampledTrees:
                  use_os_lambda=True):
         p = _checks.tree_params(num_roots, n_agents, n_actions, sampled_actions, num_simulations, rho, lam,
                                 discount, pb_c_base, pb_c_init, value_delta_min, seed, num_threads)
+        self._free_pools()  # only does something when __init__ is called again on a live object
         self.num_roots = p["num_roots"]
         self.n_agents = p["n_agents"]
         self.n_actions = p["n_actions"]
@@ -607,21 +677,26 @@ cdef class SampledTrees:
         P.A = self.n_actions
         P.K = self.sampled_actions
         P.S = self.num_simulations
-        P.arena = (<Py_ssize_t>(P.S + 1) * (P.S + 2)) // 2
         P.one_minus_rho = 1.0 - self.rho
         P.discount = self.discount
         P.pb_c_base = self.pb_c_base
         P.pb_c_init = self.pb_c_init
         P.value_delta_min = self.value_delta_min
         P.use_os_lambda = self.use_os_lambda
-        if self.block != NULL:  # __init__ called again on a live object
-            free(self.block)
-            self.block = NULL
         cdef size_t size = self._layout(NULL)
         self.block = <char*>malloc(size)
         if self.block == NULL:
             raise MemoryError(f"SampledTrees: cannot allocate {size} bytes of pools")
         self._layout(self.block)
+        cdef int b
+        for b in range(P.B):
+            P.arena[b] = NULL
+        if P.use_os_lambda:
+            for b in range(P.B):
+                P.arena_cap[b] = <Py_ssize_t>ARENA_SLOTS_PER_NODE * (P.S + 1)
+                P.arena[b] = <Slot*>malloc(<size_t>P.arena_cap[b] * sizeof(Slot))
+                if P.arena[b] == NULL:
+                    raise MemoryError("SampledTrees: cannot allocate the OS(lambda) arenas")
         P.lam_pow[0] = 1.0
         cdef int d
         for d in range(1, P.S + 1):
@@ -638,7 +713,6 @@ cdef class SampledTrees:
         cdef Pools* P = &self.P
         cdef size_t off = 0
         cdef size_t B = P.B, nodes = B * (P.S + 1), edges = nodes * P.K
-        cdef size_t arena = B * P.arena if P.use_os_lambda else 0
         P.lam_pow = <double*>carve(base, &off, (P.S + 1) * sizeof(double))
         P.sqrt_visits = <double*>carve(base, &off, (P.S + 1) * sizeof(double))
         P.c_term = <double*>carve(base, &off, (P.S + 1) * sizeof(double))
@@ -654,7 +728,11 @@ cdef class SampledTrees:
         P.edge_child = <int*>carve(base, &off, edges * sizeof(int))
         P.edge_prior = <double*>carve(base, &off, edges * sizeof(double))
         P.edge_action = <int16_t*>carve(base, &off, edges * P.N * sizeof(int16_t))
-        P.slots = <Slot*>carve(base, &off, arena * sizeof(Slot))
+        P.region = <Py_ssize_t*>carve(base, &off, nodes * sizeof(Py_ssize_t))
+        P.region_cap = <int*>carve(base, &off, nodes * sizeof(int))
+        P.arena = <Slot**>carve(base, &off, B * sizeof(Slot*))
+        P.arena_cap = <Py_ssize_t*>carve(base, &off, B * sizeof(Py_ssize_t))
+        P.arena_top = <Py_ssize_t*>carve(base, &off, B * sizeof(Py_ssize_t))
         P.num_nodes = <int*>carve(base, &off, B * sizeof(int))
         P.adv_min = <double*>carve(base, &off, B * sizeof(double))
         P.adv_max = <double*>carve(base, &off, B * sizeof(double))
@@ -670,8 +748,17 @@ cdef class SampledTrees:
         P.row = <int16_t*>carve(base, &off, B * P.N * sizeof(int16_t))
         return off
 
-    def __dealloc__(self):
+    cdef void _free_pools(self):
+        cdef int b
+        if self.block == NULL:
+            return
+        for b in range(self.P.B):
+            free(self.P.arena[b])
         free(self.block)
+        self.block = NULL
+
+    def __dealloc__(self):
+        self._free_pools()
 
     cdef void _seed(self, uint64_t seed):
         cdef int b
@@ -680,6 +767,8 @@ cdef class SampledTrees:
 
     cdef void _raise_on_error(self) except *:
         cdef int b = first_error(&self.P)
+        if b >= 0 and self.P.error[b] == OUT_OF_MEMORY:
+            raise MemoryError(f"SampledTrees: cannot grow the OS(lambda) arena of tree {b}")
         if b >= 0:
             raise ValueError(_ERROR_TEXT[self.P.error[b]].format(b=b, i=self.P.error_agent[b]))
 
