@@ -259,3 +259,36 @@ def test_fallback_to_ptree_warns_once_without_the_extension():
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_arena_allocation_failure_raises_memory_error_and_keeps_the_search():
+    src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
+    code = """
+import resource
+import numpy as np
+from mcts import ctree
+S = 4000  # a chain: its OS(lambda) regions add up to about S**2 / 2 slots (190 MB)
+trees = ctree.SampledTrees(1, 1, 1, 1, S, rho=0.5, lam=0.9, discount=0.97)
+one = np.ones((1, 1, 1), np.float32)
+zero = np.zeros(1, np.float32)
+trees.prepare(zero, one, np.ones((1, 1, 1), bool), None, 0.0)
+usage = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+resource.setrlimit(resource.RLIMIT_AS, (usage + 64 * 2**20, resource.RLIM_INFINITY))
+try:
+    for _ in range(S):
+        trees.select()
+        trees.expand(zero, zero, one)
+except MemoryError as exc:
+    assert "OS(lambda) arena" in str(exc), exc
+    before = trees.root_values()
+    try:
+        trees.expand(zero, zero, one)  # the failed step changed nothing and can be retried
+    except MemoryError:
+        pass
+    assert (trees.root_values() == before).all()
+    print("ok")
+"""
+    result = subprocess.run([sys.executable, "-c", code], env=dict(os.environ, PYTHONPATH=src),
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
