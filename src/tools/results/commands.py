@@ -125,7 +125,7 @@ def list_runs(runs, metric=None):
             values = run.metrics[name][1]
             last, best = float(values[-1]), float(np.max(values))
         rows.append({"id": run.id, "alg": run.alg, "map": run.map, "seed": run.seed, "status": run.status_label,
-                     "start": run.start_time, "duration_s": run.duration, "t_env": run.final_t_env,
+                     "start": run.start_time, "duration_s": run.duration, "t_env": run.t_reached,
                      "metric": name, "last": last, "best": best, "notes": list(run.problems)})
     columns = [("id", lambda r: r["id"]), ("alg", lambda r: str(r["alg"] or "?")),
                ("map", lambda r: str(r["map"] or "?")), ("seed", lambda r: "?" if r["seed"] is None else str(r["seed"])),
@@ -366,8 +366,9 @@ def aggregate(runs, metric=None, budget=None, pairs=None, bounds=None, include_i
                ("IQM [95% CI]", lambda r: fmt_ci(r["iqm"], (r["iqm_ci_low"], r["iqm_ci_high"]))),
                ("optimality gap [95% CI]",
                 lambda r: fmt_ci(r["optimality_gap"], (r["og_ci_low"], r["og_ci_high"])))]
-    sections = [Section("aggregate", f"aggregate over {len(common)} maps ({', '.join(common)}), score = {where}, "
-                        f"stratified bootstrap {reps} reps", columns, rows)]
+    maps = f"{len(common)} map{'' if len(common) == 1 else 's'} ({', '.join(common)})"
+    sections = [Section("aggregate", f"aggregate over {maps}, score = {where}, stratified bootstrap {reps} reps",
+                        columns, rows)]
 
     if pairs is None:
         pairs = [(a, b) for i, a in enumerate(algs) for b in algs[i + 1:]]
