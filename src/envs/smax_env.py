@@ -46,6 +46,8 @@ from jaxmarl.environments.smax.smax_env import MAP_NAME_TO_SCENARIO  # noqa: E40
 from envs.multiagentenv import MultiAgentEnv  # noqa: E402
 
 logger = logging.getLogger(__name__)
+# JAX logs at INFO that it found no TPU each time a process starts its backend; not useful in run logs
+logging.getLogger("jax._src.xla_bridge").setLevel(logging.WARNING)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
