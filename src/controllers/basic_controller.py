@@ -34,6 +34,18 @@ class BasicMAC:
             agent_outs = torch.softmax(agent_outs, dim=-1)
         return agent_outs.view(ep_batch.batch_size, self.n_agents, -1)
 
+    def unroll(self, ep_batch):
+        """Outputs of every step [B, T, N, n_actions] (Q-values; training-time forward of the learner).
+
+        A feed-forward agent (`use_rnn: False`) has no state to carry, so all steps go through in one call.
+        """
+        self.init_hidden(ep_batch.batch_size)
+        if self.args.use_rnn or self.agent_output_type != "q":
+            return torch.stack([self.forward(ep_batch, t) for t in range(ep_batch.max_seq_length)], dim=1)
+        inputs = self._build_inputs(ep_batch, slice(None))
+        agent_outs, _ = self.agent(inputs, self.hidden_states)
+        return agent_outs.view(ep_batch.batch_size, ep_batch.max_seq_length, self.n_agents, -1)
+
     def init_hidden(self, batch_size):
         self.hidden_states = self.agent.init_hidden().unsqueeze(0).expand(batch_size, self.n_agents, -1)
 
@@ -53,18 +65,22 @@ class BasicMAC:
         self.agent.load_state_dict(torch.load(f"{path}/agent.th", map_location="cpu"))
 
     def _build_inputs(self, batch, t):
-        """[B * N, input_shape]: obs, then the previous one-hot action, then the one-hot agent id."""
-        bs = batch.batch_size
-        inputs = [batch["obs"][:, t]]
+        """Agent inputs, one row per (env, [step,] agent): obs, then the previous one-hot action, then the one-hot
+        agent id. An int t gives [B * N, input_shape]; t = slice(None) gives every step, [B * T * N, ...]."""
+        obs = batch["obs"][:, t]
+        inputs = [obs]
         if self.args.obs_last_action:
-            if t == 0:
-                inputs.append(torch.zeros_like(batch["actions_onehot"][:, t]))
+            onehot = batch["actions_onehot"]
+            if isinstance(t, slice):
+                inputs.append(torch.cat([torch.zeros_like(onehot[:, :1]), onehot[:, :-1]], dim=1)[:, t])
+            elif t == 0:
+                inputs.append(torch.zeros_like(onehot[:, 0]))
             else:
-                inputs.append(batch["actions_onehot"][:, t - 1])
+                inputs.append(onehot[:, t - 1])
         if self.args.obs_agent_id:
-            eye = torch.eye(self.n_agents, device=batch.device)
-            inputs.append(eye.unsqueeze(0).expand(bs, -1, -1))
-        return torch.cat([x.reshape(bs * self.n_agents, -1) for x in inputs], dim=1)
+            eye = torch.eye(self.n_agents, device=batch.device, dtype=obs.dtype)
+            inputs.append(eye.expand(*obs.shape[:-1], self.n_agents))
+        return torch.cat(inputs, dim=-1).flatten(0, -2)
 
     def _get_input_shape(self, scheme):
         input_shape = scheme["obs"]["vshape"]

@@ -52,11 +52,11 @@ class QLearner:
             self.reward_stats.update(rewards)
             rewards = (rewards - self.reward_stats.mean) / torch.sqrt(self.reward_stats.var)
 
-        mac_out = self._unroll(self.mac, batch)  # [B, T, N, A]
+        mac_out = self.mac.unroll(batch)  # [B, T, N, A]
         chosen_action_qvals = torch.gather(mac_out[:, :-1], dim=3, index=actions).squeeze(3)  # [B, T-1, N]
 
         with torch.no_grad():
-            target_mac_out = self._unroll(self.target_mac, batch)[:, 1:]
+            target_mac_out = self.target_mac.unroll(batch)[:, 1:]
             if self.args.double_q:
                 online_q = mac_out.detach().masked_fill(avail_actions == 0, UNAVAILABLE_Q)
                 next_actions = online_q[:, 1:].argmax(dim=3, keepdim=True)
@@ -97,11 +97,6 @@ class QLearner:
             self.logger.log_stat("q_taken_mean", (chosen_action_qvals * mask).sum().item() / mask_elems, t_env)
             self.logger.log_stat("target_mean", (targets * mask).sum().item() / mask_elems, t_env)
             self.log_stats_t = t_env
-
-    @staticmethod
-    def _unroll(mac, batch):
-        mac.init_hidden(batch.batch_size)
-        return torch.stack([mac.forward(batch, t=t) for t in range(batch.max_seq_length)], dim=1)
 
     def _update_targets_hard(self):
         self.target_mac.load_state(self.mac)
