@@ -82,3 +82,23 @@ def test_qmix_learns_the_penalty_game(tmp_path):
              tmp_path, timeout=400)
     metrics = load_json(sacred_runs(tmp_path, "qmix", "matrix")[0], "metrics.json")
     assert metrics["test_return_mean"]["values"][-1] == 10.0
+
+
+def test_sacred_flags_file_observer_comment_and_unobserved(tmp_path):
+    extra_dir = tmp_path / "extra_observer"
+    run_main(["--config=iql", "--env-config=matrix", "-F", str(extra_dir), "-c", "flag check", "with"] + TINY,
+             tmp_path)
+    run_dir = sacred_runs(tmp_path, "iql", "matrix")[0]
+    assert load_json(run_dir, "run.json")["meta"]["comment"] == "flag check"
+    assert load_json(os.path.join(extra_dir, "1"), "run.json")["status"] == "COMPLETED"
+
+    run_main(["--config=vdn", "--env-config=matrix", "-u", "with"] + TINY, tmp_path)
+    assert not sacred_runs(tmp_path, "vdn", "matrix")
+
+
+def test_unknown_smax_map_lists_the_maps(tmp_path):
+    proc = run_main(["--config=qmix", "--env-config=smax", "with", "env_args.map_name=nope", "save_git_info=False"],
+                    tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "Unknown SMAX map 'nope'" in proc.stderr and "3s5z" in proc.stderr
+    assert "Traceback" not in proc.stderr
