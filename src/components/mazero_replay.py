@@ -37,11 +37,9 @@ class MAZeroReplayBuffer:
         self.priorities = np.zeros(C, dtype=np.float64)  # 0 for final-observation rows and free rows
         self.max_priority = 1.0
         self.write_pos = 0
+        self.rows_used = 0  # high-water mark: rows beyond it were never written (sampling looks only below it)
+        self.num_transitions = 0  # sampleable rows currently stored
         self.transitions_collected = 0
-
-    @property
-    def num_transitions(self):
-        return int(np.count_nonzero(self.priorities))
 
     def can_sample(self, batch_size):
         return self.num_transitions >= batch_size
@@ -53,6 +51,7 @@ class MAZeroReplayBuffer:
             end = int(self.episode_end[start])
             self.episode_start[start:end + 1] = -1
             self.priorities[start:end + 1] = 0.0
+            self.num_transitions -= end - start
 
     def add_episode(self, inputs, actions, avail, rewards, terminated, search):
         """Store one episode of T transitions.
@@ -93,13 +92,15 @@ class MAZeroReplayBuffer:
         self.priorities[lo:hi - 1] = self.max_priority
         self.priorities[hi - 1] = 0.0
         self.write_pos = hi
+        self.rows_used = max(self.rows_used, hi)
+        self.num_transitions += T
         self.transitions_collected += T
 
     def sample(self, batch_size, per_beta):
         """Prioritised sample without replacement: (rows np [B], importance weights torch [B])."""
-        scaled = self.priorities ** self.per_alpha
+        scaled = self.priorities[:self.rows_used] ** self.per_alpha
         probs = scaled / scaled.sum()
-        rows = self.rng.choice(self.capacity, size=batch_size, replace=False, p=probs)
+        rows = self.rng.choice(self.rows_used, size=batch_size, replace=False, p=probs)
         weights = (self.num_transitions * probs[rows]) ** (-per_beta)
         weights = weights / weights.max()
         return rows, torch.as_tensor(weights, dtype=torch.float32)

@@ -1,0 +1,50 @@
+import os
+import re
+
+import yaml
+
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "src", "config")
+SRC_DIR = os.path.join(os.path.dirname(__file__), "..", "src")
+# What the CPU preset may change: budgets only (plus its label and run length).
+BUDGET_KEYS = {"name", "t_max", "num_simulations", "sampled_actions", "batch_size", "reanalyse_ratio",
+               "updates_per_env_step"}
+
+
+def _load(name):
+    with open(os.path.join(CONFIG_DIR, "algs", f"{name}.yaml")) as f:
+        return yaml.safe_load(f)
+
+
+def test_cpu_preset_changes_only_budgets():
+    official, cpu = _load("mazero"), _load("mazero_cpu")
+    assert set(official) == set(cpu)
+    changed = {key for key in official if official[key] != cpu[key]}
+    assert changed <= BUDGET_KEYS, changed - BUDGET_KEYS
+
+
+def test_official_values():
+    c = _load("mazero")
+    assert (c["num_simulations"], c["sampled_actions"], c["os_rho"], c["os_lambda"]) == (100, 10, 0.25, 0.8)
+    assert (c["awpo_alpha"], c["adv_clip"], c["batch_size"], c["lr"], c["grad_norm_clip"]) == (2.0, 3.0, 256,
+                                                                                               0.0005, 5)
+    assert (c["unroll_steps"], c["td_steps"], c["target_model_interval"], c["updates_per_env_step"]) == (5, 5, 200,
+                                                                                                        0.5)
+    assert (c["reward_loss_coef"], c["value_loss_coef"], c["policy_loss_coef"], c["consistency_loss_coef"]) == (
+        1.0, 0.25, 1.0, 2.0)
+    assert (c["per_alpha"], c["per_beta"], c["reanalyse_ratio"], c["gamma"]) == (0.6, 0.4, 1.0, 0.99)
+
+
+def test_every_key_is_commented_and_read_by_the_code():
+    sources = []
+    for root, _, files in os.walk(SRC_DIR):
+        for name in files:
+            if name.endswith(".py"):
+                with open(os.path.join(root, name)) as f:
+                    sources.append(f.read())
+    code = "\n".join(sources)
+    with open(os.path.join(CONFIG_DIR, "algs", "mazero.yaml")) as f:
+        lines = [line for line in f if re.match(r"^\w+:", line)]
+    for line in lines:
+        key = line.split(":")[0]
+        assert "#" in line, f"{key} has no comment"
+        assert re.search(rf"(args\.{key}\b|[\"']{key}[\"'])", code), f"{key} is not read by any code in src/"
