@@ -13,6 +13,7 @@ import argparse
 import glob
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -118,9 +119,12 @@ def throughput(args):
                  f"batch_size_run={batch_size_run}", f"test_interval={10 * args.t_max}",
                  f"test_nepisode={batch_size_run}", f"log_interval={10 * args.t_max}",
                  f"runner_log_interval={args.log_every}", f"learner_log_interval={10 * args.t_max}"]
+        cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         proc, log = launch("qmix", args.map_name, args.results, args.seed, extra + args.extra)
         proc.wait()
         log.close()
+        cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu_seconds = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
         run_dir = latest_run_dir(args.results, "qmix", args.map_name)
         if proc.returncode != 0 or run_dir == before:
             raise SystemExit(f"run failed (exit {proc.returncode}); see the log above")
@@ -129,7 +133,9 @@ def throughput(args):
         steps, stamps = series["steps"], series["timestamps"]
         rate = (steps[-1] - steps[0]) / _seconds_between(stamps[0], stamps[-1])
         print(f"QMIX SMAX {args.map_name} batch_size_run={batch_size_run}: {rate:.0f} env steps/s "
-              f"(t_env {steps[0]} -> {steps[-1]}, {run_dir})", flush=True)
+              f"wall-clock (t_env {steps[0]} -> {steps[-1]}, {run_dir}); whole process incl. start-up and "
+              f"compile: {cpu_seconds:.0f} CPU s, {args.t_max / cpu_seconds:.0f} env steps per CPU s; "
+              f"load average {os.getloadavg()[0]:.1f}", flush=True)
 
 
 def main():
