@@ -506,6 +506,7 @@ cdef int select_child(Pools* P, int b, int node) noexcept nogil:
     cdef int n_parent = P.visits[n0 + node] - 1  # N_s = sum of the children's visits
     cdef double sqrt_n = P.sqrt_visits[n_parent]
     cdef double c_term = P.c_term[n_parent]
+    # Never empty here (the official code then skips normalising): root forcing expands a root child first.
     cdef double lo = P.adv_min[b]
     cdef double span = P.adv_max[b] - lo
     if span < P.value_delta_min:

@@ -242,6 +242,7 @@ class SampledTrees:
         n_parent = tree.visits[node] - 1  # N_s = sum of the children's visits
         sqrt_n = math.sqrt(n_parent)
         c_term = self.pb_c_init + math.log((n_parent + self.pb_c_base + 1.0) / self.pb_c_base)
+        # Never empty here (the official code then skips normalising): root forcing expands a root child first.
         lo = tree.adv_min
         span = tree.adv_max - lo
         if span < self.value_delta_min:
