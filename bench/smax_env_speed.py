@@ -3,7 +3,8 @@
     python bench/smax_env_speed.py [--map 3m] [--batch-sizes 1 8] [--seconds 10]
 
 Episodes run in lock-step like the parallel runner: finished envs stay frozen (inactive) until every env of the
-batch has finished, then all reset. Prints env steps/s counting active envs only, and step calls/s.
+batch has finished, then all reset. Prints env steps/s counting active envs only, step calls/s, and the random
+policy's win rate.
 """
 
 import argparse
@@ -33,7 +34,7 @@ def measure(map_name, batch_size, seconds):
     warmup = time.perf_counter() - start  # compilation, or loading it from the persistent cache
     env.reset()
     active = np.ones(batch_size, dtype=bool)
-    env_steps = calls = episodes = 0
+    env_steps = calls = 0
     start = time.perf_counter()
     while time.perf_counter() - start < seconds:
         _, terminated, _ = env.step(random_actions(env.get_avail_actions(), rng), active)
@@ -41,11 +42,10 @@ def measure(map_name, batch_size, seconds):
         calls += 1
         active &= ~terminated
         if not active.any():
-            episodes += batch_size
             env.reset()
             active[:] = True
     elapsed = time.perf_counter() - start
-    return warmup, env_steps / elapsed, calls / elapsed, episodes
+    return warmup, env_steps / elapsed, calls / elapsed, env.get_stats()
 
 
 def main():
@@ -56,9 +56,10 @@ def main():
     args = parser.parse_args()
     print(f"map {args.map}, load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     for batch_size in args.batch_sizes:
-        warmup, env_steps_per_s, calls_per_s, episodes = measure(args.map, batch_size, args.seconds)
+        warmup, env_steps_per_s, calls_per_s, stats = measure(args.map, batch_size, args.seconds)
         print(f"B={batch_size}: {env_steps_per_s:,.0f} env steps/s, {calls_per_s:,.0f} step calls/s "
-              f"({1e3 / calls_per_s:.2f} ms/call), {episodes} episodes, first reset+step {warmup:.1f} s")
+              f"({1e3 / calls_per_s:.2f} ms/call), first reset+step {warmup:.1f} s; random policy won "
+              f"{stats['battles_won']} of {stats['battles_game']} episodes")
 
 
 if __name__ == "__main__":
