@@ -5,8 +5,10 @@ loop merges them into the scheme (docs/architecture.md).
 """
 from controllers.basic_controller import BasicMAC
 from controllers.mazero_controller import MAZeroMAC
+from controllers.ppo_controller import PPOMAC
 
 REGISTRY = {
     "basic_mac": BasicMAC,
     "mazero_mac": MAZeroMAC,
+    "ppo_mac": PPOMAC,
 }

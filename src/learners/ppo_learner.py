@@ -90,8 +90,7 @@ class PPOLearner:
 
     def _policy(self, batch):
         """Masked action probabilities [B, T-1, N, A] at every step that has an action to learn from."""
-        self.mac.init_hidden(batch.batch_size)
-        return torch.stack([self.mac.forward(batch, t=t) for t in range(batch.max_seq_length - 1)], dim=1)
+        return self.mac.unroll(batch, batch.max_seq_length - 1)
 
     def train(self, batch, t_env, episode_num):
         args = self.args
