@@ -164,7 +164,8 @@ def make_damaged_root(records_root, dst_root):
         path = copy(name, f"RUNNING, heartbeat {beat}")
         with open(os.path.join(path, "run.json")) as handle:
             doc = json.load(handle)
-        doc.update(status="RUNNING", heartbeat=beat.isoformat(), stop_time=None)
+        doc.update(status="RUNNING", start_time=(beat - timedelta(minutes=5)).isoformat(), heartbeat=beat.isoformat(),
+                   stop_time=None)
         with open(os.path.join(path, "run.json"), "w") as handle:
             json.dump(doc, handle)
     os.makedirs(os.path.join(base, "7"))
@@ -184,6 +185,7 @@ def test_damaged_folders_are_read_with_reasons(records, tmp_path):
     assert runs["qmix/3m/3"].problems[0].startswith("metrics.json truncated or invalid JSON")
     assert runs["qmix/3m/4"].alg is None and runs["qmix/3m/4"].problems[0].startswith("config.json truncated")
     assert runs["qmix/3m/5"].status_label == "RUNNING (stale heartbeat)"
+    assert runs["qmix/3m/5"].duration == 300.0 and runs["qmix/3m/5"].stop_time is None
     assert runs["qmix/3m/6"].status_label == "RUNNING"
     assert runs["qmix/3m/7"].problems == ["empty run folder"] and runs["qmix/3m/7"].status == "UNKNOWN"
     assert runs["qmix/3m/8"].status == "UNKNOWN" and runs["qmix/3m/8"].problems == ["run.json missing"]

@@ -227,7 +227,7 @@ def _mean_curve(alg_runs, metric, smooth, points, reps, seed):
     if hi < lo:
         return None, None, None, ["seeds cover disjoint env-step ranges; nothing to average"]
     longest = max(s[-1] for s, _ in series)
-    if longest > hi:
+    if longest - hi > 0.05 * (longest - lo):  # more than evaluation-step jitter between seeds
         notes.append(f"curve stops at {int(hi)} steps, where the shortest seed ends (longest: {int(longest)})")
     grid = np.linspace(lo, hi, points) if hi > lo else np.array([lo])
     curves = np.stack([np.interp(grid, s, v) for s, v in series])

@@ -42,7 +42,7 @@ def fmt_steps(value):
 
 
 def fmt_duration(seconds):
-    if seconds is None:
+    if seconds is None or seconds < 0:  # clocks of different hosts can disagree
         return "-"
     total = int(seconds)
     return f"{total // 3600}:{total % 3600 // 60:02d}:{total % 60:02d}"

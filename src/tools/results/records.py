@@ -181,7 +181,7 @@ def _read_json(path):
     try:
         return json.loads(text), None
     except json.JSONDecodeError as err:
-        return None, f"{name} truncated or invalid JSON ({err.msg} at line {err.lineno})"
+        return None, f"{name} truncated or invalid JSON ({err.msg}: line {err.lineno} column {err.colno})"
 
 
 def _apply_run_info(run, run_doc):
