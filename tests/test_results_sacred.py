@@ -212,3 +212,28 @@ def test_missing_root_is_an_error(tmp_path):
 
     with pytest.raises(RecordError, match="results directory not found"):
         load_file_runs(str(tmp_path / "nope"))
+
+
+def test_hand_written_pymarl_info_with_bad_entries(tmp_path):
+    """A pymarl2-style folder (info.json only) whose lists disagree in length and hold an undecodable value."""
+    run_path = tmp_path / "7"
+    run_path.mkdir()
+    (run_path / "config.json").write_text(json.dumps({"name": "qmix", "seed": 4, "env": "sc2",
+                                                      "env_args": {"map_name": "8m"}, "t_max": 400}))
+    (run_path / "run.json").write_text(json.dumps({"status": "COMPLETED", "start_time": "2024-05-01T10:00:00",
+                                                   "stop_time": "2024-05-01T11:30:05.5"}))
+    torch_value = {"py/reduce": [{"py/function": "torch._utils._rebuild_tensor_v2"}]}
+    (run_path / "info.json").write_text(json.dumps({
+        "test_return_mean": [1.0, {"py/object": "numpy.float32", "dtype": "float32", "value": 2.5}, 3.0, 4.0],
+        "test_return_mean_T": [300, 100, 200, 400, 500],
+        "loss": [0.5, torch_value], "loss_T": [100, 200],
+        "episode": [10], "unpaired": [1, 2]}))
+    run = read_run_dir(str(run_path), "7")
+    assert (run.alg, run.map, run.seed, run.duration) == ("qmix", "8m", 4, 5405.5)
+    steps, values = run.metrics["test_return_mean"]
+    assert steps.tolist() == [100, 200, 300, 400] and values.tolist() == [2.5, 3.0, 1.0, 4.0]  # sorted by step
+    assert run.metrics["loss"][1].tolist() == [0.5]
+    assert set(run.metrics) == {"test_return_mean", "loss"}  # keys without a _T list are not curves
+    assert run.problems == ["info.json test_return_mean: 5 steps but 4 values; kept the first 4",
+                            "info.json loss: dropped 1 entries that are not numbers",
+                            "metrics.json missing; read info.json"]
