@@ -184,6 +184,11 @@ def test_plot_writes_png_and_pdf(records, capsys, tmp_path):
     # --smooth 2: last value per seed = mean of the last two evaluations: (.5 + 1) / 2 and (.75 + .75) / 2
     doc = run_json(capsys, "plot", "--root", root, "--map", "3m", "--out", str(out) + ".png", "--smooth", "2")
     assert by_map_alg(rows_of(doc, "curves"))[("3m", "qmix")]["final_mean"] == 0.75
+    # --include-incomplete: the INTERRUPTED vdn seed 3 only evaluated at step 0, so the curve is that one point
+    doc = run_json(capsys, "plot", "--root", root, "--map", "3m", "--out", str(out), "--include-incomplete")
+    vdn = by_map_alg(rows_of(doc, "curves"))[("3m", "vdn")]
+    assert (vdn["seeds"], vdn["from_step"], vdn["to_step"], vdn["final_mean"]) == (3, 0.0, 0.0, 0.0)
+    assert "3m vdn: curve stops at 0 steps, where the shortest seed ends (longest: 300)" in doc[0]["notes"]
 
 
 def test_formats(records, capsys):
