@@ -139,18 +139,14 @@ def evaluate_sequential(args, runner, logger):
 
 
 class Progress:
-    """Console progress line at each evaluation: t_env, ETA and time since the last one."""
+    """Console progress line at each evaluation: t_env, ETA and time passed since training started."""
 
     def __init__(self, t_start, t_max):
         self.start_time = time.time()
-        self.last_time = self.start_time
         self.t_start = t_start
         self.t_max = t_max
 
     def message(self, t_env):
-        now = time.time()
-        text = (f"t_env: {t_env} / {self.t_max} | Estimated time left: "
+        return (f"t_env: {t_env} / {self.t_max} | Estimated time left: "
                 f"{time_left(self.start_time, self.t_start, t_env, self.t_max)} | "
-                f"Time passed: {time_str(now - self.start_time)}")
-        self.last_time = now
-        return text
+                f"Time passed: {time_str(time.time() - self.start_time)}")
