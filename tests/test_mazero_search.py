@@ -100,3 +100,16 @@ def test_rejects_agent_without_legal_action():
     legal[1, 2] = False
     with pytest.raises(ValueError, match="legal action"):
         MCTSSearch(args, seed=0, tree_cls=ptree.SampledTrees).run(_model(args), inputs, legal, add_noise=False)
+
+
+def test_use_os_lambda_false_gives_plain_mean_backup():
+    model_args = mazero_args(N, A, num_simulations=12, sampled_actions=6)
+    model = _model(model_args)
+    inputs, legal = _inputs(4)
+    values = {}
+    for flag in (True, False):
+        args = mazero_args(N, A, num_simulations=12, sampled_actions=6, use_os_lambda=flag)
+        search = MCTSSearch(args, seed=5, tree_cls=ptree.SampledTrees)
+        assert search.tree_kwargs["use_os_lambda"] is flag
+        values[flag] = search.run(model, inputs, legal, add_noise=False).root_values
+    assert not np.allclose(values[True], values[False])
