@@ -22,7 +22,7 @@ class MAZeroMAC:
         self.input_shape = self._get_input_shape(scheme)
         self.agent = agent_REGISTRY[args.agent](self.input_shape, args).eval()
         self.search = MCTSSearch(args, seed=args.seed)
-        self.rng = np.random.default_rng(args.seed)
+        self.rng = np.random.default_rng([args.seed, 1])  # action sampling; independent of the search's stream
         self.search_seconds = 0.0  # wall-clock of self-play searches, read by the run loop's time profile
         self.test_search_seconds = 0.0
 
