@@ -1,7 +1,9 @@
 """sc2 env against the fake StarCraft2Env (tests/fake_smac), and the install hint when SMAC or SC2 is missing."""
 
+import json
 import os
 import pickle
+import subprocess
 import sys
 import types
 
@@ -166,3 +168,34 @@ def test_setup_error_survives_pickling():
     error = pickle.loads(pickle.dumps(SC2SetupError("SC2 is missing.")))
     assert isinstance(error, SC2SetupError)
     assert str(error) == str(SC2SetupError("SC2 is missing.")) and str(error).count("requirements-sc2.txt") == 1
+
+
+def run_main(extra_args, tmp_path, pythonpath):
+    """src/main.py with qmix on sc2 and a tiny budget; PYTHONPATH is exactly `pythonpath` (no fake unless given)."""
+    repo = os.path.dirname(TESTS)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if pythonpath:
+        env["PYTHONPATH"] = pythonpath
+    command = [sys.executable, os.path.join(repo, "src", "main.py"), "--config=qmix", "--env-config=sc2", "with",
+               "t_max=300", "test_interval=150", "test_nepisode=2", "batch_size=4", "buffer_size=16",
+               "log_interval=150", "runner_log_interval=150", "learner_log_interval=150", "save_git_info=False",
+               f"local_results_path={tmp_path}"] + extra_args
+    return subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_main_without_smac_prints_the_hint_and_fails(tmp_path):
+    proc = run_main([], tmp_path, pythonpath=None)
+    assert proc.returncode != 0
+    assert "oxwhirl SMAC is not installed" in proc.stderr and "requirements-sc2.txt" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_main_trains_on_the_fake_starcraft2env(tmp_path):
+    proc = run_main([], tmp_path, pythonpath=FAKE_SMAC)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = [root for root, _, files in os.walk(tmp_path) if "run.json" in files]
+    with open(os.path.join(run_dir, "run.json")) as f:
+        assert json.load(f)["status"] == "COMPLETED"
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+        metrics = json.load(f)
+    assert "test_battle_won_mean" in metrics and "battle_won_mean" in metrics
