@@ -5,6 +5,7 @@ Runs are recorded by Sacred under results/sacred/{name}/{map_name or env_args.ke
 """
 import ast
 import copy
+import difflib
 import os
 import random
 import shutil
@@ -95,6 +96,35 @@ def with_updates(params):
     return updates
 
 
+def check_update_keys(config, updates):
+    """Rejects `with` keys that exist nowhere in the merged config, naming close matches.
+
+    Sacred would raise ConfigAddedError for them too, but reports only some of them and without suggestions.
+    """
+    problems = []
+    for dotted_key in updates:
+        if dotted_key == "seed":  # Sacred's own key
+            continue
+        node = config
+        parts = dotted_key.split(".")
+        for depth, part in enumerate(parts):
+            if isinstance(node, dict) and part in node:
+                node = node[part]
+                continue
+            known = sorted(node) if isinstance(node, dict) else []
+            prefix = ".".join(parts[:depth])
+            close = difflib.get_close_matches(part, known, n=2)
+            hint = f" (did you mean {' or '.join(repr('.'.join(filter(None, [prefix, c]))) for c in close)}?)" \
+                if close else ""
+            problems.append(f"{dotted_key!r}{hint}")
+            break
+    if problems:
+        raise UsageError(
+            f"unknown config key(s) after `with`: {', '.join(problems)}. Sacred rejects new keys "
+            f"(ConfigAddedError); check the spelling, or pass -f/--force to add a key on purpose."
+        )
+
+
 def effective(config, updates, dotted_key, default=None):
     """The value `dotted_key` will have after the `with` updates."""
     if dotted_key in updates:
@@ -180,6 +210,8 @@ def main(argv):
     try:
         config = build_config(params)
         updates = with_updates(params)
+        if not {"-f", "--force"} & set(params):
+            check_update_keys(config, updates)
     except UsageError as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         sys.exit(2)

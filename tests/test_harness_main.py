@@ -30,12 +30,20 @@ def test_bad_config_names_list_the_choices(tmp_path, argv, expected, listed):
     assert "available: " in proc.stderr and listed in proc.stderr
 
 
-def test_wrong_with_key_is_a_clear_error(tmp_path):
-    proc = run_main(["--config=qmix", "--env-config=matrix", "with", "t_maxx=100", "save_git_info=False"],
-                    tmp_path, check=False)
-    assert proc.returncode != 0
-    assert "t_maxx" in proc.stderr and "ConfigAddedError" in proc.stderr
+def test_wrong_with_keys_are_a_clear_error(tmp_path):
+    proc = run_main(["--config=qmix", "--env-config=matrix", "with", "t_maxx=100", "env_args.gamee=penalty",
+                     "save_git_info=False"], tmp_path, check=False)
+    assert proc.returncode == 2
+    assert "'t_maxx' (did you mean 't_max'?)" in proc.stderr
+    assert "'env_args.gamee' (did you mean 'env_args.game'?)" in proc.stderr
+    assert "ConfigAddedError" in proc.stderr and "--force" in proc.stderr
     assert not os.path.exists(os.path.join(tmp_path, "sacred", "qmix"))
+
+
+def test_force_flag_adds_new_keys(tmp_path):
+    proc = run_main(["--config=qmix", "--env-config=matrix", "print_config", "-f", "with", "my_new_key=7",
+                     "save_git_info=False"], tmp_path)
+    assert "my_new_key = 7" in proc.stdout
 
 
 def test_print_config_shows_with_updates(tmp_path):
