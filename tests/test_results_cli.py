@@ -290,3 +290,24 @@ def test_module_entry_point(records):
                            "--at", "50k", "--format", "markdown"], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "| qmix | 2 | - (n=0/2) |" in done.stdout  # nobody trained to 50000 steps
+
+
+@pytest.mark.slow
+def test_records_of_the_harness(capsys, tmp_path):
+    """Two short runs of src/main.py (matrix game) read back: the record layout and metric names of the harness."""
+    for alg in ("qmix", "vdn"):
+        done = subprocess.run([sys.executable, os.path.join(SRC, "main.py"), f"--config={alg}", "--env-config=matrix",
+                               "with", "seed=1", "t_max=300", "test_interval=100", "test_nepisode=2",
+                               "log_interval=100", "runner_log_interval=100", "learner_log_interval=100",
+                               f"local_results_path={tmp_path}"], capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+    root = str(tmp_path / "sacred")
+    rows = rows_of(run_json(capsys, "list", "--root", root), "runs")
+    assert sorted((r["id"].rsplit("/", 1)[0], r["status"], r["metric"], r["notes"] == []) for r in rows) == [
+        ("qmix/matrix", "COMPLETED", "test_return_mean", True), ("vdn/matrix", "COMPLETED", "test_return_mean", True)]
+    assert all(r["t_env"] > 300 for r in rows)  # the loop runs until t_env > t_max
+    compared = by_map_alg(rows_of(run_json(capsys, "compare", "--root", root, "--at", "300"), "compare"))
+    assert set(compared) == {("matrix", "qmix"), ("matrix", "vdn")}
+    assert all(r["n@300"] == 1 and r["metric"] == "test_return_mean" for r in compared.values())
+    run_json(capsys, "plot", "--root", root, "--out", str(tmp_path / "curves"))
+    assert (tmp_path / "curves.png").stat().st_size > 0 and (tmp_path / "curves.pdf").stat().st_size > 0
