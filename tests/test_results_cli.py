@@ -230,6 +230,8 @@ def test_mongo_source_gives_same_rows(records, capsys, monkeypatch):
                                                                                      "mongodb://localhost:27017")
     code, _, err = run_cli(capsys, "list", "--mongo", "localhost:27017:sacred", "--db", "other")
     assert code == 2 and "--mongo names database 'sacred' but --db says 'other'" in err
+    code, _, err = run_cli(capsys, "list", "--mongo", "localhost:27017", "--root", root)
+    assert code == 2 and "give --root or --mongo, not both" in err
 
 
 def test_unreachable_mongo_is_a_clear_error(capsys):

@@ -96,7 +96,7 @@ def _utcnow():
 def build_parser():
     common = argparse.ArgumentParser(add_help=False)
     source = common.add_argument_group("source (one of)")
-    source.add_argument("--root", default=DEFAULT_ROOT,
+    source.add_argument("--root",
                         help=f"FileStorageObserver directory, searched recursively (default {DEFAULT_ROOT})")
     source.add_argument("--mongo", metavar="URL",
                         help="MongoDB of a Sacred MongoObserver: mongodb://host:port, host:port, or host:port:db "
@@ -173,6 +173,8 @@ def mongo_target(mongo, db):
 
 
 def load_runs(args):
+    if args.mongo and args.root:
+        raise RecordError("give --root or --mongo, not both")
     if args.mongo:
         url, db = mongo_target(args.mongo, args.db)
         # fail within 5 s when no server answers, unless the URL sets its own serverSelectionTimeoutMS
@@ -186,7 +188,7 @@ def load_runs(args):
             client.close()
     if args.db is not None:
         raise RecordError("--db needs --mongo")
-    return load_file_runs(args.root)
+    return load_file_runs(args.root or DEFAULT_ROOT)
 
 
 def main(argv=None):
