@@ -218,6 +218,7 @@ def test_same_seed_same_trajectory(single_env):
 
     first = trajectory()
     np.testing.assert_array_equal(first, trajectory())
+    assert single_env.seed() == 11
     single_env.seed(12)
     single_env.reset()
     assert not np.array_equal(first[0], single_env.get_state())

@@ -231,8 +231,10 @@ class SMAXVecEnv:
         self._terminated = np.zeros(self.batch_size, dtype=bool)
         self.seed(seed)
 
-    def seed(self, seed):
-        """Re-seed all B envs (env i from seed + i); takes effect at the next reset()."""
+    def seed(self, seed=None):
+        """Returns the seed; a new `seed` re-seeds all B envs (env i from seed + i) from the next reset()."""
+        if seed is None:
+            return self._seed
         self._seed = int(seed)
         seeds = (np.arange(self.batch_size, dtype=np.uint64) + np.uint64(self._seed % 2 ** 32)) % 2 ** 32
         self._keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in seeds])
@@ -375,8 +377,6 @@ class SMAXEnv(MultiAgentEnv):
         return self.get_obs(), self.get_state()
 
     def seed(self, seed=None):
-        if seed is None:
-            return self._vec._seed
         return self._vec.seed(seed)
 
     def get_env_info(self):
