@@ -148,6 +148,27 @@ def test_controller_extra_scheme_fields_are_stored(countdown_registered):
         runner.close_env()
 
 
+class SeedLengthEnv(CountdownEnv):
+    """Episode length 2 + seed: envs of one parallel batch end at different steps."""
+
+    def __init__(self, seed=0):
+        super().__init__(length=2 + seed, timeout=False, seed=seed)
+        self.episode_limit = 3  # the longest episode of the batch
+
+
+def test_parallel_batch_with_uneven_episode_lengths(monkeypatch):
+    monkeypatch.setitem(envs.REGISTRY, "uneven", SeedLengthEnv)
+    args = make_args("qmix", "matrix", runner="parallel", batch_size_run=2, env="uneven", env_args={"seed": 0},
+                     runner_log_interval=1)
+    runner, logger = build_runner(args, "basic_mac", InProcessParallelRunner)
+    batch = runner.run()
+    assert batch["filled"][:, :, 0].tolist() == [[1, 1, 1, 0], [1, 1, 1, 1]]
+    assert batch["terminated"][:, :, 0].tolist() == [[0, 1, 0, 0], [0, 0, 1, 0]]
+    assert batch["reward"][:, :, 0].tolist() == [[1, 2, 0, 0], [1, 2, 3, 0]]
+    assert runner.t_env == 5
+    assert logger.stats["ep_length_mean"] == [(5, 2.5)] and logger.stats["return_mean"] == [(5, 4.5)]
+
+
 def test_extra_scheme_may_not_redefine_base_fields():
     class BadMAC:
         @staticmethod
