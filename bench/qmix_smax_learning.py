@@ -51,7 +51,11 @@ def launch(alg, map_name, results, seed, extra):
     log_path = os.path.join(results, f"{alg}_{map_name}_seed{seed}.log")
     log = open(log_path, "w")
     print(f"$ {' '.join(cmd)}  (log: {log_path})", flush=True)
-    return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT), log
+    # a background shell starts jobs with SIGINT ignored; restore it so the run can be interrupted (Sacred then
+    # records it as INTERRUPTED)
+    restore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                            preexec_fn=restore_sigint), log
 
 
 def learning(args):
