@@ -1,0 +1,34 @@
+"""End to end: `python src/main.py --config=mazero ...` through the mazero run loop, with tiny budgets."""
+import os
+
+from harness_helpers import load_json, run_main, sacred_runs
+
+TINY = ["runner=episode", "batch_size_run=1", "t_max=60", "batch_size=8", "num_simulations=3", "sampled_actions=3",
+        "reanalyse_ratio=0.5", "test_interval=30", "test_nepisode=2", "log_interval=30", "learner_log_interval=0",
+        "runner_log_interval=30", "latent_dim=16", "representation_hidden=[16]", "dynamics_hidden=[16]",
+        "attention_heads=2", "attention_ff_dim=16", "projection_hidden=16", "projection_dim=16",
+        "predictor_hidden=8", "save_model=True", "save_model_interval=30"]
+
+
+def test_matrix_run_completes_with_mazero_metrics_and_checkpoint(tmp_path):
+    run_main(["--config=mazero", "--env-config=matrix", "with"] + TINY, tmp_path)
+    (run_dir,) = sacred_runs(tmp_path, "mazero", "matrix")
+    assert load_json(run_dir, "run.json")["status"] == "COMPLETED"
+    info = load_json(run_dir, "info.json")
+    for key in ("test_return_mean", "return_mean", "loss", "reward_loss", "value_loss", "policy_loss",
+                "consistency_loss", "grad_norm", "time_share_selfplay_search", "time_share_reanalyse_search",
+                "time_share_gradient", "env_steps_per_second", "updates_per_second"):
+        assert key in info, key
+    # 0.5 updates per env step once batch_size transitions are stored: about 30 updates by t_env = 60
+    assert 20 <= info["updates"][-1] <= 31
+    (token,) = os.listdir(os.path.join(str(tmp_path), "models"))
+    steps = sorted(int(s) for s in os.listdir(os.path.join(str(tmp_path), "models", token)) if s.isdigit())
+    assert steps
+    files = set(os.listdir(os.path.join(str(tmp_path), "models", token, str(steps[-1]))))
+    assert {"agent.th", "target_agent.th", "target_snapshot.th", "opt.th", "learner_state.th"} <= files
+
+    # evaluate=True from that checkpoint, policy-argmax evaluation (test_mcts=False)
+    run_main(["--config=mazero", "--env-config=matrix", "with"] + TINY
+             + ["evaluate=True", "test_mcts=False", f"checkpoint_path={tmp_path}/models/{token}"], tmp_path)
+    eval_dir = sacred_runs(tmp_path, "mazero", "matrix")[-1]
+    assert "test_return_mean" in load_json(eval_dir, "info.json")
