@@ -110,3 +110,15 @@ def test_unknown_smax_map_lists_the_maps(tmp_path):
     assert proc.returncode != 0
     assert "Unknown SMAX map 'nope'" in proc.stderr and "3s5z" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("update, expected", [
+    ("learner=nope", "unknown learner 'nope'; registered: "),
+    ("mixer=nope", "unknown mixer 'nope'; registered: qmix, vdn"),
+    ("batch_size_run=2", "runner 'episode' needs batch_size_run 1"),
+])
+def test_invalid_settings_exit_with_a_message(tmp_path, update, expected):
+    proc = run_main(["--config=qmix", "--env-config=matrix", "with", update, "save_git_info=False"], tmp_path,
+                    check=False)
+    assert proc.returncode == 1
+    assert expected in proc.stderr and "Traceback" not in proc.stderr

@@ -28,8 +28,24 @@ def env_label(config):
     return str(label).replace(os.sep, "_")
 
 
+def _registries():
+    from components.action_selectors import REGISTRY as selector_REGISTRY
+    from controllers import REGISTRY as mac_REGISTRY
+    from learners import REGISTRY as learner_REGISTRY
+    from modules.agents import REGISTRY as agent_REGISTRY
+    from modules.mixers import REGISTRY as mixer_REGISTRY
+    from runners import REGISTRY as runner_REGISTRY
+
+    return {"runner": runner_REGISTRY, "mac": mac_REGISTRY, "learner": learner_REGISTRY, "agent": agent_REGISTRY,
+            "action_selector": selector_REGISTRY, "mixer": mixer_REGISTRY}
+
+
 def args_sanity_check(config, log):
-    """Fixes up settings that cannot work as given (EPyMARL semantics) and rejects contradictory ones."""
+    """Fixes up settings that cannot work as given (EPyMARL semantics); raises ValueError for invalid ones."""
+    for key, registry in _registries().items():
+        value = config.get(key)
+        if value is not None and value not in registry:
+            raise ValueError(f"unknown {key} {value!r}; registered: {', '.join(sorted(registry))}")
     if config["use_cuda"] and not torch.cuda.is_available():
         config["use_cuda"] = False
         log.info("use_cuda is True but no CUDA device is available: running on CPU")
@@ -45,8 +61,11 @@ def args_sanity_check(config, log):
 
 
 def make_args(config, log):
-    """The run's args namespace (config keys plus `device` and `unique_token`)."""
-    config = args_sanity_check(dict(config), log)
+    """The run's args namespace (config keys plus `device` and `unique_token`); invalid settings exit with code 1."""
+    try:
+        config = args_sanity_check(dict(config), log)
+    except ValueError as exc:
+        raise SystemExit(f"ERROR: {exc}") from None
     args = SimpleNamespace(**config)
     args.device = "cuda" if args.use_cuda else "cpu"
     stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
