@@ -7,8 +7,14 @@ from types import SimpleNamespace
 
 import torch
 
+from components.action_selectors import REGISTRY as selector_REGISTRY
 from components.transforms import OneHot
+from controllers import REGISTRY as mac_REGISTRY
 from envs.errors import SC2SetupError
+from learners import REGISTRY as learner_REGISTRY
+from modules.agents import REGISTRY as agent_REGISTRY
+from modules.mixers import REGISTRY as mixer_REGISTRY
+from runners import REGISTRY as runner_REGISTRY
 from utils.checkpoint import find_checkpoint, save_checkpoint
 from utils.logging import Logger
 from utils.timehelper import time_left, time_str
@@ -28,21 +34,14 @@ def env_label(config):
     return str(label).replace(os.sep, "_")
 
 
-def _registries():
-    from components.action_selectors import REGISTRY as selector_REGISTRY
-    from controllers import REGISTRY as mac_REGISTRY
-    from learners import REGISTRY as learner_REGISTRY
-    from modules.agents import REGISTRY as agent_REGISTRY
-    from modules.mixers import REGISTRY as mixer_REGISTRY
-    from runners import REGISTRY as runner_REGISTRY
-
-    return {"runner": runner_REGISTRY, "mac": mac_REGISTRY, "learner": learner_REGISTRY, "agent": agent_REGISTRY,
-            "action_selector": selector_REGISTRY, "mixer": mixer_REGISTRY}
+# config keys that name a registry entry
+REGISTRIES = {"runner": runner_REGISTRY, "mac": mac_REGISTRY, "learner": learner_REGISTRY, "agent": agent_REGISTRY,
+              "action_selector": selector_REGISTRY, "mixer": mixer_REGISTRY}
 
 
 def args_sanity_check(config, log):
     """Fixes up settings that cannot work as given (EPyMARL semantics); raises ValueError for invalid ones."""
-    for key, registry in _registries().items():
+    for key, registry in REGISTRIES.items():
         value = config.get(key)
         if value is not None and value not in registry:
             raise ValueError(f"unknown {key} {value!r}; registered: {', '.join(sorted(registry))}")
