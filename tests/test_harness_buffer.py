@@ -6,6 +6,8 @@ import torch
 from components.episode_buffer import EpisodeBatch, ReplayBuffer
 from components.transforms import OneHot
 
+torch.set_num_threads(1)
+
 N_AGENTS, N_ACTIONS, OBS_DIM, STATE_DIM = 3, 5, 4, 6
 
 

@@ -7,6 +7,8 @@ import torch
 
 from utils.logging import Logger
 
+torch.set_num_threads(1)
+
 
 class FakeRun:
     def __init__(self):

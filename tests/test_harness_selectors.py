@@ -7,6 +7,8 @@ import torch
 from components.action_selectors import REGISTRY as selector_REGISTRY
 from components.epsilon_schedules import DecayThenFlatSchedule
 
+torch.set_num_threads(1)
+
 
 def eps_args(start=1.0, finish=0.05, anneal=100, evaluation=0.0):
     return SimpleNamespace(epsilon_start=start, epsilon_finish=finish, epsilon_anneal_time=anneal,
