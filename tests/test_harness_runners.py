@@ -1,4 +1,7 @@
 """Runners and vector envs: step alignment, time-outs, extra scheme fields, t_env accounting, spawn workers."""
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +11,7 @@ from controllers import REGISTRY as mac_REGISTRY
 from envs.matrix_game import MatrixGame
 from envs.multiagentenv import MultiAgentEnv
 from envs.vec_env import InProcessVecEnv, SubprocVecEnv
-from harness_helpers import make_args
+from harness_helpers import REPO_ROOT, make_args
 from run.common import add_env_info, build_scheme
 from runners import REGISTRY as runner_REGISTRY
 
@@ -227,3 +230,10 @@ def test_parallel_runner_with_subprocess_workers_counts_all_envs():
         assert [t for t, _ in logger.stats["test_return_mean"]] == [6]
     finally:
         runner.close_env()
+
+
+def test_importing_the_harness_does_not_import_jax_or_smac():
+    code = ("import sys; sys.path.insert(0, 'src'); import envs, runners, run, controllers, learners; "
+            "print(sorted(m for m in ('jax', 'jaxmarl', 'smac') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
