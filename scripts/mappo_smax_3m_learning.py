@@ -88,7 +88,11 @@ def launch(results, seed, with_updates):
     log_path = os.path.join(results, f"mappo_3m_seed{seed}.log")
     print(f"$ {' '.join(cmd)}\n  log: {log_path}", flush=True)
     log = open(log_path, "w")
-    return subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT), log
+    # a shell's background job starts with SIGINT ignored and the child would inherit that; restore the default
+    # so that --stop-at-target (and Ctrl-C) can interrupt the run and Sacred records it as INTERRUPTED
+    restore_sigint = lambda: signal.signal(signal.SIGINT, signal.SIG_DFL)  # noqa: E731
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, preexec_fn=restore_sigint)
+    return proc, log
 
 
 def run_dirs(results):
