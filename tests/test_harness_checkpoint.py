@@ -30,6 +30,19 @@ def test_save_is_atomic_and_find_picks_latest_or_closest(tmp_path):
     assert find_checkpoint(str(tmp_path), 900)[1] == 1000
 
 
+def test_keep_deletes_older_checkpoints_after_the_new_one_is_in_place(tmp_path):
+    seen = []
+
+    def save(path):
+        seen.append(list_checkpoints(str(tmp_path)))  # what exists while the new checkpoint is written
+        write_file("agent.th")(path)
+
+    for t_env in (100, 200, 300, 400):
+        save_checkpoint(str(tmp_path), t_env, save, keep=2)
+    assert seen == [[], [100], [100, 200], [200, 300]]
+    assert sorted(os.listdir(tmp_path)) == ["300", "400"]  # no hidden leftovers either
+
+
 def test_failed_save_leaves_nothing_behind(tmp_path):
     def crash(path):
         write_file("agent.th")(path)

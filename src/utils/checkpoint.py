@@ -2,15 +2,20 @@
 
 `save_checkpoint` lets the learner write into a hidden temporary sibling directory and renames it into place, so a
 run killed mid-save never leaves a half-written `<t_env>` directory; `find_checkpoint` only looks at directories
-whose name is an integer, so leftover temporary directories are ignored.
+whose name is an integer, so leftover temporary directories are ignored. With `keep`, older checkpoints are
+deleted only once the new one is in place (each is first renamed to a hidden name, so a kill mid-delete never
+leaves a partial `<t_env>` directory behind).
 """
 import os
 import shutil
 import tempfile
 
 
-def save_checkpoint(models_dir, t_env, save_fn):
-    """Calls save_fn(tmp_dir) and renames tmp_dir to models_dir/<t_env>; returns the final path."""
+def save_checkpoint(models_dir, t_env, save_fn, keep=None):
+    """Calls save_fn(tmp_dir) and renames tmp_dir to models_dir/<t_env>; returns the final path.
+
+    keep: if given, only the `keep` latest checkpoints under models_dir remain afterwards.
+    """
     os.makedirs(models_dir, exist_ok=True)
     final_path = os.path.join(models_dir, str(int(t_env)))
     tmp_path = tempfile.mkdtemp(prefix=f".tmp-{int(t_env)}-", dir=models_dir)
@@ -22,6 +27,11 @@ def save_checkpoint(models_dir, t_env, save_fn):
     except BaseException:
         shutil.rmtree(tmp_path, ignore_errors=True)
         raise
+    if keep is not None:
+        for step in list_checkpoints(models_dir)[:-keep]:
+            doomed = tempfile.mkdtemp(prefix=f".old-{step}-", dir=models_dir)
+            os.rename(os.path.join(models_dir, str(step)), os.path.join(doomed, str(step)))
+            shutil.rmtree(doomed)
     return final_path
 
 
