@@ -222,3 +222,22 @@ def test_same_seed_same_trajectory(single_env):
     single_env.seed(12)
     single_env.reset()
     assert not np.array_equal(first[0], single_env.get_state())
+
+
+def test_rng_state_restores_the_next_episodes(vec_env):
+    """Keys taken between episodes and put into a differently seeded env replay the following episodes exactly
+    (what a MAZero checkpoint saves)."""
+    vec_env.seed(3)
+    run_episode(vec_env, focus_fire)
+    keys = vec_env.get_rng_state()
+    assert keys.shape == (BATCH, 2) and keys.dtype == np.uint32
+    expected = [run_episode(vec_env, focus_fire)[0] for _ in range(2)]
+    expected_state = vec_env.get_state().copy()
+    other = SMAXVecEnv(BATCH, map_name="3m", seed=99)
+    other.reset()
+    other.set_rng_state(keys)
+    replayed = [run_episode(other, focus_fire)[0] for _ in range(2)]
+    np.testing.assert_array_equal(np.stack(replayed), np.stack(expected))
+    np.testing.assert_array_equal(other.get_state(), expected_state)
+    with pytest.raises(ValueError, match="shape"):
+        other.set_rng_state(keys[:1])

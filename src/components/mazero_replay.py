@@ -13,6 +13,11 @@ import torch
 
 
 class MAZeroReplayBuffer:
+    TENSOR_FIELDS = ("inputs", "actions", "avail", "rewards", "episode_end", "episode_terminated", "insert_count",
+                     "search_actions", "search_visits", "search_qvalues", "search_pred_value")
+    ARRAY_FIELDS = ("episode_start", "priorities")
+    COUNTERS = ("max_priority", "write_pos", "rows_used", "num_transitions", "transitions_collected")
+
     def __init__(self, capacity, n_agents, input_dim, n_actions, sampled_actions, per_alpha, seed):
         if capacity < 2:
             raise ValueError(f"buffer_size must be at least 2 transitions, got {capacity}")
@@ -40,6 +45,30 @@ class MAZeroReplayBuffer:
         self.rows_used = 0  # high-water mark: rows beyond it were never written (sampling looks only below it)
         self.num_transitions = 0  # sampleable rows currently stored
         self.transitions_collected = 0
+
+    def state_dict(self):
+        """Contents (rows below the high-water mark), priorities, counters and the sampling RNG's state."""
+        n = self.rows_used
+        return {
+            "capacity": self.capacity,
+            "tensors": {name: getattr(self, name)[:n].clone() for name in self.TENSOR_FIELDS},
+            "arrays": {name: getattr(self, name)[:n].copy() for name in self.ARRAY_FIELDS},
+            "counters": {name: getattr(self, name) for name in self.COUNTERS},
+            "rng": self.rng.bit_generator.state,
+        }
+
+    def load_state_dict(self, state):
+        if state["capacity"] != self.capacity:
+            raise ValueError(f"the checkpoint's replay holds buffer_size={state['capacity']} transitions, this run "
+                             f"has buffer_size={self.capacity}; resume with the same buffer_size")
+        n = state["counters"]["rows_used"]
+        for name in self.TENSOR_FIELDS:
+            getattr(self, name)[:n] = state["tensors"][name]
+        for name in self.ARRAY_FIELDS:
+            getattr(self, name)[:n] = state["arrays"][name]
+        for name in self.COUNTERS:
+            setattr(self, name, state["counters"][name])
+        self.rng.bit_generator.state = state["rng"]
 
     def can_sample(self, batch_size):
         return self.num_transitions >= batch_size

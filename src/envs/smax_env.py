@@ -241,6 +241,19 @@ class SMAXVecEnv:
         self._carry = None
         return self._seed
 
+    def get_rng_state(self):
+        """The B envs' PRNG keys as a uint32 array [B, 2]: with set_rng_state, the next reset() and every episode
+        after it replay exactly (battle counters are not part of it)."""
+        keys = self._keys if self._carry is None else self._carry[0]
+        return np.array(jax.device_get(keys))
+
+    def set_rng_state(self, keys):
+        keys = np.asarray(keys, dtype=np.uint32)
+        if keys.shape != (self.batch_size, 2):
+            raise ValueError(f"expected PRNG keys of shape ({self.batch_size}, 2), got {keys.shape}")
+        self._keys = jnp.asarray(keys)
+        self._carry = None  # the next reset() starts from these keys
+
     def get_env_info(self):
         return {
             "state_shape": self._sim.state_dim,

@@ -57,6 +57,14 @@ class MCTSSearch:
         self.num_searches = 0
         self._pool = None
 
+    def state_dict(self):
+        """The driver's random state: the Dirichlet-noise stream and the search counter that seeds the trees."""
+        return {"rng": self.rng.bit_generator.state, "num_searches": self.num_searches}
+
+    def load_state_dict(self, state):
+        self.rng.bit_generator.state = state["rng"]
+        self.num_searches = state["num_searches"]
+
     def _new_trees(self, num_roots):
         if self.tree_cls is None:
             from mcts import SampledTrees

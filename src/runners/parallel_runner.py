@@ -47,6 +47,27 @@ class ParallelRunner:
     def get_env_info(self):
         return self.env_info
 
+    def state_dict(self):
+        """Step counter, the training stats gathered since the last log, and the envs' RNG state if they expose
+        it (`get_rng_state`, SMAX). Taken between run() calls: every env is reset at the next run()."""
+        state = {"t_env": self.t_env, "log_train_stats_t": self.log_train_stats_t,
+                 "train_returns": list(self.train_returns), "train_stats": dict(self.train_stats)}
+        if hasattr(self.env, "get_rng_state"):
+            state["env_rng"] = self.env.get_rng_state()
+        return state
+
+    def load_state_dict(self, state):
+        """Restores state_dict(); returns False when the saved state has no env RNG or this env cannot take it
+        (the envs then continue from their seeds)."""
+        self.t_env = state["t_env"]
+        self.log_train_stats_t = state["log_train_stats_t"]
+        self.train_returns = list(state["train_returns"])
+        self.train_stats = dict(state["train_stats"])
+        if "env_rng" in state and hasattr(self.env, "set_rng_state"):
+            self.env.set_rng_state(state["env_rng"])
+            return True
+        return False
+
     def close_env(self):
         self.env.close()
 
