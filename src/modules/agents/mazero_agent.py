@@ -1,12 +1,12 @@
 """MAZero's centralised learned model (Liu et al., ICLR 2024, Eq. 4; MAZero spec §1).
 
 Six functions over N agents with latent size H:
-  representation  s^i_0 = h(o^i)                      per agent, shared weights
+  representation  s^i_0 = h(o^i)                      per agent, shared weights (share_parameters: False = per agent)
   communication   e^{1..N} = e(s^{1..N}, a^{1..N})     transformer over agents (centralised)
-  dynamics        s'^i = s^i + g([s^i, onehot(a^i), e^i])   per agent, shared weights, residual
+  dynamics        s'^i = s^i + g([s^i, onehot(a^i), e^i])   per agent, shared weights (or per agent), residual
   reward          r = R(s'^{1..N}, a^{1..N})           centralised, categorical over a support
   value           v = V(s^{1..N})                       centralised, categorical over a support
-  policy          p^i = P(s^i)                          per agent, shared weights
+  policy          p^i = P(s^i)                          per agent, shared weights (or per agent)
 plus the SimSiam projection / prediction heads of the consistency loss.
 
 Every call takes [B, N, ...] tensors and runs all agents and all B roots at once.
@@ -17,6 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from modules.agents.mazero_actions import PerAgentActions
 
 def _orthogonal_init(linear, zero=False):
     # Official init: orthogonal weights with gain calculate_gain('relu'), zero biases; prediction heads'
@@ -28,25 +29,73 @@ def _orthogonal_init(linear, zero=False):
     nn.init.zeros_(linear.bias)
 
 
+class AgentLinear(nn.Module):
+    """N independent linear layers applied in one call: x [..., N, in] -> [..., N, out] with agent i's weights."""
+
+    def __init__(self, n_agents, in_dim, out_dim):
+        super().__init__()
+        self.in_features, self.out_features = in_dim, out_dim
+        self.weight = nn.Parameter(torch.empty(n_agents, out_dim, in_dim))
+        self.bias = nn.Parameter(torch.empty(n_agents, out_dim))
+
+    def forward(self, x):
+        return torch.einsum("...ni,noi->...no", x, self.weight) + self.bias
+
+
+class AgentLayerNorm(nn.Module):
+    """LayerNorm over the last dim with a separate affine transform per agent: x [..., N, dim]."""
+
+    def __init__(self, n_agents, dim):
+        super().__init__()
+        self.dim = dim
+        self.weight = nn.Parameter(torch.ones(n_agents, dim))
+        self.bias = nn.Parameter(torch.zeros(n_agents, dim))
+
+    def forward(self, x):
+        return F.layer_norm(x, (self.dim,)) * self.weight + self.bias
+
+
+def _orthogonal_init_agents(linear, zero=False):
+    # Each agent's slice gets the official init on its own.
+    if zero:
+        nn.init.zeros_(linear.weight)
+    else:
+        for weight in linear.weight.data:
+            nn.init.orthogonal_(weight, gain=nn.init.calculate_gain("relu"))
+    nn.init.zeros_(linear.bias)
+
+
 class MLP(nn.Module):
     """Stack of Linear -> ReLU -> LayerNorm blocks (the official `mlp`).
 
     The output block is also Linear-ReLU-LN unless `value_out`, in which case it is a bare, zero-initialised Linear.
+    With `n_agents`, every Linear and LayerNorm holds separate weights per agent (`share_parameters: False`) and the
+    input is [..., n_agents, in_dim].
     """
 
-    def __init__(self, in_dim, hidden_dims, out_dim, value_out=False):
+    def __init__(self, in_dim, hidden_dims, out_dim, value_out=False, n_agents=None):
         super().__init__()
+        if n_agents is None:
+            make_linear, make_norm, init = nn.Linear, nn.LayerNorm, _orthogonal_init
+        else:
+            def make_linear(d_in, d_out):
+                return AgentLinear(n_agents, d_in, d_out)
+
+            def make_norm(d):
+                return AgentLayerNorm(n_agents, d)
+
+            init = _orthogonal_init_agents
         layers = []
         dims = [in_dim] + list(hidden_dims)
         for d_in, d_out in zip(dims[:-1], dims[1:]):
-            linear = nn.Linear(d_in, d_out)
-            _orthogonal_init(linear)
-            layers += [linear, nn.ReLU(), nn.LayerNorm(d_out)]
-        out = nn.Linear(dims[-1], out_dim)
-        _orthogonal_init(out, zero=value_out)
+            linear = make_linear(d_in, d_out)
+            init(linear)
+            layers += [linear, nn.ReLU(), make_norm(d_out)]
+        out = make_linear(dims[-1], out_dim)
+        init(out, zero=value_out)
         layers.append(out)
         if not value_out:
-            layers += [nn.ReLU(), nn.LayerNorm(out_dim)]
+            layers += [nn.ReLU(), make_norm(out_dim)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x):
@@ -95,18 +144,26 @@ class MAZeroAgent(nn.Module):
         self.reward_support_size = args.reward_support_size
         self.use_communication = args.use_communication
         N, A = self.n_agents, self.n_actions
+        self.action_space = PerAgentActions(N, A)  # the policy and the tree work in per-agent actions
 
+        # share_parameters False: separate weights per agent for the local functions h, g and P (and h's feature
+        # norm); the centralised e, R, V and the SimSiam heads have no per-agent part.
+        self.share_parameters = args.share_parameters
+        local = None if self.share_parameters else N
         # "feature norm": LayerNorm over the raw observation (on for SMAC, off for the matrix game)
-        self.feature_norm = nn.LayerNorm(input_shape) if args.feature_norm else nn.Identity()
-        self.representation = MLP(input_shape, args.representation_hidden, H)
+        if not args.feature_norm:
+            self.feature_norm = nn.Identity()
+        else:
+            self.feature_norm = nn.LayerNorm(input_shape) if local is None else AgentLayerNorm(N, input_shape)
+        self.representation = MLP(input_shape, args.representation_hidden, H, n_agents=local)
         if self.use_communication:
             self.communication = Communication(N, A, H, args.attention_layers, args.attention_heads,
                                                args.attention_ff_dim, args.attention_dropout)
         comm_dim = H if self.use_communication else 0
-        self.dynamics_net = MLP(H + A + comm_dim, args.dynamics_hidden, H)
+        self.dynamics_net = MLP(H + A + comm_dim, args.dynamics_hidden, H, n_agents=local)
         self.reward_head = MLP(N * (H + A), args.head_hidden, 2 * args.reward_support_size + 1, value_out=True)
         self.value_head = MLP(N * H, args.head_hidden, 2 * args.value_support_size + 1, value_out=True)
-        self.policy_head = MLP(H, args.head_hidden, A, value_out=True)
+        self.policy_head = MLP(H, args.head_hidden, A, value_out=True, n_agents=local)
         self.projection = nn.Sequential(MLP(N * H, [args.projection_hidden], args.projection_dim),
                                         nn.LayerNorm(args.projection_dim))
         self.projection_predictor = MLP(args.projection_dim, [args.predictor_hidden], args.projection_dim)
