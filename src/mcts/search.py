@@ -29,7 +29,7 @@ class SearchResult:
     """Root statistics of one batched search; K = sampled_actions, children padded to K."""
     root_values: np.ndarray  # [B] V^rho_lambda(root)
     pred_values: np.ndarray  # [B] network value v̂ of the root (the advantage baseline)
-    policy_logits: torch.Tensor  # [B, N, A] network policy at the root
+    policy_logits: torch.Tensor  # [B, N, A] network policy at the root ([B, 1, A^N] for model: flat)
     actions: np.ndarray  # [B, K, N] sampled joint actions, -1 padded
     visits: np.ndarray  # [B, K] visit counts n(s, a), 0 for padding
     q_values: np.ndarray  # [B, K] r + gamma V^rho_lambda(child)
@@ -41,8 +41,6 @@ class MCTSSearch:
 
     def __init__(self, args, seed, tree_cls=None):
         self.tree_cls = tree_cls  # None: mcts.SampledTrees (compiled if built), imported at the first search
-        self.n_agents = args.n_agents
-        self.n_actions = args.n_actions
         self.num_simulations = args.num_simulations
         self.sampled_actions = args.sampled_actions
         self.tree_kwargs = dict(rho=args.os_rho, lam=args.os_lambda, discount=args.gamma,
@@ -65,7 +63,7 @@ class MCTSSearch:
         self.rng.bit_generator.state = state["rng"]
         self.num_searches = state["num_searches"]
 
-    def _new_trees(self, num_roots):
+    def _new_trees(self, num_roots, action_space):
         if self.tree_cls is None:
             from mcts import SampledTrees
             self.tree_cls = SampledTrees
@@ -73,14 +71,15 @@ class MCTSSearch:
         # derived from the driver's seed and a call counter, so searches are reproducible but not correlated.
         seed = (self.seed * 1000003 + self.num_searches) % (2 ** 63)
         self.num_searches += 1
-        return self.tree_cls(num_roots, self.n_agents, self.n_actions, self.sampled_actions, self.num_simulations,
-                             seed=seed, **self.tree_kwargs)
+        # The tree works in the model's action space: N agents x A actions (MAZero) or 1 x A^N (model: flat).
+        return self.tree_cls(num_roots, action_space.n_factors, action_space.factor_size, self.sampled_actions,
+                             self.num_simulations, seed=seed, **self.tree_kwargs)
 
-    def _pool_for(self, num_roots, latent_dim, dtype):
+    def _pool_for(self, num_roots, latent_shape, dtype):
         """View [S+1, B, N, H] of one preallocated latent pool, grown when a larger batch comes."""
         pool = self._pool
-        if pool is None or pool.shape[1] < num_roots or pool.shape[3] != latent_dim or pool.dtype != dtype:
-            pool = torch.empty(self.num_simulations + 1, num_roots, self.n_agents, latent_dim, dtype=dtype)
+        if pool is None or pool.shape[1] < num_roots or pool.shape[2:] != latent_shape or pool.dtype != dtype:
+            pool = torch.empty(self.num_simulations + 1, num_roots, *latent_shape, dtype=dtype)
             self._pool = pool
         return pool[:, :num_roots]
 
@@ -88,29 +87,32 @@ class MCTSSearch:
     def run(self, model, inputs, legal, add_noise):
         """Search from B roots.
 
-        model: MAZeroAgent (put in eval mode by the caller); inputs [B, N, D] float tensor; legal [B, N, A] bool
-        (numpy or tensor), each agent needs at least one legal action; add_noise: root Dirichlet noise (self-play
-        and reanalysis) or none (evaluation).
+        model: a MAZero-family model (put in eval mode by the caller); inputs [B, N, D] float tensor; legal
+        [B, N, A] bool (numpy or tensor), each agent needs at least one legal action; add_noise: root Dirichlet
+        noise (self-play and reanalysis) or none (evaluation). The tree runs in `model.action_space`; the result's
+        actions are per-agent actions [B, K, N].
         """
         legal = torch.as_tensor(legal).bool()
-        B, N, A = legal.shape
+        B = legal.shape[0]
         if not bool(legal.any(-1).all()):
             raise ValueError("every agent needs at least one legal action at the root")
+        space = model.action_space
         latent, value_logits, policy_logits = model.initial_inference(inputs)
         pred_values = logits_to_scalar(value_logits, self.value_support_size).float().numpy()
         probs = torch.softmax(policy_logits, dim=-1).float().numpy()
-        noise = self.rng.dirichlet(np.full(A, self.dirichlet_alpha), size=(B, N)).astype(np.float32) \
-            if add_noise else None
-        trees = self._new_trees(B)
-        trees.prepare(pred_values.astype(np.float32), probs, legal.numpy(), noise, self.exploration_fraction)
+        noise = self.rng.dirichlet(np.full(space.factor_size, self.dirichlet_alpha),
+                                   size=(B, space.n_factors)).astype(np.float32) if add_noise else None
+        trees = self._new_trees(B, space)
+        trees.prepare(pred_values.astype(np.float32), probs, space.legal(legal).numpy(), noise,
+                      self.exploration_fraction)
 
-        pool = self._pool_for(B, latent.shape[-1], latent.dtype)
+        pool = self._pool_for(B, latent.shape[1:], latent.dtype)
         pool[0] = latent
         batch_index = torch.arange(B)
         for sim in range(self.num_simulations):
             parent_index, actions = trees.select()
             parents = pool[torch.from_numpy(np.asarray(parent_index, dtype=np.int64)), batch_index]
-            actions = torch.from_numpy(np.asarray(actions, dtype=np.int64))
+            actions = space.decode(torch.from_numpy(np.asarray(actions, dtype=np.int64)))
             next_latent, reward_logits, value_logits, leaf_logits = model.recurrent_inference(parents, actions)
             pool[sim + 1] = next_latent
             values = logits_to_scalar(value_logits, self.value_support_size).float().numpy()
@@ -122,7 +124,8 @@ class MCTSSearch:
         return SearchResult(root_values=np.asarray(trees.root_values(), dtype=np.float32),
                             pred_values=pred_values,
                             policy_logits=policy_logits,
-                            actions=np.asarray(children["actions"], dtype=np.int64),
+                            actions=space.decode(torch.from_numpy(np.asarray(children["actions"], dtype=np.int64)))
+                            .numpy(),
                             visits=np.asarray(children["visits"], dtype=np.float32),
                             q_values=np.asarray(children["q_values"], dtype=np.float32),
                             num_children=np.asarray(children["num_children"], dtype=np.int64))
