@@ -101,9 +101,6 @@ class MAZeroMAC:
     def parameters(self):
         return self.agent.parameters()
 
-    def load_state(self, other_mac):
-        self.agent.load_state_dict(other_mac.agent.state_dict())
-
     def save_models(self, path):
         torch.save(self.agent.state_dict(), f"{path}/agent.th")
 
