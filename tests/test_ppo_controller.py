@@ -1,10 +1,11 @@
-"""ppo_mac.unroll gives exactly what basic_mac's step-by-step forward gives (recurrent and feed-forward agents,
-with and without the last-action input)."""
+"""ppo_mac.unroll gives exactly what basic_mac's step-by-step forward (and basic_mac.unroll) give, for recurrent
+and feed-forward agents, with and without the last-action input."""
 import pytest
 import torch
 
 from components.episode_buffer import EpisodeBatch
 from controllers import REGISTRY as mac_REGISTRY
+from controllers.basic_controller import BasicMAC
 from harness_helpers import make_args
 from run.common import build_scheme
 
@@ -29,7 +30,8 @@ def test_unroll_matches_stepwise_forward(use_rnn, obs_last_action):
     mac = mac_REGISTRY["ppo_mac"](batch.scheme, groups, args)
 
     mac.init_hidden(2)
-    stepwise = torch.stack([mac.forward(batch, t) for t in range(steps)], dim=1)
-    unrolled = mac.unroll(batch, steps)
+    stepwise = torch.stack([mac.forward(batch, t) for t in range(steps + 1)], dim=1)
+    unrolled = mac.unroll(batch)
     torch.testing.assert_close(unrolled, stepwise)
-    assert (unrolled[avail[:, :steps] == 0] == 0).all()
+    torch.testing.assert_close(unrolled, BasicMAC.unroll(mac, batch))
+    assert (unrolled[avail == 0] == 0).all()

@@ -190,3 +190,4 @@ def test_checkpoint_round_trip(tmp_path, alg):
     assert torch.equal(learner.value_norm.stats.mean, restored.value_norm.stats.mean)
     assert restored.value_norm.stats.count == learner.value_norm.stats.count
     assert restored.agent_optimiser.state_dict()["state"].keys() == learner.agent_optimiser.state_dict()["state"].keys()
+

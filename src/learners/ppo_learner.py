@@ -90,7 +90,7 @@ class PPOLearner:
 
     def _policy(self, batch):
         """Masked action probabilities [B, T-1, N, A] at every step that has an action to learn from."""
-        return self.mac.unroll(batch, batch.max_seq_length - 1)
+        return self.mac.unroll(batch)[:, :-1]
 
     def train(self, batch, t_env, episode_num):
         args = self.args
