@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from modules.agents.mazero_actions import PerAgentActions
 
+
 def _orthogonal_init(linear, zero=False):
     # Official init: orthogonal weights with gain calculate_gain('relu'), zero biases; prediction heads'
     # output layers are zero (uniform policy, zero value / reward at the start).
@@ -34,7 +35,6 @@ class AgentLinear(nn.Module):
 
     def __init__(self, n_agents, in_dim, out_dim):
         super().__init__()
-        self.in_features, self.out_features = in_dim, out_dim
         self.weight = nn.Parameter(torch.empty(n_agents, out_dim, in_dim))
         self.bias = nn.Parameter(torch.empty(n_agents, out_dim))
 
@@ -148,8 +148,7 @@ class MAZeroAgent(nn.Module):
 
         # share_parameters False: separate weights per agent for the local functions h, g and P (and h's feature
         # norm); the centralised e, R, V and the SimSiam heads have no per-agent part.
-        self.share_parameters = args.share_parameters
-        local = None if self.share_parameters else N
+        local = None if args.share_parameters else N
         # "feature norm": LayerNorm over the raw observation (on for SMAC, off for the matrix game)
         if not args.feature_norm:
             self.feature_norm = nn.Identity()
