@@ -93,9 +93,13 @@ def test_use_os_lambda_false_search_backs_up_the_plain_mean():
     root_values = {}
     for use_os_lambda in (False, True):
         args = mazero_args(N, A, num_simulations=20, sampled_actions=5, use_os_lambda=use_os_lambda, **SMALL)
-        search = MCTSSearch(args, seed=3, tree_cls=RecordingTrees)
-        trees = []
-        search._new_trees = (lambda make: lambda *a: trees.append(make(*a)) or trees[-1])(search._new_trees)
+        trees = []  # the search's tree object, kept to read its log
+
+        def make_trees(*tree_args, **tree_kwargs):
+            trees.append(RecordingTrees(*tree_args, **tree_kwargs))
+            return trees[-1]
+
+        search = MCTSSearch(args, seed=3, tree_cls=make_trees)
         result = search.run(_search_model(args, D), inputs, legal, add_noise=True)
         root_values[use_os_lambda] = result.root_values
         for b in range(B):
