@@ -39,8 +39,8 @@ class SacredRecord:
         pass
 
 
-def train(tmp_path, token, **overrides):
-    args = make_args("mazero", "matrix", seed=7, local_results_path=str(tmp_path), **BUDGET, **overrides)
+def train(tmp_path, token, seed=7, **overrides):
+    args = make_args("mazero", "matrix", seed=seed, local_results_path=str(tmp_path), **BUDGET, **overrides)
     args.unique_token = token
     logger = Logger(logging.getLogger(token))
     record = SacredRecord()
@@ -82,11 +82,13 @@ def test_resumed_run_equals_straight_run_bitwise(tmp_path, deterministic_torch):
     straight_dir, straight_info = train(tmp_path, "straight")
     assert list_checkpoints(straight_dir) == [CHECKPOINT_T, 61]  # t_env 1 deleted once two newer ones existed
 
-    # a fresh process would start from other global RNG states: only the checkpoint may set them
+    # A fresh process would start from other global RNG states, and a resume without `seed=` draws a new seed:
+    # only the checkpoint may set the random streams.
     random.seed(1234)
     np.random.seed(1234)
     torch.manual_seed(1234)
-    resumed_dir, resumed_info = train(tmp_path, "resumed", checkpoint_path=straight_dir, load_step=CHECKPOINT_T)
+    resumed_dir, resumed_info = train(tmp_path, "resumed", seed=8, checkpoint_path=straight_dir,
+                                      load_step=CHECKPOINT_T)
     assert list_checkpoints(resumed_dir) == [61]
 
     updates = [torch.load(os.path.join(straight_dir, str(t), "learner_state.th"))["update_count"]

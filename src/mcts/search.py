@@ -56,11 +56,12 @@ class MCTSSearch:
         self._pool = None
 
     def state_dict(self):
-        """The driver's random state: the Dirichlet-noise stream and the search counter that seeds the trees."""
-        return {"rng": self.rng.bit_generator.state, "num_searches": self.num_searches}
+        """The driver's random state: the Dirichlet-noise stream, and the seed and search counter of the trees."""
+        return {"rng": self.rng.bit_generator.state, "seed": self.seed, "num_searches": self.num_searches}
 
     def load_state_dict(self, state):
         self.rng.bit_generator.state = state["rng"]
+        self.seed = state["seed"]
         self.num_searches = state["num_searches"]
 
     def _new_trees(self, num_roots, action_space):
