@@ -19,6 +19,9 @@ def save_checkpoint(models_dir, t_env, save_fn, keep=None):
     os.makedirs(models_dir, exist_ok=True)
     final_path = os.path.join(models_dir, str(int(t_env)))
     tmp_path = tempfile.mkdtemp(prefix=f".tmp-{int(t_env)}-", dir=models_dir)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o777 & ~umask)  # mkdtemp makes it owner-only; a checkpoint gets normal folder permissions
     try:
         save_fn(tmp_path)
         if os.path.isdir(final_path):  # same t_env saved before (e.g. a resumed run): keep the newest
