@@ -44,6 +44,7 @@ def test_inputs_carry_last_action_and_agent_id():
 
 def test_training_step_samples_a_searched_legal_joint_action_and_returns_statistics():
     mac = _mac()
+    mac.training_started = True  # sample from the root visit counts
     batch = _batch()
     bs = [0, 2, 3]
     actions, extras = mac.select_actions(batch, 2, t_env=0, bs=bs, test_mode=False)
@@ -59,6 +60,26 @@ def test_training_step_samples_a_searched_legal_joint_action_and_returns_statist
         assert any(torch.equal(actions[b], row) for row in visited)
     assert set(MAZeroMAC.extra_scheme(mac.args)) == set(extras)
     assert mac.search_seconds > 0
+
+
+def test_before_training_the_action_is_uniform_among_the_sampled_joint_actions():
+    mac = _mac()
+    assert not mac.training_started  # the run loop sets it once the learner has made an update
+    K = mac.args.sampled_actions
+    sampled = np.full((1, K, N), -1, dtype=np.int64)
+    sampled[0, :3] = [[0, 0, 0], [1, 0, 0], [2, 0, 0]]  # three sampled joint actions, one padding row
+    visits = np.array([[6, 0, 0, 0]], dtype=np.int64)  # all visits on the first child
+    result = type("Result", (), {"actions": sampled, "visits": visits, "q_values": np.zeros((1, K)),
+                                 "pred_values": np.zeros(1)})()
+    mac.search.run = lambda *a, **k: result
+    batch = _batch(B=1)
+
+    def draws(n):
+        return [int(mac.select_actions(batch, 0, t_env=0, test_mode=False)[0][0, 0]) for _ in range(n)]
+
+    assert set(draws(60)) == {0, 1, 2}  # uniform over the sampled rows, padding never chosen
+    mac.training_started = True
+    assert set(draws(20)) == {0}  # from the visit counts
 
 
 def test_test_mode_without_mcts_is_masked_policy_argmax_and_skips_search():

@@ -1,7 +1,9 @@
 """MAZero controller (`mazero_mac`): acts from a batched MCTS over the envs the runner asks about.
 
 Training: the root is searched with Dirichlet noise and the joint action is sampled from the root visit counts of
-the sampled joint actions (temperature 1); the search statistics go into the episode batch (`extra_scheme`).
+the sampled joint actions (temperature 1); before the learner's first update (`training_started` False, set by the
+run loop) it is drawn uniformly among the root's sampled joint actions, as the official worker does (spec §5.2).
+The search statistics go into the episode batch (`extra_scheme`).
 Test: noiseless search and the most visited joint action (`test_mcts: True`, the official default), or the argmax
 of each agent's masked policy without search (`test_mcts: False`, paper Table 8).
 """
@@ -25,6 +27,7 @@ class MAZeroMAC:
         self.rng = np.random.default_rng([args.seed, 1])  # action sampling; independent of the search's stream
         self.search_seconds = 0.0  # wall-clock of self-play searches, read by the run loop's time profile
         self.test_search_seconds = 0.0
+        self.training_started = False  # set by the run loop once the learner has made an update
 
     @staticmethod
     def extra_scheme(args):
@@ -85,8 +88,12 @@ class MAZeroMAC:
             choice = result.visits.argmax(1)
             return torch.from_numpy(result.actions[np.arange(B), choice])
         self.search_seconds += elapsed
-        visits = result.visits.astype(np.float64)
-        probs = visits / visits.sum(1, keepdims=True)  # temperature 1
+        if self.training_started:
+            visits = result.visits.astype(np.float64)
+            probs = visits / visits.sum(1, keepdims=True)  # temperature 1
+        else:  # uniform among the sampled joint actions (rows padded with -1 are not sampled)
+            sampled = (result.actions[..., 0] >= 0).astype(np.float64)
+            probs = sampled / sampled.sum(1, keepdims=True)
         choice = np.array([self.rng.choice(probs.shape[1], p=p) for p in probs])
         actions = torch.from_numpy(result.actions[np.arange(B), choice])
         extras = {

@@ -178,6 +178,7 @@ def _train(args, logger, runner):
     logger.setup_progress(args.t_max, runner.t_env)
 
     while runner.t_env <= args.t_max:
+        mac.training_started = learner.update_count > 0  # before the first update: uniform sampled joint actions
         search_before = mac.search_seconds
         start = time.perf_counter()
         episode_batch = runner.run(test_mode=False)
