@@ -113,6 +113,25 @@ def build_scheme(args, env_info, mac_cls):
     return scheme, groups, preprocess
 
 
+def run_loop(run_sequential, _run, _config, _log):
+    """Entry shared by the run loops: args and logger around `run_sequential(args, logger)`."""
+    args = make_args(_config, _log)
+    logger = setup_logger(_run, _log, args)
+    try:
+        run_sequential(args, logger)
+    finally:
+        logger.finish()
+
+
+def with_runner(train, args, logger):
+    """Calls `train(args, logger, runner)` with the configured runner and closes its envs afterwards."""
+    runner = make_runner(runner_REGISTRY[args.runner], args, logger)
+    try:
+        train(args, logger, runner)
+    finally:
+        runner.close_env()
+
+
 def make_runner(runner_cls, args, logger):
     """Builds the runner (and so the envs); bad env settings become a one-paragraph error and exit code 1."""
     try:

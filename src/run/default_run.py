@@ -7,27 +7,17 @@ from components.episode_buffer import ReplayBuffer
 from controllers import REGISTRY as mac_REGISTRY
 from learners import REGISTRY as le_REGISTRY
 from run.common import (
-    Progress, add_env_info, build_scheme, evaluate_sequential, load_models, make_args, make_runner,
-    run_test_episodes, save_models, setup_logger,
+    Progress, add_env_info, build_scheme, evaluate_sequential, load_models,
+    run_loop, run_test_episodes, save_models, with_runner,
 )
-from runners import REGISTRY as r_REGISTRY
 
 
 def run(_run, _config, _log):
-    args = make_args(_config, _log)
-    logger = setup_logger(_run, _log, args)
-    try:
-        run_sequential(args, logger)
-    finally:
-        logger.finish()
+    run_loop(run_sequential, _run, _config, _log)
 
 
 def run_sequential(args, logger):
-    runner = make_runner(r_REGISTRY[args.runner], args, logger)
-    try:
-        _train(args, logger, runner)
-    finally:
-        runner.close_env()
+    with_runner(_train, args, logger)
 
 
 def _train(args, logger, runner):

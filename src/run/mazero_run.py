@@ -24,10 +24,9 @@ from components.mazero_replay import MAZeroReplayBuffer
 from controllers import REGISTRY as mac_REGISTRY
 from learners import REGISTRY as le_REGISTRY
 from run.common import (
-    Progress, add_env_info, build_scheme, evaluate_sequential, load_models, make_args, make_runner, models_dir,
-    run_test_episodes, setup_logger,
+    Progress, add_env_info, build_scheme, evaluate_sequential, load_models, models_dir,
+    run_loop, run_test_episodes, with_runner,
 )
-from runners import REGISTRY as r_REGISTRY
 from utils.checkpoint import find_checkpoint, save_checkpoint
 
 SEARCH_FIELDS = ("search_actions", "search_visits", "search_qvalues", "search_pred_value")
@@ -38,20 +37,11 @@ RUN_STATE_FILE = "run_state.th"
 
 
 def run(_run, _config, _log):
-    args = make_args(_config, _log)
-    logger = setup_logger(_run, _log, args)
-    try:
-        run_sequential(args, logger)
-    finally:
-        logger.finish()
+    run_loop(run_sequential, _run, _config, _log)
 
 
 def run_sequential(args, logger):
-    runner = make_runner(r_REGISTRY[args.runner], args, logger)
-    try:
-        _train(args, logger, runner)
-    finally:
-        runner.close_env()
+    with_runner(_train, args, logger)
 
 
 def store_episodes(episode_batch, mac, buffer):
