@@ -1,15 +1,19 @@
 """Preprocessing transforms applied by EpisodeBatch.update (EPyMARL semantics)."""
+from abc import ABC, abstractmethod
+
 import torch
 
 
-class Transform:
+class Transform(ABC):
     """Maps a stored field to a derived field; `infer_output_info` gives the derived field's scheme entry."""
 
+    @abstractmethod
     def transform(self, tensor):
-        raise NotImplementedError
+        """Derived values of `tensor` [..., *vshape_in]."""
 
+    @abstractmethod
     def infer_output_info(self, vshape_in, dtype_in):
-        raise NotImplementedError
+        """(vshape_out, dtype_out) of the derived field."""
 
 
 class OneHot(Transform):

@@ -3,46 +3,50 @@
 `step(actions)` returns `(reward, terminated, info)`; a time-out sets `info["episode_limit"] = True` so the runner
 stores `terminated=False` for that step and the learner bootstraps from the last state.
 """
+from abc import ABC, abstractmethod
 
 
-class MultiAgentEnv:
+class MultiAgentEnv(ABC):
     n_agents = None
     episode_limit = None
 
+    @abstractmethod
     def step(self, actions):
         """actions: one int per agent -> (reward: float, terminated: bool, info: dict)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def get_obs(self):
         """List of n_agents flat observation arrays."""
-        raise NotImplementedError
 
     def get_obs_agent(self, agent_id):
         return self.get_obs()[agent_id]
 
+    @abstractmethod
     def get_obs_size(self):
-        raise NotImplementedError
+        """Length of one agent's observation."""
 
+    @abstractmethod
     def get_state(self):
         """Flat global state array."""
-        raise NotImplementedError
 
+    @abstractmethod
     def get_state_size(self):
-        raise NotImplementedError
+        """Length of the global state."""
 
+    @abstractmethod
     def get_avail_actions(self):
         """List of n_agents 0/1 lists of length n_actions."""
-        raise NotImplementedError
 
     def get_avail_agent_actions(self, agent_id):
         return self.get_avail_actions()[agent_id]
 
+    @abstractmethod
     def get_total_actions(self):
-        raise NotImplementedError
+        """n_actions, the same for every agent."""
 
+    @abstractmethod
     def reset(self):
         """Starts a new episode; returns (obs, state)."""
-        raise NotImplementedError
 
     def render(self):
         raise NotImplementedError(f"{type(self).__name__} cannot render")
@@ -50,8 +54,9 @@ class MultiAgentEnv:
     def close(self):
         """Releases resources; the default env holds none."""
 
+    @abstractmethod
     def seed(self, seed=None):
-        raise NotImplementedError
+        """Sets the seed of the next episodes (or returns the current one when called without argument)."""
 
     def save_replay(self):
         raise NotImplementedError(f"{type(self).__name__} cannot save replays")
