@@ -101,6 +101,14 @@ def _group(runs, metric, include_incomplete):
     return groups, notes
 
 
+def _score(run, metric, budget):
+    """(value, None) with a run's final evaluation (budget None) or its last one at or before `budget`;
+    (None, reason) when it has none."""
+    if budget is None:
+        return float(run.metrics[metric][1][-1]), None
+    return _at_budget(run, metric, budget)
+
+
 def _at_budget(run, metric, budget):
     """(value, why not): the last evaluation at or before `budget`, if the run trained for that long."""
     steps, values = run.metrics[metric]
@@ -154,10 +162,7 @@ def compare(runs, metric=None, budgets=(), threshold=None, include_incomplete=Fa
             for budget, label in _points(budgets):
                 values, out = [], []
                 for run in alg_runs:
-                    if budget is None:
-                        values.append(float(run.metrics[chosen][1][-1]))
-                        continue
-                    value, why = _at_budget(run, chosen, budget)
+                    value, why = _score(run, chosen, budget)
                     if value is None:
                         out.append(_seed_label(run, why))
                     else:
@@ -328,10 +333,7 @@ def aggregate(runs, metric=None, budget=None, pairs=None, bounds=None, include_i
         for alg, alg_runs in by_alg.items():
             values = []
             for run in alg_runs:
-                if budget is None:
-                    values.append(float(run.metrics[chosen][1][-1]))
-                    continue
-                value, why = _at_budget(run, chosen, budget)
+                value, why = _score(run, chosen, budget)
                 if value is None:
                     notes.append(f"{map_name} {alg}: {_seed_label(run, why)} counted out at {budget}")
                 else:
