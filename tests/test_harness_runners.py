@@ -55,6 +55,11 @@ class CountdownEnv(MultiAgentEnv):
     def get_total_actions(self):
         return 2
 
+    def seed(self, seed=None):
+        if seed is None:
+            return self.seed_value
+        self.seed_value = seed
+
 
 class RecordingLogger:
     def __init__(self):
