@@ -22,6 +22,22 @@ def test_cpu_preset_changes_only_budgets():
     assert changed <= BUDGET_KEYS, changed - BUDGET_KEYS
 
 
+# What the matrix-game config may change: the official matrix model (config/matrix), budgets, and the one-env,
+# short-interval running of a one-step game.
+MATRIX_KEYS = BUDGET_KEYS | {"latent_dim", "representation_hidden", "dynamics_hidden", "value_support_size",
+                             "reward_support_size", "feature_norm", "runner", "batch_size_run", "test_interval",
+                             "log_interval", "runner_log_interval", "learner_log_interval", "save_model_interval"}
+
+
+def test_matrix_config_changes_only_model_sizes_and_budgets():
+    official, matrix = _load("mazero"), _load("mazero_matrix")
+    assert set(official) == set(matrix)
+    changed = {key for key in official if official[key] != matrix[key]}
+    assert changed <= MATRIX_KEYS, changed - MATRIX_KEYS
+    assert (matrix["latent_dim"], matrix["value_support_size"], matrix["reward_support_size"]) == (64, 10, 3)
+    assert not matrix["feature_norm"]
+
+
 def test_official_values():
     c = _load("mazero")
     assert (c["num_simulations"], c["sampled_actions"], c["os_rho"], c["os_lambda"]) == (100, 10, 0.25, 0.8)
