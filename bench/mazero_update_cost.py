@@ -1,0 +1,102 @@
+"""CPU cost of one MAZero learner update (targets, reanalysis search, gradient step) at a config's budget.
+
+Fills a replay with random SMAC-shaped episodes (3m by default: 3 agents, 9 actions, observation 30 plus the
+one-hot last action and agent id the controller appends), builds the real model and learner from a config in
+src/config/algs/, and times `MAZeroLearner.train` after one warm-up update: CPU time of this thread (one torch
+thread; the machine may be shared), wall-clock, and the learner's own reanalysis clock. Use it to choose budgets:
+an update's cost times `updates_per_env_step * t_max` is the gradient-plus-reanalysis part of a run.
+
+    nice -n 10 python bench/mazero_update_cost.py                       # official mazero.yaml (batch 256, S 100)
+    python bench/mazero_update_cost.py --config mazero_cpu
+    python bench/mazero_update_cost.py --map 8m num_simulations=50      # `key=value` overrides the config
+"""
+import argparse
+import os
+import sys
+import time
+import types
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "src"))
+
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+from components.mazero_replay import MAZeroReplayBuffer  # noqa: E402
+from learners.mazero_learner import MAZeroLearner  # noqa: E402
+from modules.agents.mazero_agent import MAZeroAgent  # noqa: E402
+
+# map -> (n_agents, n_actions, SMAC observation size)
+MAPS = {"3m": (3, 9, 30), "8m": (8, 14, 80), "27m_vs_30m": (27, 36, 285)}
+EPISODE_LENGTH = 25  # about a 3m battle
+
+
+class NullLogger:
+    def log_stat(self, key, value, t_env):
+        pass
+
+
+def build_args(config, n_agents, n_actions, overrides):
+    with open(os.path.join(ROOT, "src", "config", "algs", f"{config}.yaml")) as f:
+        cfg = yaml.safe_load(f)
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key not in cfg:
+            raise SystemExit(f"unknown config key {key!r} in override {item!r}")
+        cfg[key] = yaml.safe_load(value)
+    cfg.update(n_agents=n_agents, n_actions=n_actions, seed=0)
+    return types.SimpleNamespace(**cfg)
+
+
+def filled_replay(args, input_dim, transitions):
+    N, A, K = args.n_agents, args.n_actions, args.sampled_actions
+    replay = MAZeroReplayBuffer(2 * transitions, N, input_dim, A, K, args.per_alpha, seed=0)
+    T = EPISODE_LENGTH
+    for _ in range(max(1, transitions // T)):
+        replay.add_episode(torch.randn(T + 1, N, input_dim), torch.randint(0, A, (T, N)),
+                           torch.ones(T + 1, N, A, dtype=torch.bool), torch.rand(T), True,
+                           {"search_actions": torch.randint(0, A, (T, K, N)),
+                            "search_visits": torch.rand(T, K),
+                            "search_qvalues": torch.randn(T, K),
+                            "search_pred_value": torch.randn(T)})
+    return replay
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default="mazero", help="algorithm config name (src/config/algs/<name>.yaml)")
+    parser.add_argument("--map", default="3m", choices=list(MAPS))
+    parser.add_argument("--updates", type=int, default=3, help="timed updates after one warm-up update")
+    parser.add_argument("overrides", nargs="*", help="key=value updates of the config")
+    cli = parser.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    n_agents, n_actions, obs_dim = MAPS[cli.map]
+    args = build_args(cli.config, n_agents, n_actions, cli.overrides)
+    input_dim = obs_dim + (n_actions if args.obs_last_action else 0) + (n_agents if args.obs_agent_id else 0)
+    replay = filled_replay(args, input_dim, max(1000, 4 * args.batch_size))
+    model = MAZeroAgent(input_dim, args).eval()
+    learner = MAZeroLearner(types.SimpleNamespace(agent=model), None, NullLogger(), args)
+    learner.train(replay, t_env=0)  # warm-up: allocator, search pools, lazy imports
+
+    print(f"{cli.config} on {cli.map}-sized data: batch {args.batch_size}, K {args.unroll_steps}, "
+          f"S {args.num_simulations}, K_s {args.sampled_actions}, reanalyse_ratio {args.reanalyse_ratio}")
+    cpu_total = 0.0
+    for i in range(cli.updates):
+        learner.reanalyse_seconds = 0.0
+        cpu, wall = time.thread_time(), time.perf_counter()
+        learner.train(replay, t_env=0)
+        cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+        cpu_total += cpu
+        print(f"update {i + 1}: {cpu:.2f} s CPU, {wall:.2f} s wall, of which reanalysis search "
+              f"{learner.reanalyse_seconds:.2f} s wall")
+    per_update = cpu_total / cli.updates
+    updates = args.updates_per_env_step * args.t_max
+    print(f"mean {per_update:.2f} s CPU per update; {updates:.0f} updates (updates_per_env_step "
+          f"{args.updates_per_env_step} x t_max {args.t_max}) = {per_update * updates / 3600:.1f} h of one core")
+
+
+if __name__ == "__main__":
+    main()
