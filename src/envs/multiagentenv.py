@@ -1,7 +1,9 @@
 """EPyMARL's single-environment interface (PyMARL / SMAC conventions).
 
 `step(actions)` returns `(reward, terminated, info)`; a time-out sets `info["episode_limit"] = True` so the runner
-stores `terminated=False` for that step and the learner bootstraps from the last state.
+stores `terminated=False` for that step and the learner bootstraps from the last state. Rendering and replays are
+not part of the interface (no runner calls them); the SMAC and gymma wrappers forward `render()` (and SMAC
+`save_replay()`) to the env they wrap.
 """
 from abc import ABC, abstractmethod
 
@@ -48,18 +50,12 @@ class MultiAgentEnv(ABC):
     def reset(self):
         """Starts a new episode; returns (obs, state)."""
 
-    def render(self):
-        raise NotImplementedError(f"{type(self).__name__} cannot render")
-
     def close(self):
         """Releases resources; the default env holds none."""
 
     @abstractmethod
     def seed(self, seed=None):
         """Sets the seed of the next episodes (or returns the current one when called without argument)."""
-
-    def save_replay(self):
-        raise NotImplementedError(f"{type(self).__name__} cannot save replays")
 
     def get_stats(self):
         return {}
