@@ -26,10 +26,8 @@ import yaml  # noqa: E402
 
 from components.mazero_replay import MAZeroReplayBuffer  # noqa: E402
 from learners.mazero_learner import MAZeroLearner  # noqa: E402
+from mazero_search import MAPS  # noqa: E402  (the search bench's map -> (n_agents, n_actions, obs size) table)
 from modules.agents.mazero_agent import MAZeroAgent  # noqa: E402
-
-# map -> (n_agents, n_actions, SMAC observation size)
-MAPS = {"3m": (3, 9, 30), "8m": (8, 14, 80), "27m_vs_30m": (27, 36, 285)}
 EPISODE_LENGTH = 25  # about a 3m battle
 
 

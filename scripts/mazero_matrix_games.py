@@ -21,11 +21,16 @@ MAIN = os.path.join(REPO_ROOT, "src", "main.py")
 OPTIMUM = {"climbing": 11.0, "penalty": 10.0}  # best payoff of src/envs/matrix_game.py's games
 
 
+def all_optimal(mean, std, optimum):
+    """An evaluation in which every test episode returned the optimum."""
+    return abs(mean - optimum) < 1e-6 and std < 1e-6
+
+
 def solved_at(metrics, optimum):
     """First t_env at which the test return equals the optimum in every test episode, or None."""
     means, stds = metrics["test_return_mean"], metrics["test_return_std"]
     for step, mean, std in zip(means["steps"], means["values"], stds["values"]):
-        if abs(mean - optimum) < 1e-6 and std < 1e-6:
+        if all_optimal(mean, std, optimum):
             return step
     return None
 
@@ -62,7 +67,7 @@ def main():
         curve = ", ".join(f"{s}: {m:.2f}±{d:.2f}" for s, m, d in zip(means["steps"], means["values"],
                                                                      stds["values"]))
         first = solved_at(metrics, OPTIMUM[game])
-        final_ok = abs(means["values"][-1] - OPTIMUM[game]) < 1e-6 and stds["values"][-1] < 1e-6
+        final_ok = all_optimal(means["values"][-1], stds["values"][-1], OPTIMUM[game])
         print(f"{game} (optimum {OPTIMUM[game]:g}), seed {args.seed}, {seconds:.0f} s, record {run_dir}")
         print(f"  test return (t_env: mean±std over the test episodes): {curve}")
         print(f"  every test episode optimal first at t_env {first}; at the end: {'yes' if final_ok else 'no'}")
