@@ -51,17 +51,22 @@ from utils.value_transform import SQUASH_EPS, logits_to_scalar  # noqa: E402
 # as the mazero controller builds it (obs_last_action, obs_agent_id of the config).
 MAPS = {"3m": (3, 9, 30), "8m": (8, 14, 80), "27m_vs_30m": (27, 36, 285)}
 BATCHES = (8, 32, 256)
-CONFIG = os.path.join(ROOT, "src", "config", "algs", "mazero.yaml")
 SEARCH_CALLS = ("prepare", "select", "expand")  # the tree share of the goal
 READOUT_CALLS = ("root_values", "root_children")
 
 
 # --- set-up ----------------------------------------------------------------------------------------------------
-def official_args(n_agents, n_actions, simulations, sampled_actions):
-    with open(CONFIG) as f:
+def alg_args(config="mazero", **updates):
+    """src/config/algs/<config>.yaml as an args namespace, with `updates` applied."""
+    with open(os.path.join(ROOT, "src", "config", "algs", f"{config}.yaml")) as f:
         cfg = yaml.safe_load(f)
-    cfg.update(n_agents=n_agents, n_actions=n_actions, num_simulations=simulations, sampled_actions=sampled_actions)
+    cfg.update(updates)
     return types.SimpleNamespace(**cfg)
+
+
+def official_args(n_agents, n_actions, simulations, sampled_actions):
+    return alg_args(n_agents=n_agents, n_actions=n_actions, num_simulations=simulations,
+                    sampled_actions=sampled_actions)
 
 
 def build_model(args, obs_dim, seed):

@@ -26,7 +26,7 @@ import yaml  # noqa: E402
 
 from components.mazero_replay import MAZeroReplayBuffer  # noqa: E402
 from learners.mazero_learner import MAZeroLearner  # noqa: E402
-from mazero_search import MAPS  # noqa: E402  (the search bench's map -> (n_agents, n_actions, obs size) table)
+from mazero_search import MAPS, alg_args  # noqa: E402  (the search bench's map table and config loader)
 from modules.agents.mazero_agent import MAZeroAgent  # noqa: E402
 EPISODE_LENGTH = 25  # about a 3m battle
 
@@ -37,15 +37,13 @@ class NullLogger:
 
 
 def build_args(config, n_agents, n_actions, overrides):
-    with open(os.path.join(ROOT, "src", "config", "algs", f"{config}.yaml")) as f:
-        cfg = yaml.safe_load(f)
+    args = alg_args(config, n_agents=n_agents, n_actions=n_actions, seed=0)
     for item in overrides:
         key, _, value = item.partition("=")
-        if key not in cfg:
+        if not hasattr(args, key):
             raise SystemExit(f"unknown config key {key!r} in override {item!r}")
-        cfg[key] = yaml.safe_load(value)
-    cfg.update(n_agents=n_agents, n_actions=n_actions, seed=0)
-    return types.SimpleNamespace(**cfg)
+        setattr(args, key, yaml.safe_load(value))
+    return args
 
 
 def filled_replay(args, input_dim, transitions):
