@@ -57,7 +57,7 @@ def plan_run(spec, folder, records_dir):
         if wrong:
             return Plan("conflict", f"{record} holds a different run: {', '.join(wrong)}")
     if sources:
-        return Plan("skip", sources[-1][1])
+        return Plan("skip", sources[0][1])
     earlier = [folder.status(sacred_id) for sacred_id in folder.sacred_ids()]
     checkpoint = folder.resume_checkpoint() if spec.resumable else None
     if checkpoint:
