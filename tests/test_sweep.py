@@ -57,6 +57,8 @@ def test_grid_expands_every_combination_with_its_updates(tmp_path):
     assert qmix.updates == {"t_max": 7000, "test_nepisode": 4, "batch_size": 32, "env_args.map_name": "2s3z",
                             "seed": 2}
     assert not qmix.resumable and by_name["mazero_cpu_smax_3m_base_batch_size=16_seed1"].resumable
+    (tmp_path / "lr.yaml").write_text("configs: [qmix]\nenv_configs: [matrix]\nseeds: [1]\nwith: {lr: 5e-4}\n")
+    assert load_grid(str(tmp_path / "lr.yaml"))[0].updates["lr"] == 0.0005  # PyYAML alone reads '5e-4'
     argv = qmix.command("python", "/r/q", checkpoint_path="/r/q/models/t")
     assert argv[2:5] == ["--config=qmix", "--env-config=smax", "with"]
     assert argv[-3:] == ["seed=2", "local_results_path=/r/q", "checkpoint_path=/r/q/models/t"]

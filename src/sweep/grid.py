@@ -31,6 +31,9 @@ GRID_KEYS = ("configs", "env_configs", "maps", "seeds", "with", "config_with", "
 MANAGED_KEYS = ("seed", "env_args.map_name", "local_results_path", "checkpoint_path")
 
 
+SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
 class GridError(Exception):
     """A grid file that cannot be run; the message names the file and the key."""
 
@@ -71,9 +74,18 @@ def flatten(updates, where, prefix=""):
         dotted = f"{prefix}{key}"
         if isinstance(value, dict) and value:
             flat.update(flatten(value, where, dotted + "."))
+        elif isinstance(value, list):
+            flat[dotted] = [yaml_number(item) for item in value]
         else:
-            flat[dotted] = value
+            flat[dotted] = yaml_number(value)
     return flat
+
+
+def yaml_number(value):
+    """PyYAML reads `5e-4` (no dot) as a string; a grid value written like that means the number."""
+    if isinstance(value, str) and SCIENTIFIC.fullmatch(value.strip()):
+        return float(value)
+    return value
 
 
 def name_part(text):
