@@ -40,7 +40,7 @@ def config_mismatches(config, updates):
         node = config
         for part in dotted.split("."):
             node = node.get(part) if isinstance(node, dict) else None
-        if node != wanted and not (isinstance(wanted, tuple) and node == list(wanted)):
+        if node != wanted:
             wrong.append(f"{dotted}={node!r} (grid: {wanted!r})")
     return wrong
 
