@@ -146,6 +146,24 @@ def test_checkpoints_of_presets_of_one_algorithm_load_into_each_other(tmp_path):
     assert loaded == ["100"]
 
 
+def test_load_models_points_later_lookups_at_the_checkpoint_it_loaded(tmp_path):
+    from types import SimpleNamespace
+
+    from harness_helpers import make_args
+    from run.common import load_models
+
+    for t_env in (100, 200):  # no checkpoint.json: only loading finds that 200 is damaged
+        save_checkpoint(str(tmp_path), t_env, save_weights)
+        os.remove(tmp_path / str(t_env) / "checkpoint.json")
+    truncate(tmp_path / "200")
+    args = make_args("qmix", "matrix", checkpoint_path=str(tmp_path))
+    loaded, log = [], ListLog()
+    assert load_models(args, SimpleNamespace(load_models=load_weights(loaded)), SimpleNamespace(console_logger=log)) \
+        == 100
+    # the MAZero loop then reads its run state from find_checkpoint(checkpoint_path, load_step): the same checkpoint
+    assert find_checkpoint(args.checkpoint_path, args.load_step) == (str(tmp_path / "100"), 100)
+
+
 def test_find_checkpoint_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a directory"):
         find_checkpoint(str(tmp_path / "missing"))
