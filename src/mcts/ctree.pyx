@@ -20,9 +20,9 @@ from libc.stdint cimport int16_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memmove
 
-cimport numpy as cnp
 import functools
 
+cimport numpy as cnp
 import numpy as np
 
 from mcts import _checks
@@ -662,8 +662,8 @@ cdef class SampledTrees:
 
     ``select`` and ``expand`` run without the GIL; with ``num_threads > 1`` the B trees are split into contiguous
     blocks across OpenMP threads. Results do not depend on ``num_threads``. One object serves one Python thread at
-    a time: a call while another thread is inside a method of the same object raises RuntimeError. Semantics, tie-breaking and seeding are
-    those of ``mcts.ptree.SampledTrees`` (see its docstring and docs/mcts.md).
+    a time: a call while another thread is inside a method of the same object raises RuntimeError. Semantics,
+    tie-breaking and seeding are those of ``mcts.ptree.SampledTrees`` (see its docstring and docs/mcts.md).
     """
     cdef Pools P
     cdef readonly int num_roots, n_agents, n_actions, sampled_actions, num_simulations, num_threads

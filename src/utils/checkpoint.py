@@ -66,6 +66,7 @@ def list_checkpoints(checkpoint_path):
 
 
 def write_manifest(path, t_env, trained_on):
+    """checkpoint.json: t_env, the trained_on record and the size of every file save_fn wrote."""
     files = {}
     for folder, _, names in os.walk(path):
         for name in names:
