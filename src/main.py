@@ -15,6 +15,8 @@ import warnings
 
 import yaml
 
+from config_checks import ConfigValueError, check_config
+
 # sacred 0.8.7 imports pkg_resources, which warns on every start
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
 # GitPython (imported by Sacred) must not fail at import when no git executable exists.
@@ -212,7 +214,8 @@ def main(argv):
         updates = with_updates(params)
         if not {"-f", "--force"} & set(params):
             check_update_keys(config, updates)
-    except UsageError as exc:
+        check_config({**config, **{key: value for key, value in updates.items() if "." not in key}})
+    except (UsageError, ConfigValueError) as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         sys.exit(2)
     ex = build_experiment(config, updates, log)

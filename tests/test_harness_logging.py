@@ -47,3 +47,28 @@ def test_tensorboard_writes_event_files(tmp_path):
     logger.log_stat("return_mean", 2.0, 5)
     logger.finish()
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path))
+
+
+def test_console_prints_the_latest_value_of_stats_logged_since_the_last_summary(caplog):
+    logger = Logger(logging.getLogger("test"))
+    logger.log_stat("updates", 203, 1000)
+    logger.log_stat("loss", 0.5, 1000)
+    logger.log_stat("updates", 406, 2000)  # a counter: its latest value, never a mean of counts
+    logger.log_stat("loss", 0.25, 2000)
+    for t, ret in ((1500, 1.0), (2000, 3.0)):
+        logger.log_stat("return_mean", ret, t)
+    logger.log_stat("episode", 40, 2000)
+    with caplog.at_level(logging.INFO):
+        logger.print_recent_stats()
+    first = caplog.text
+    assert "updates:                 406.0000" in first and "loss:                      0.2500" in first
+    assert "return_mean:               3.0000" in first  # the latest window's mean, not a mean of means
+
+    caplog.clear()
+    logger.log_stat("return_mean", 5.0, 3000)  # the learner did not log between the two summaries
+    logger.log_stat("episode", 60, 3000)
+    with caplog.at_level(logging.INFO):
+        logger.print_recent_stats()
+    second = caplog.text
+    assert "t_env:       3000 | Episode:       60" in second and "return_mean:               5.0000" in second
+    assert "loss" not in second and "updates" not in second  # stale learner values are not repeated

@@ -115,3 +115,9 @@ def probabilities(name, probs, mask=None):
         if bad.any():
             b, i = np.argwhere(bad)[0]
             raise ValueError(f"legal has no legal action for tree {b}, agent {i}")
+
+
+def concurrent_use_message(method, busy_in):
+    """The RuntimeError text of a SampledTrees call made while another thread is inside `busy_in` (both trees)."""
+    return (f"SampledTrees.{method}() called while another thread is inside SampledTrees.{busy_in}() of the same "
+            f"object; a SampledTrees object serves one thread at a time: give each thread its own")

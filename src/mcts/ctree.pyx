@@ -20,6 +20,8 @@ from libc.stdint cimport int16_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memmove
 
+import functools
+
 cimport numpy as cnp
 import numpy as np
 
@@ -622,6 +624,27 @@ cdef inline void* carve(char* base, size_t* off, size_t size) noexcept nogil:
     return NULL if base == NULL else <void*>(base + start)
 
 
+cdef class SampledTrees  # declared here so that the thread guard below can read its `busy_in`
+
+
+def one_thread_at_a_time(method):
+    """`method` raises RuntimeError instead of running while another thread is inside a method of the same object:
+    the methods release the GIL and share the pools (two threads at once corrupt the heap). The test and the mark
+    run under the GIL with no Python code in between, so two Python threads can never both pass."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def guarded(SampledTrees self, *args, **kwargs):
+        if self.busy_in is not None:
+            raise RuntimeError(_checks.concurrent_use_message(name, self.busy_in))
+        self.busy_in = name
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self.busy_in = None
+    return guarded
+
+
 cdef class SampledTrees:
     """B independent MAZero search trees over sampled joint actions, stepped in lockstep (compiled).
 
@@ -638,8 +661,9 @@ cdef class SampledTrees:
     ``pool[parent_index, arange(B)]``, runs the network with ``actions`` and writes the result to ``pool[j + 1]``.
 
     ``select`` and ``expand`` run without the GIL; with ``num_threads > 1`` the B trees are split into contiguous
-    blocks across OpenMP threads. Results do not depend on ``num_threads``. Semantics, tie-breaking and seeding are
-    those of ``mcts.ptree.SampledTrees`` (see its docstring and docs/mcts.md).
+    blocks across OpenMP threads. Results do not depend on ``num_threads``. One object serves one Python thread at
+    a time: a call while another thread is inside a method of the same object raises RuntimeError. Semantics,
+    tie-breaking and seeding are those of ``mcts.ptree.SampledTrees`` (see its docstring and docs/mcts.md).
     """
     cdef Pools P
     cdef readonly int num_roots, n_agents, n_actions, sampled_actions, num_simulations, num_threads
@@ -648,10 +672,13 @@ cdef class SampledTrees:
     cdef int sims_done
     cdef int phase  # 0: needs prepare, 1: ready to select, 2: selected, needs expand
     cdef char* block  # every pool below is carved from this one allocation
+    cdef object busy_in  # name of the method a thread is running on this object, None when idle
 
     def __cinit__(self):
         self.block = NULL
+        self.busy_in = None
 
+    @one_thread_at_a_time
     def __init__(self, num_roots, n_agents, n_actions, sampled_actions, num_simulations, *, rho, lam, discount,
                  pb_c_base=19652, pb_c_init=1.25, value_delta_min=0.01, seed=0, num_threads=1,
                  use_os_lambda=True):
@@ -774,6 +801,7 @@ cdef class SampledTrees:
             raise ValueError(_ERROR_TEXT[self.P.error[b]].format(b=b, i=self.P.error_agent[b]))
 
     # ----------------------------------------------------------------------------------------------- lifecycle
+    @one_thread_at_a_time
     def reset(self, seed=None):
         """Forgets the current search; with ``seed``, reseeds tree b's stream to PCG32(seed, b)."""
         if seed is not None:
@@ -781,6 +809,7 @@ cdef class SampledTrees:
         self.sims_done = 0
         self.phase = 0
 
+    @one_thread_at_a_time
     def prepare(self, values, probs, legal, noise, noise_eps):
         """Expands the B roots (starting a new search): ``values`` [B] f32 root v_hat (the depth-0 term of the root
         value), ``probs`` [B, N, A] f32 policy, ``legal`` [B, N, A] bool, ``noise`` [B, N, A] f32 or None (e.g.
@@ -821,6 +850,7 @@ cdef class SampledTrees:
         self.phase = 1
 
     # --------------------------------------------------------------------------------------------- simulation
+    @one_thread_at_a_time
     def select(self):
         """Returns ``(parent_index [B] int32, actions [B, N] int32)``: the pool index of the node whose latent the
         network must extend in each tree, and the joint action to extend it with."""
@@ -849,6 +879,7 @@ cdef class SampledTrees:
         self.phase = 2
         return parents, actions
 
+    @one_thread_at_a_time
     def expand(self, values, rewards, probs):
         """Creates the leaf of the current simulation in every tree from the network output at the selected
         (parent, action): ``values`` [B] f32, ``rewards`` [B] f32, ``probs`` [B, N, A] f32 (the leaf's policy,
@@ -889,6 +920,7 @@ cdef class SampledTrees:
         if self.phase == 0:
             raise ValueError(f"{what}() called before prepare()")
 
+    @one_thread_at_a_time
     def root_values(self):
         """V^rho_lambda(root) per tree, [B] float32."""
         self._check_prepared("root_values")
@@ -899,6 +931,7 @@ cdef class SampledTrees:
             out_v[b] = <float>self.P.value[<Py_ssize_t>b * (self.P.S + 1)]
         return out
 
+    @one_thread_at_a_time
     def root_children(self):
         """Padded statistics of the sampled root children (K = sampled_actions slots, lexicographic order):
         ``actions`` [B, K, N] int32 (-1 pad), ``visits`` [B, K] int32, ``q_values`` [B, K] f32
@@ -933,6 +966,7 @@ cdef class SampledTrees:
         return dict(actions=actions, visits=visits, q_values=q_values, priors=priors, beta_hat=priors.copy(),
                     num_children=num_children)
 
+    @one_thread_at_a_time
     def marginal_visits(self):
         """Root child visits summed onto each agent's action, [B, N, A] int32."""
         self._check_prepared("marginal_visits")
@@ -951,6 +985,7 @@ cdef class SampledTrees:
                         out_v[b, i, P.edge_action[(e0 + c) * P.N + i]] += P.visits[n0 + child]
         return out
 
+    @one_thread_at_a_time
     def node_values(self):
         """V of every node by pool index, [B, num_simulations + 1] float32, NaN for nodes not created yet."""
         self._check_prepared("node_values")
@@ -963,6 +998,7 @@ cdef class SampledTrees:
                 out_v[b, node] = <float>P.value[<Py_ssize_t>b * (P.S + 1) + node]
         return out
 
+    @one_thread_at_a_time
     def advantage_bounds(self):
         """The min-max normaliser per tree: ``(min [B], max [B])`` float32 over the current advantages of every
         expanded non-root node (NaN while a tree has none)."""

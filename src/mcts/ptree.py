@@ -4,7 +4,9 @@ It is the readable reference of the search semantics (../shared/spec/mazero.md Â
 the compiled tree against. Every floating-point expression is evaluated in float64 in the same order as in
 ctree.pyx, and both trees draw from the same PCG32 streams, so selections agree exactly, not just approximately.
 """
+import functools
 import math
+import threading
 
 import numpy as np
 
@@ -83,6 +85,25 @@ class _Tree:
         self.pending_edge = -1
 
 
+def one_thread_at_a_time(method):
+    """ctree's guard: `method` raises RuntimeError instead of running while another thread is inside a method of the
+    same object (a non-blocking lock makes the test and the mark one step)."""
+    name = method.__name__
+
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        lock = self.__dict__.setdefault("_guard", threading.Lock())  # setdefault is atomic under the GIL
+        if not lock.acquire(blocking=False):
+            raise RuntimeError(_checks.concurrent_use_message(name, self.__dict__.get("_busy_in")))
+        self._busy_in = name
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._busy_in = None
+            lock.release()
+    return guarded
+
+
 class SampledTrees:
     """B independent MAZero search trees over sampled joint actions, stepped in lockstep.
 
@@ -111,8 +132,11 @@ class SampledTrees:
     depth d, top_d being the largest max(1, ceil((1 - rho) * count_d)) of them; with ``use_os_lambda=False`` V is
     the plain mean of all returns (Sampled-MuZero backup). Tree b draws from PCG32(seed, b). ``num_threads`` is
     checked and otherwise ignored: ptree runs single-threaded (the argument exists for the shared signature).
+    One object serves one Python thread at a time: a call while another thread is inside a method of the same
+    object raises RuntimeError, as in ctree.
     """
 
+    @one_thread_at_a_time
     def __init__(self, num_roots, n_agents, n_actions, sampled_actions, num_simulations, *, rho, lam, discount,
                  pb_c_base=19652, pb_c_init=1.25, value_delta_min=0.01, seed=0, num_threads=1,
                  use_os_lambda=True):
@@ -141,6 +165,7 @@ class SampledTrees:
         self._phase = "reset"  # reset -> ready (prepared) <-> selected
 
     # ----------------------------------------------------------------------------------------------- lifecycle
+    @one_thread_at_a_time
     def reset(self, seed=None):
         """Forgets the current search; with ``seed``, reseeds tree b's stream to PCG32(seed, b)."""
         if seed is not None:
@@ -150,6 +175,7 @@ class SampledTrees:
         self._sims_done = 0
         self._phase = "reset"
 
+    @one_thread_at_a_time
     def prepare(self, values, probs, legal, noise, noise_eps):
         """Expands the B roots (starting a new search): ``values`` [B] f32 root v_hat (the depth-0 term of the root
         value), ``probs`` [B, N, A] f32 policy, ``legal`` [B, N, A] bool, ``noise`` [B, N, A] f32 or None (e.g.
@@ -209,6 +235,7 @@ class SampledTrees:
         return cdf
 
     # --------------------------------------------------------------------------------------------- simulation
+    @one_thread_at_a_time
     def select(self):
         """Returns ``(parent_index [B] int32, actions [B, N] int32)``: the pool index of the node whose latent the
         network must extend in each tree, and the joint action to extend it with."""
@@ -275,6 +302,7 @@ class SampledTrees:
                     choice = c
         return choice
 
+    @one_thread_at_a_time
     def expand(self, values, rewards, probs):
         """Creates the leaf of the current simulation in every tree from the network output at the selected
         (parent, action): ``values`` [B] f32, ``rewards`` [B] f32, ``probs`` [B, N, A] f32 (the leaf's policy,
@@ -424,11 +452,13 @@ class SampledTrees:
         if self._phase == "reset":
             raise ValueError(f"{what}() called before prepare()")
 
+    @one_thread_at_a_time
     def root_values(self):
         """V^rho_lambda(root) per tree, [B] float32."""
         self._check_prepared("root_values")
         return np.array([tree.value[0] for tree in self._trees], dtype=np.float32)
 
+    @one_thread_at_a_time
     def root_children(self):
         """Padded statistics of the sampled root children (K = sampled_actions slots, lexicographic order):
         ``actions`` [B, K, N] int32 (-1 pad), ``visits`` [B, K] int32, ``q_values`` [B, K] f32
@@ -450,6 +480,7 @@ class SampledTrees:
                     out["q_values"][b, c] = tree.reward[child] + self.discount * tree.value[child]
         return out
 
+    @one_thread_at_a_time
     def marginal_visits(self):
         """Root child visits summed onto each agent's action, [B, N, A] int32."""
         self._check_prepared("marginal_visits")
@@ -462,6 +493,7 @@ class SampledTrees:
                         out[b, i, a] += tree.visits[child]
         return out
 
+    @one_thread_at_a_time
     def node_values(self):
         """V of every node by pool index, [B, num_simulations + 1] float32, NaN for nodes not created yet."""
         self._check_prepared("node_values")
@@ -470,6 +502,7 @@ class SampledTrees:
             out[b, :tree.num_nodes] = tree.value[:tree.num_nodes]
         return out
 
+    @one_thread_at_a_time
     def advantage_bounds(self):
         """The min-max normaliser per tree: ``(min [B], max [B])`` float32 over the current advantages of every
         expanded non-root node (NaN while a tree has none)."""

@@ -1,5 +1,4 @@
 """Pieces every run loop shares: args, paths, logger, scheme, runner construction, checkpoints, evaluation."""
-import datetime
 import os
 import pprint
 import time
@@ -15,8 +14,9 @@ from learners import REGISTRY as learner_REGISTRY
 from modules.agents import REGISTRY as agent_REGISTRY
 from modules.mixers import REGISTRY as mixer_REGISTRY
 from runners import REGISTRY as runner_REGISTRY
-from utils.checkpoint import find_checkpoint, save_checkpoint
+from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from utils.logging import Logger
+from utils.run_identity import trained_on, unique_token
 from utils.timehelper import time_left, time_str
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -67,8 +67,7 @@ def make_args(config, log):
         raise SystemExit(f"ERROR: {exc}") from None
     args = SimpleNamespace(**config)
     args.device = "cuda" if args.use_cuda else "cpu"
-    stamp = datetime.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-    args.unique_token = f"{args.name}_seed{args.seed}_{env_label(config)}_{stamp}"
+    args.unique_token = unique_token(args.name, args.seed, env_label(config))
     return args
 
 
@@ -147,19 +146,20 @@ def models_dir(args):
 
 
 def save_models(args, learner, t_env, logger):
-    path = save_checkpoint(models_dir(args), t_env, learner.save_models)
+    path = save_checkpoint(models_dir(args), t_env, learner.save_models, trained_on=trained_on(args))
     logger.info(f"Saved models to {path}")
     return path
 
 
 def load_models(args, learner, logger):
-    """Loads the checkpoint under args.checkpoint_path chosen by args.load_step; returns its t_env."""
+    """Loads the checkpoint under args.checkpoint_path chosen by args.load_step, or the next loadable one when it is
+    damaged (utils.checkpoint.load_checkpoint); returns its t_env."""
     try:
-        path, t_env = find_checkpoint(args.checkpoint_path, args.load_step)
-    except FileNotFoundError as exc:
+        _, t_env = load_checkpoint(args.checkpoint_path, args.load_step, learner.load_models, trained_on(args),
+                                   logger.console_logger)
+    except CheckpointError as exc:
         raise SystemExit(f"ERROR: {exc}") from None
-    logger.info(f"Loading models from {path}")
-    learner.load_models(path)
+    args.load_step = t_env  # later look-ups (the MAZero loop's run state) find the checkpoint actually loaded
     return t_env
 
 

@@ -28,6 +28,7 @@ from run.common import (
     run_loop, run_test_episodes, with_runner,
 )
 from utils.checkpoint import find_checkpoint, save_checkpoint
+from utils.run_identity import trained_on
 
 SEARCH_FIELDS = ("search_actions", "search_visits", "search_qvalues", "search_pred_value")
 PROFILE_PARTS = ("selfplay_search", "env", "reanalyse_search", "gradient", "test")
@@ -210,7 +211,8 @@ def _train(args, logger, runner):
                 learner.save_models(path)
                 save_run_state(path, counters, runner, mac, learner, buffer, logger)
 
-            path = save_checkpoint(models_dir(args), runner.t_env, save, keep=KEEP_CHECKPOINTS)
+            path = save_checkpoint(models_dir(args), runner.t_env, save, keep=KEEP_CHECKPOINTS,
+                                   trained_on=trained_on(args))
             logger.info(f"Saved checkpoint ({buffer.num_transitions} transitions in replay) to {path}")
 
     logger.info("Finished training")

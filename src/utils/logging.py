@@ -7,12 +7,10 @@ import logging
 import sys
 from collections import defaultdict, deque
 
-import numpy as np
-
 # Read at import, before Sacred's output capturing replaces the process's stdout.
 STDOUT_IS_TTY = sys.stdout.isatty()
 
-RECENT_WINDOW = 5  # console summaries average the last 5 values of each stat (epsilon: the last one)
+RECENT_WINDOW = 5  # values kept per stat (the console prints the latest; MAZero checkpoints save them)
 PROGRESS_KEYS = (("test_battle_won_mean", "test win"), ("test_return_mean", "test return"))
 
 
@@ -70,13 +68,21 @@ class Logger:
                     self.progress.set_postfix(self._progress_postfix, refresh=False)
 
     def print_recent_stats(self):
-        t_env, episode = self.stats["episode"][-1] if self.stats["episode"] else (0, 0)
+        """Console summary: each stat's latest logged value (itself the mean over its logging window, e.g.
+        return_mean over the episodes since the last runner log), for the stats logged since the previous summary.
+
+        The run loops log "episode" once per summary, so its previous entry marks where the last summary was; stats
+        not logged since then (learner stats between two learner logs) are left out instead of repeated.
+        """
+        episodes = list(self.stats["episode"])
+        t_env, episode = episodes[-1] if episodes else (0, 0)
+        previous_t = episodes[-2][0] if len(episodes) > 1 else None
         lines = [f"Recent Stats | t_env: {t_env:>10} | Episode: {int(episode):>8}"]
+        fresh = [key for key in sorted(self.stats) if key != "episode" and self.stats[key]
+                 and (previous_t is None or self.stats[key][-1][0] > previous_t)]
         row = ""
-        for i, key in enumerate(k for k in sorted(self.stats) if k != "episode"):
-            window = 1 if key == "epsilon" else RECENT_WINDOW
-            mean = float(np.mean([value for _, value in list(self.stats[key])[-window:]]))
-            row += f"{key + ':':<25}{mean:>8.4f}    "
+        for i, key in enumerate(fresh):
+            row += f"{key + ':':<25}{self.stats[key][-1][1]:>8.4f}    "
             if i % 4 == 3:
                 lines.append(row.rstrip())
                 row = ""

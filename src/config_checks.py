@@ -1,0 +1,164 @@
+"""Type and range of every numeric config key, checked by main.py before Sacred starts and before any env is built.
+
+One table, `NUMERIC_KEYS`, maps each numeric key of config/default.yaml and config/algs/*.yaml to its rule; a
+key the merged config does not hold (an algorithm's key under another algorithm) is not checked. `check_config`
+raises ConfigValueError naming the key, its value and what it must be; main.py prints it and exits with code 2.
+"""
+import math
+import numbers
+from dataclasses import dataclass
+
+
+class ConfigValueError(ValueError):
+    """A config value of the wrong type or out of range; the message names the key."""
+
+
+@dataclass(frozen=True)
+class Int:
+    """An integer (bools and floats refused) >= minimum."""
+    minimum: int
+
+    def problem(self, value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            return f"must be an integer >= {self.minimum}"
+        return None if value >= self.minimum else f"must be >= {self.minimum}"
+
+
+@dataclass(frozen=True)
+class Real:
+    """A finite real number (ints accepted, bools refused) in [low, high], an end excluded when marked open."""
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def describe(self):
+        parts = []
+        if self.low != -math.inf:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high != math.inf:
+            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        return "a real number" + (" " + " and ".join(parts) if parts else "")
+
+    def problem(self, value):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+            return f"must be {self.describe()}"
+        too_low = value <= self.low if self.low_open else value < self.low
+        too_high = value >= self.high if self.high_open else value > self.high
+        return f"must be {self.describe()}" if too_low or too_high else None
+
+
+@dataclass(frozen=True)
+class IntList:
+    """A list of integers, each >= minimum (layer sizes; may be empty)."""
+    minimum: int
+
+    def problem(self, value):
+        if not isinstance(value, (list, tuple)) or any(Int(self.minimum).problem(v) for v in value):
+            return f"must be a list of integers >= {self.minimum}"
+        return None
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """One of a few allowed integers."""
+    choices: tuple
+
+    def problem(self, value):
+        ok = not isinstance(value, bool) and isinstance(value, numbers.Integral) and value in self.choices
+        return None if ok else f"must be one of {', '.join(map(str, self.choices))}"
+
+
+POSITIVE = Real(0.0, low_open=True)
+NON_NEGATIVE = Real(0.0)
+UNIT = Real(0.0, 1.0)
+
+NUMERIC_KEYS = {
+    # harness (default.yaml, env configs)
+    "seed": Int(0),
+    "batch_size_run": Int(1),
+    "torch_threads": Int(1),
+    "test_nepisode": Int(1),
+    "test_interval": Int(0),
+    "log_interval": Int(0),
+    "runner_log_interval": Int(0),
+    "learner_log_interval": Int(0),
+    "t_max": Int(1),
+    "save_model_interval": Int(1),
+    "load_step": Int(0),
+    "gamma": UNIT,
+    "batch_size": Int(1),
+    "buffer_size": Int(1),
+    "lr": POSITIVE,
+    "grad_norm_clip": POSITIVE,
+    "hidden_dim": Int(1),
+    # epsilon-greedy (qmix, vdn, iql)
+    "epsilon_start": UNIT,
+    "epsilon_finish": UNIT,
+    "epsilon_anneal_time": Int(1),
+    "evaluation_epsilon": UNIT,
+    "target_update_interval_or_tau": POSITIVE,
+    "mixing_embed_dim": Int(1),
+    "hypernet_layers": OneOf((1, 2)),
+    "hypernet_embed": Int(1),
+    # PPO (mappo, ippo)
+    "critic_lr": POSITIVE,
+    "optim_eps": POSITIVE,
+    "epochs": Int(1),
+    "eps_clip": POSITIVE,
+    "entropy_coef": NON_NEGATIVE,
+    "gae_lambda": UNIT,
+    "huber_delta": POSITIVE,
+    # MAZero model
+    "latent_dim": Int(1),
+    "representation_hidden": IntList(1),
+    "dynamics_hidden": IntList(1),
+    "head_hidden": IntList(1),
+    "projection_hidden": Int(1),
+    "projection_dim": Int(1),
+    "predictor_hidden": Int(1),
+    "value_support_size": Int(1),
+    "reward_support_size": Int(1),
+    "attention_layers": Int(1),
+    "attention_heads": Int(1),
+    "attention_ff_dim": Int(1),
+    "attention_dropout": Real(0.0, 1.0, high_open=True),
+    # MAZero search
+    "num_simulations": Int(1),
+    "sampled_actions": Int(1),
+    "os_rho": UNIT,
+    "os_lambda": UNIT,
+    "pb_c_base": POSITIVE,
+    "pb_c_init": NON_NEGATIVE,
+    "value_delta_min": POSITIVE,
+    "root_dirichlet_alpha": POSITIVE,
+    "root_exploration_fraction": UNIT,
+    # MAZero training
+    "unroll_steps": Int(1),
+    "td_steps": Int(1),
+    "off_policy_age_fraction": POSITIVE,
+    "reanalyse_ratio": UNIT,
+    "target_model_interval": Int(1),
+    "updates_per_env_step": POSITIVE,
+    "reward_loss_coef": NON_NEGATIVE,
+    "value_loss_coef": NON_NEGATIVE,
+    "policy_loss_coef": NON_NEGATIVE,
+    "consistency_loss_coef": NON_NEGATIVE,
+    "awpo_alpha": POSITIVE,
+    "adv_clip": POSITIVE,
+    "per_alpha": NON_NEGATIVE,
+    "per_beta": UNIT,
+}
+
+
+def check_config(config):
+    """Raises ConfigValueError for the first key of NUMERIC_KEYS in `config` whose value breaks its rule, or when
+    buffer_size < batch_size (no batch could ever be sampled, so the run would train nothing)."""
+    for key, rule in NUMERIC_KEYS.items():
+        if key in config:
+            problem = rule.problem(config[key])
+            if problem:
+                raise ConfigValueError(f"config key {key!r} {problem}, got {config[key]!r}")
+    if "buffer_size" in config and "batch_size" in config and config["buffer_size"] < config["batch_size"]:
+        raise ConfigValueError(f"config key 'buffer_size' ({config['buffer_size']}) must be >= batch_size "
+                               f"({config['batch_size']}): no batch could be sampled, nothing would be trained")

@@ -1,0 +1,80 @@
+"""config_checks: every numeric config key is checked for type and range before Sacred starts or any env is built."""
+import glob
+import os
+
+import pytest
+import yaml
+
+from config_checks import NUMERIC_KEYS, ConfigValueError, check_config
+from harness_helpers import REPO_ROOT, merged_config, run_main
+
+CONFIG_DIR = os.path.join(REPO_ROOT, "src", "config")
+ALGS = sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(CONFIG_DIR, "algs", "*.yaml")))
+ENVS = sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(CONFIG_DIR, "envs", "*.yaml")))
+
+
+def is_numeric(value):
+    if isinstance(value, list):
+        return all(is_numeric(v) for v in value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def test_every_numeric_key_of_the_shipped_configs_has_a_rule():
+    paths = [os.path.join(CONFIG_DIR, "default.yaml")] + glob.glob(os.path.join(CONFIG_DIR, "*", "*.yaml"))
+    numeric = set()
+    for path in paths:
+        with open(path) as f:
+            numeric |= {key for key, value in yaml.safe_load(f).items() if is_numeric(value)}
+    assert numeric, "no numeric key found"
+    assert sorted(numeric - set(NUMERIC_KEYS)) == []
+    assert sorted(set(NUMERIC_KEYS) - numeric - {"seed"}) == []  # no rule for a key that does not exist
+
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_every_shipped_config_passes(alg):
+    for env in ENVS:
+        check_config(dict(merged_config(alg, env), seed=3))
+
+
+@pytest.mark.parametrize("update, message", [
+    (dict(batch_size=-1), "config key 'batch_size' must be >= 1, got -1"),
+    (dict(batch_size=0), "config key 'batch_size' must be >= 1, got 0"),
+    (dict(lr="abc"), "config key 'lr' must be a real number > 0, got 'abc'"),
+    (dict(lr=float("nan")), "config key 'lr' must be a real number > 0, got nan"),
+    (dict(num_simulations="abc"), "config key 'num_simulations' must be an integer >= 1, got 'abc'"),
+    (dict(num_simulations=2.0), "config key 'num_simulations' must be an integer >= 1, got 2.0"),
+    (dict(sampled_actions=True), "config key 'sampled_actions' must be an integer >= 1, got True"),
+    (dict(t_max=-5), "config key 't_max' must be >= 1, got -5"),
+    (dict(t_max=0), "config key 't_max' must be >= 1, got 0"),
+    (dict(os_rho=1.5), "config key 'os_rho' must be a real number >= 0 and <= 1, got 1.5"),
+    (dict(gamma=-0.1), "config key 'gamma' must be a real number >= 0 and <= 1, got -0.1"),
+    (dict(attention_dropout=1), "config key 'attention_dropout' must be a real number >= 0 and < 1, got 1"),
+    (dict(dynamics_hidden=[64, 0]), "config key 'dynamics_hidden' must be a list of integers >= 1, got [64, 0]"),
+    (dict(seed=-1), "config key 'seed' must be >= 0, got -1"),
+    (dict(buffer_size=32, batch_size=64), "config key 'buffer_size' (32) must be >= batch_size (64)"),
+])
+def test_bad_values_name_the_key(update, message):
+    config = dict(merged_config("mazero_cpu", "smax"), **update)
+    with pytest.raises(ConfigValueError) as info:
+        check_config(config)
+    assert message in str(info.value)
+
+
+def test_keys_of_other_algorithms_are_not_required():
+    config = merged_config("qmix", "matrix")
+    assert "num_simulations" not in config
+    check_config(config)
+    with pytest.raises(ConfigValueError, match="'hypernet_layers' must be one of 1, 2, got 3"):
+        check_config(dict(config, hypernet_layers=3))
+
+
+@pytest.mark.parametrize("update, key", [("batch_size=-1", "batch_size"), ("t_max=-5", "t_max"),
+                                         ("lr=abc", "lr")])
+def test_main_refuses_before_sacred_and_the_env_with_exit_2(tmp_path, update, key):
+    # sc2 without StarCraft II fails when its env is built (exit 1): exit 2 and no record show the check ran first
+    proc = run_main(["--config=qmix", "--env-config=sc2", "with", update, "save_git_info=False"], tmp_path,
+                    check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"ERROR: config key {key!r} must be" in proc.stderr
+    assert "Traceback" not in proc.stderr and "StarCraft" not in proc.stderr
+    assert not os.path.exists(tmp_path / "sacred")
