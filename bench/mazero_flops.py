@@ -6,10 +6,11 @@ For 3m- and 8m-sized models (official sizes, src/config/algs/mazero.yaml) and 1 
   MAZeroLearner.train                one update at the mazero_cpu budget (targets, 10 % reanalysis, K = 5 unroll,
                                      backward, Adam), on the replay and learner of bench/mazero_update_cost.py,
 each with its FLOPs (torch.utils.flop_counter.FlopCounterMode, with the transformer fast path switched off while
-counting, since its fused kernels are invisible to the counter), its best wall-clock time on the path the code
-really runs (fast path on, no_grad for the search calls), the GFLOP/s that makes, and the share of "peak": the
-best of torch.mm on [4608,128]x[128,128] and [1024,1024]x[1024,1024] measured in the same run with the same
-thread count. Best-of-repeats times, because the machine is shared: the best repeat is the one least preempted.
+counting, since its fused kernels are invisible to the counter), its best time on the path the code really runs
+(fast path on, no_grad for the search calls; CPU time of the calling thread with one torch thread, wall-clock with
+two), and the share of "peak" that makes: the best of torch.mm on [4608,128]x[128,128] and
+[1024,1024]x[1024,1024] timed the same way in the same run with the same thread count. Best of repeats, because
+the machine is shared: the best repeat is the one least disturbed.
 Last, the tree + glue share of one 3m search (B = 32, S = 100, K_s = 10) from bench/mazero_search.py's
 instrumented driver, in CPU time of one thread.
 
@@ -44,14 +45,20 @@ SELF_PLAY_ROOTS = 8
 
 
 def best_seconds(fn, min_time, min_reps=3):
-    """Best wall-clock seconds of `fn()` over at least `min_reps` calls and `min_time` seconds, after a warm-up."""
+    """Best seconds of `fn()` over at least `min_reps` calls and `min_time` seconds, after a warm-up.
+
+    With one torch thread, CPU time of this thread: on the shared machine wall-clock would charge a long call for
+    the time it spent preempted and a short one (the peak's torch.mm) not. With more threads, wall-clock (the worker
+    threads' CPU time is not this thread's), best of the repeats.
+    """
+    clock = time.thread_time if torch.get_num_threads() == 1 else time.perf_counter
     fn()
     times = []
     start = time.perf_counter()
     while len(times) < min_reps or time.perf_counter() - start < min_time:
-        t = time.perf_counter()
+        t = clock()
         fn()
-        times.append(time.perf_counter() - t)
+        times.append(clock() - t)
     return min(times)
 
 
@@ -137,7 +144,8 @@ def main():
         peaks[threads] = peak_flops(cli.min_time)
         print(f"peak ({threads} thread{'s' * (threads > 1)}): {peaks[threads] / 1e9:.1f} GFLOP/s")
     print()
-    print("| map | what | FLOPs | " + " | ".join(f"{t} thr ms | {t} thr share of peak" for t in cli.threads)
+    print("| map | what | FLOPs | " + " | ".join(f"{t} thr {'CPU' if t == 1 else 'wall'} ms | {t} thr share of peak"
+                                              for t in cli.threads)
           + (f" | {cli.threads[-1]} thr / {cli.threads[0]} thr speed-up |" if len(cli.threads) > 1 else " |"))
     print("|" + "---|" * (3 + 2 * len(cli.threads) + (len(cli.threads) > 1)))
     for map_name in cli.maps:
