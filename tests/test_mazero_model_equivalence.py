@@ -74,7 +74,8 @@ def write_fixture(name):
 def test_model_loads_old_state_dict_and_gives_the_same_outputs(name):
     fixture = torch.load(os.path.join(FIXTURES, f"mazero_model_{name}.pt"), weights_only=True)
     without_dropout, model = _models(name, fixture["state_dict"])
-    for mode, mode_model, grad in _modes(without_dropout, model):
+    # Eval mode with grad enabled too: the transformer's fast path is off there, as for the learner's targets.
+    for mode, mode_model, grad in _modes(without_dropout, model) + [("eval", model.eval(), True)]:
         with torch.set_grad_enabled(grad):
             outputs = _outputs(mode_model, fixture["inputs"])
         for key, expected in fixture["expected"][mode].items():
