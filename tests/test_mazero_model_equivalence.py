@@ -1,10 +1,10 @@
 """The MAZero model stays the same function across speed work: committed state_dicts and outputs of the model as it
 was before issue 14's changes (tests/fixtures/mazero_model_*.pt) must load into today's model with the same keys and
-give the same latent, value, reward, policy and projection outputs to 1e-5, in eval mode and in train mode with
-dropout off.
+give the same latent, value, reward, policy and projection outputs to 1e-5 (relative and absolute), in eval mode
+and in train mode with dropout off.
 
-The fixtures were written once by `PYTHONPATH=src python tests/test_mazero_model_equivalence.py` at the commit that added this file;
-regenerating them with a changed model would make the test vacuous.
+The fixtures were written once by `PYTHONPATH=src python tests/test_mazero_model_equivalence.py` at the commit that
+added this file; regenerating them with a changed model would make the test vacuous.
 """
 import os
 
@@ -26,6 +26,8 @@ CASES = {
                      attention_heads=2, attention_ff_dim=8, share_parameters=False, feature_norm=False)),
 }
 BATCH = 5
+# |new - old| <= 1e-5 (1 + |old|): today's model itself differs by 1.2e-5 between the transformer's fused path
+# (eval, no grad) and its general path (grad enabled) on the tiny model's projection, of size 2.4.
 TOLERANCE = 1e-5
 
 
@@ -80,7 +82,7 @@ def test_model_loads_old_state_dict_and_gives_the_same_outputs(name):
             outputs = _outputs(mode_model, fixture["inputs"])
         for key, expected in fixture["expected"][mode].items():
             assert outputs[key].shape == expected.shape, (mode, key)
-            assert torch.allclose(outputs[key], expected, rtol=0, atol=TOLERANCE), \
+            assert torch.allclose(outputs[key], expected, rtol=TOLERANCE, atol=TOLERANCE), \
                 (mode, key, (outputs[key] - expected).abs().max().item())
 
 
