@@ -1,0 +1,171 @@
+"""How close MAZero's model, search and learner update come to the CPU's FLOP ceiling (issue 14's table).
+
+For 3m- and 8m-sized models (official sizes, src/config/algs/mazero.yaml) and 1 and 2 torch threads, in one run:
+  recurrent_inference on 1536 roots  the official update's reanalysis batch (batch 256 x (K + 1) = 6 positions),
+  recurrent_inference on 8 roots     a self-play search step (batch_size_run 8),
+  MAZeroLearner.train                one update at the mazero_cpu budget (targets, 10 % reanalysis, K = 5 unroll,
+                                     backward, Adam), on the replay and learner of bench/mazero_update_cost.py,
+each with its FLOPs (torch.utils.flop_counter.FlopCounterMode, with the transformer fast path switched off while
+counting, since its fused kernels are invisible to the counter), its best time on the path the code really runs
+(fast path on, no_grad for the search calls; CPU time of the calling thread with one torch thread, wall-clock with
+two), and the share of "peak" that makes: the best of torch.mm on [4608,128]x[128,128] and
+[1024,1024]x[1024,1024] timed the same way in the same run with the same thread count. Best of repeats, because
+the machine is shared: the best repeat is the one least disturbed.
+Last, the tree + glue share of one 3m search (B = 32, S = 100, K_s = 10) from bench/mazero_search.py's
+instrumented driver, in CPU time of one thread.
+
+    nice -n 10 python bench/mazero_flops.py                 # full table (a few minutes when loaded)
+    python bench/mazero_flops.py --maps 3m --threads 1      # one map, one thread count
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+import types
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "src"))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+from learners.mazero_learner import MAZeroLearner  # noqa: E402
+from mazero_search import MAPS, build_model, measure, official_args, root_inputs, timer_bias  # noqa: E402
+from mazero_update_cost import NullLogger, build_args, filled_replay  # noqa: E402
+from mcts import ctree  # noqa: E402
+from modules.agents.mazero_agent import MAZeroAgent  # noqa: E402
+
+PEAK_SHAPES = ((4608, 128, 128), (1024, 1024, 1024))  # (m, k, n) of the peak torch.mm
+REANALYSIS_ROOTS = 256 * 6  # official batch 256 x (unroll K = 5 + 1) positions
+SELF_PLAY_ROOTS = 8
+
+
+def best_seconds(fn, min_time, min_reps=3):
+    """Best seconds of `fn()` over at least `min_reps` calls and `min_time` seconds, after a warm-up.
+
+    With one torch thread, CPU time of this thread: on the shared machine wall-clock would charge a long call for
+    the time it spent preempted and a short one (the peak's torch.mm) not. With more threads, wall-clock (the worker
+    threads' CPU time is not this thread's), best of the repeats.
+    """
+    clock = time.thread_time if torch.get_num_threads() == 1 else time.perf_counter
+    fn()
+    times = []
+    start = time.perf_counter()
+    while len(times) < min_reps or time.perf_counter() - start < min_time:
+        t = clock()
+        fn()
+        times.append(clock() - t)
+    return min(times)
+
+
+def count_flops(fn):
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with FlopCounterMode(display=False) as counter:
+            fn()
+    finally:
+        torch.backends.mha.set_fastpath_enabled(True)
+    return counter.get_total_flops()
+
+
+def peak_flops(min_time):
+    """Best FLOP/s of torch.mm over PEAK_SHAPES."""
+    best = 0.0
+    for m, k, n in PEAK_SHAPES:
+        a, b = torch.randn(m, k), torch.randn(k, n)
+        best = max(best, 2 * m * k * n / best_seconds(lambda: torch.mm(a, b), min_time))
+    return best
+
+
+def inference_case(model, input_shape, roots, n_agents, n_actions):
+    """recurrent_inference on `roots` random latents and actions, under no_grad as the search calls it."""
+    generator = torch.Generator().manual_seed(roots)
+    with torch.no_grad():
+        latent = model.represent(torch.randn(roots, n_agents, input_shape, generator=generator))
+    actions = torch.randint(0, n_actions, (roots, n_agents), generator=generator)
+
+    def call():
+        with torch.no_grad():
+            model.recurrent_inference(latent, actions)
+    return call
+
+
+def update_case(map_name):
+    """One MAZeroLearner.train at the mazero_cpu budget, on bench/mazero_update_cost.py's random replay."""
+    n_agents, n_actions, obs_dim = MAPS[map_name]
+    args = build_args("mazero_cpu", n_agents, n_actions, [])
+    input_dim = obs_dim + (n_actions if args.obs_last_action else 0) + (n_agents if args.obs_agent_id else 0)
+    torch.manual_seed(0)
+    replay = filled_replay(args, input_dim, max(1000, 4 * args.batch_size))
+    model = MAZeroAgent(input_dim, args).eval()
+    learner = MAZeroLearner(types.SimpleNamespace(agent=model), None, NullLogger(), args)
+    return lambda: learner.train(replay, t_env=0)
+
+
+def cases(map_name):
+    n_agents, n_actions, obs_dim = MAPS[map_name]
+    args = official_args(n_agents, n_actions, 100, 10)
+    model, input_shape = build_model(args, obs_dim, seed=0)
+    return [(f"recurrent_inference, {REANALYSIS_ROOTS} roots",
+             inference_case(model, input_shape, REANALYSIS_ROOTS, n_agents, n_actions)),
+            (f"recurrent_inference, {SELF_PLAY_ROOTS} roots",
+             inference_case(model, input_shape, SELF_PLAY_ROOTS, n_agents, n_actions)),
+            ("MAZeroLearner.train, mazero_cpu budget", update_case(map_name))]
+
+
+def search_split(min_time):
+    """Tree + glue share of a 3m search at B = 32, S = 100, K_s = 10 (bench/mazero_search.py's instrumentation)."""
+    n_agents, n_actions, obs_dim = MAPS["3m"]
+    args = official_args(n_agents, n_actions, 100, 10)
+    model, input_shape = build_model(args, obs_dim, seed=0)
+    inputs, legal = root_inputs(np.random.default_rng(32), 32, n_agents, n_actions, input_shape)
+    med = measure(model, ctree.SampledTrees, args, inputs, legal, min_time, 3, 9, timer_bias())
+    return med
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--maps", nargs="+", choices=["3m", "8m"], default=["3m", "8m"])
+    parser.add_argument("--threads", nargs="+", type=int, default=[1, 2], help="torch thread counts to time")
+    parser.add_argument("--min-time", type=float, default=1.0, help="seconds of repeats per timed case")
+    cli = parser.parse_args()
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    print(f"MAZero FLOP table: torch {torch.__version__}, commit {commit}, load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    torch.set_num_threads(1)
+    peaks = {}
+    for threads in cli.threads:
+        torch.set_num_threads(threads)
+        peaks[threads] = peak_flops(cli.min_time)
+        print(f"peak ({threads} thread{'s' * (threads > 1)}): {peaks[threads] / 1e9:.1f} GFLOP/s")
+    print()
+    print("| map | what | FLOPs | " + " | ".join(f"{t} thr {'CPU' if t == 1 else 'wall'} ms | {t} thr share of peak"
+                                              for t in cli.threads)
+          + (f" | {cli.threads[-1]} thr / {cli.threads[0]} thr speed-up |" if len(cli.threads) > 1 else " |"))
+    print("|" + "---|" * (3 + 2 * len(cli.threads) + (len(cli.threads) > 1)))
+    for map_name in cli.maps:
+        torch.set_num_threads(1)
+        for label, fn in cases(map_name):
+            flops = count_flops(fn)
+            seconds = {}
+            for threads in cli.threads:
+                torch.set_num_threads(threads)
+                seconds[threads] = best_seconds(fn, cli.min_time)
+            cells = " | ".join(f"{seconds[t] * 1e3:.2f} | {flops / seconds[t] / peaks[t]:.0%}" for t in cli.threads)
+            ratio = f" | {seconds[cli.threads[0]] / seconds[cli.threads[-1]]:.2f}x" if len(cli.threads) > 1 else ""
+            print(f"| {map_name} | {label} | {flops / 1e9:.4g} G | {cells}{ratio} |", flush=True)
+    torch.set_num_threads(1)
+    med = search_split(cli.min_time)
+    share = med["share"]
+    print(f"\n3m search, B = 32, S = 100, K_s = 10, 1 thread ({med['searches']} searches, median "
+          f"{med['total'] * 1e3:.0f} ms CPU): network {share['network']:.1%}, tree {share['tree']:.1%}, "
+          f"tree other {share['tree_other']:.1%}, glue {share['glue']:.1%}; tree + glue {share['tree+glue']:.1%}")
+
+
+if __name__ == "__main__":
+    main()
