@@ -149,6 +149,18 @@ def build_config(params):
     return config
 
 
+def free_id_file_observer(basedir):
+    """A FileStorageObserver for `basedir` that numbers its record with the next free folder of its own."""
+    from sacred.observers import FileStorageObserver
+
+    class FreeIdFileStorageObserver(FileStorageObserver):
+        def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
+            own_id = super().started_event(ex_info, command, host_info, start_time, config, meta_info, None)
+            return own_id if _id is None else _id
+
+    return FreeIdFileStorageObserver(basedir)
+
+
 def build_experiment(config, updates, log):
     from sacred import SETTINGS, Experiment
     from sacred.observers import FileStorageObserver
@@ -175,6 +187,19 @@ def build_experiment(config, updates, log):
     sacred_dir = os.path.join(results_root(effective(config, updates, "local_results_path")), "sacred",
                               str(effective(config, updates, "name")), env_label(label_config))
     ex.observers.append(FileStorageObserver(sacred_dir))
+
+    @ex.option_hook
+    def extra_file_storage(options):
+        # Sacred's own -F observer is handed the id the default observer chose in its folder, which may already
+        # exist in DIR (another algorithm's run numbered the same): one run would die with FileExistsError.
+        basedir = options.get("--file_storage")
+        if not basedir:
+            return
+        options["--file_storage"] = None
+        if os.path.abspath(basedir) == os.path.abspath(sacred_dir):
+            log.warning("-F %s is the default record folder: recording the run there once", basedir)
+            return
+        ex.observers.append(free_id_file_observer(basedir))
 
     @ex.config_hook
     def seed_env(config, command_name, logger):
