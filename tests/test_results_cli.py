@@ -206,7 +206,7 @@ def test_formats(records, capsys):
     assert lines[2] == "| alg | seeds | @150 (last eval <=) mean [95% CI] | steps to >= 0.5 (reached) |"
     assert lines[4] == "| qmix | 2 | 0.375 [0.250, 0.500] | 150 (2/2) |"
     code, out, _ = run_cli(capsys, *argv)
-    assert "qmix  2      0.375 [0.250, 0.500]                 150 (2/2)" in out
+    assert "qmix  2      0.375 [0.250, 0.500]               150 (2/2)" in out
     code, out, err = run_cli(capsys, "aggregate", "--root", root, "--map", "3m,2s3z", "--format", "csv")
     kinds = [r["table"] for r in csv.DictReader(io.StringIO(out))]
     assert kinds == ["aggregate", "aggregate", "improvement"]
