@@ -43,7 +43,10 @@ def _canonical(value):
 
 
 def _display(value):
-    return UNSET if value is UNSET else str(value)
+    """How a value reads in a label; numbers as in `_canonical` (0 and 0.0 both read 0)."""
+    if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)):
+        return str(int(value)) if float(value).is_integer() else repr(float(value))
+    return str(value)
 
 
 def _value(run, key):
