@@ -163,7 +163,6 @@ def free_id_file_observer(basedir):
 
 def build_experiment(config, updates, log):
     from sacred import SETTINGS, Experiment
-    from sacred.observers import FileStorageObserver
     from sacred.utils import apply_backspaces_and_linefeeds
 
     from run.common import env_label, results_root
@@ -186,11 +185,13 @@ def build_experiment(config, updates, log):
                                  "key": effective(config, updates, "env_args.key")}}
     sacred_dir = os.path.join(results_root(effective(config, updates, "local_results_path")), "sacred",
                               str(effective(config, updates, "name")), env_label(label_config))
-    ex.observers.append(FileStorageObserver(sacred_dir))
+    # Sacred hands every observer the id of the highest-priority one (a -m / -s database's own counter, or this
+    # folder's): each folder record takes its own next free number instead of one that may exist there already
+    ex.observers.append(free_id_file_observer(sacred_dir))
 
     @ex.option_hook
     def extra_file_storage(options):
-        # Sacred's own -F observer is handed the id the default observer chose in its folder, which may already
+        # Sacred's own -F observer would use the id chosen for another folder or database, which may already
         # exist in DIR (another algorithm's run numbered the same): one run would die with FileExistsError.
         basedir = options.get("--file_storage")
         if not basedir:
