@@ -161,6 +161,23 @@ def free_id_file_observer(basedir):
     return FreeIdFileStorageObserver(basedir)
 
 
+def add_extra_file_storage(ex, sacred_dir, log):
+    """Replaces Sacred's own -F observer, which would use the id chosen for another folder or database; that id
+    may already exist in DIR (another algorithm's run numbered the same) and the run would die with
+    FileExistsError."""
+
+    @ex.option_hook
+    def extra_file_storage(options):
+        basedir = options.get("--file_storage")
+        if not basedir:
+            return
+        options["--file_storage"] = None
+        if os.path.abspath(basedir) == os.path.abspath(sacred_dir):
+            log.warning("-F %s is the default record folder: recording the run there once", basedir)
+            return
+        ex.observers.append(free_id_file_observer(basedir))
+
+
 def build_experiment(config, updates, log):
     from sacred import SETTINGS, Experiment
     from sacred.utils import apply_backspaces_and_linefeeds
@@ -188,19 +205,7 @@ def build_experiment(config, updates, log):
     # Sacred hands every observer the id of the highest-priority one (a -m / -s database's own counter, or this
     # folder's): each folder record takes its own next free number instead of one that may exist there already
     ex.observers.append(free_id_file_observer(sacred_dir))
-
-    @ex.option_hook
-    def extra_file_storage(options):
-        # Sacred's own -F observer would use the id chosen for another folder or database, which may already
-        # exist in DIR (another algorithm's run numbered the same): one run would die with FileExistsError.
-        basedir = options.get("--file_storage")
-        if not basedir:
-            return
-        options["--file_storage"] = None
-        if os.path.abspath(basedir) == os.path.abspath(sacred_dir):
-            log.warning("-F %s is the default record folder: recording the run there once", basedir)
-            return
-        ex.observers.append(free_id_file_observer(basedir))
+    add_extra_file_storage(ex, sacred_dir, log)
 
     @ex.config_hook
     def seed_env(config, command_name, logger):

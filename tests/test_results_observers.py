@@ -1,6 +1,6 @@
 """The observers of src/main.py as `tools.results` reads them: two algorithms started together with one `-F DIR`
-both record completely, and a run with Sacred's `-s sqlite:///...` is read back with `--sql` from another
-working directory."""
+both record completely, and a run with Sacred's `-s sqlite:///...` (started at the same time) is read back with
+`--sql` from a directory outside the repository."""
 import os
 import subprocess
 import sys
@@ -16,23 +16,26 @@ TINY = ["seed=3", "t_max=60", "test_interval=30", "test_nepisode=2", "log_interv
 
 
 @pytest.fixture(scope="module")
-def two_runs(tmp_path_factory):
-    """QMIX (also with -s SQLite) and VDN on the matrix game, started together with the same -F DIR."""
+def runs(tmp_path_factory):
+    """Started together on the matrix game: QMIX and VDN with the same -F DIR, and QMIX with -s SQLite."""
     base = tmp_path_factory.mktemp("observers")
     extra, url = base / "extra", f"sqlite:///{base / 'runs.db'}"
     procs = {}
-    for alg, flags in (("qmix", ["-s", url]), ("vdn", [])):
-        argv = [sys.executable, os.path.join(SRC, "main.py"), f"--config={alg}", "--env-config=matrix",
-                "-F", str(extra), *flags, "with", *TINY, f"local_results_path={base}"]
-        procs[alg] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    for alg, proc in procs.items():
-        out, _ = proc.communicate(timeout=600)
-        assert proc.returncode == 0, f"{alg}:\n{out[-3000:]}"
+    for name, alg, flags in (("qmix -F", "qmix", ["-F", str(extra)]), ("vdn -F", "vdn", ["-F", str(extra)]),
+                             ("qmix -s", "qmix", ["-s", url])):
+        results = base / ("sql" if "-s" in flags else "files")
+        argv = [sys.executable, os.path.join(SRC, "main.py"), f"--config={alg}", "--env-config=matrix", *flags,
+                "with", *TINY, f"local_results_path={results}"]
+        procs[name] = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    for name, proc in procs.items():
+        out, _ = proc.communicate(timeout=900)
+        assert proc.returncode == 0, f"{name}:\n{out[-3000:]}"
     return base, extra, url
 
 
-def test_shared_extra_file_storage_records_both_runs(two_runs, capsys):
-    base, extra, _ = two_runs
+def test_shared_extra_file_storage_records_both_runs(runs, capsys):
+    base, extra, _ = runs
+    base = base / "files"
     # each default folder numbered its run 1; DIR holds both runs under their own numbers
     assert sorted(os.listdir(base / "sacred" / "qmix" / "matrix")) == ["1", "_sources"]
     assert sorted(os.listdir(base / "sacred" / "vdn" / "matrix")) == ["1", "_sources"]
@@ -46,10 +49,12 @@ def test_shared_extra_file_storage_records_both_runs(two_runs, capsys):
                                                                  for k in ("t_env", "last", "best"))
 
 
-def test_sql_observer_run_read_back(two_runs, capsys):
-    base, _, url = two_runs
+def test_sql_observer_run_read_back(runs, capsys):
+    base, _, url = runs
+    # the database numbers its runs from 0; the default folder still takes its own next number
+    assert sorted(os.listdir(base / "sql" / "sacred" / "qmix" / "matrix")) == ["1", "_sources"]
     (row,) = rows_of(run_json(capsys, "list", "--sql", url), "runs")
-    (from_file,) = rows_of(run_json(capsys, "list", "--root", str(base / "sacred" / "qmix")), "runs")
+    (from_file,) = rows_of(run_json(capsys, "list", "--root", str(base / "sql" / "sacred")), "runs")
     assert (row["alg"], row["map"], row["seed"], row["status"], row["metric"]) == \
         ("qmix", "matrix", 3, "COMPLETED", "test_return_mean")
     assert (row["t_env"], row["last"], row["best"]) == (from_file["t_env"], from_file["last"], from_file["best"])

@@ -105,7 +105,8 @@ def _utcnow():
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def build_parser():
+def _common_parser():
+    """The source, selection, grouping, metric and format options every sub-command takes."""
     common = argparse.ArgumentParser(add_help=False)
     source = common.add_argument_group("source (one of)")
     source.add_argument("--root",
@@ -139,7 +140,11 @@ def build_parser():
     common.add_argument("--metric", help="metric to report (default: test_battle_won_mean, or test_return_mean "
                                          "where a run/map has no win rate)")
     common.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
+    return common
 
+
+def build_parser():
+    common = _common_parser()
     stat = argparse.ArgumentParser(add_help=False)
     stat.add_argument("--include-incomplete", action="store_true",
                       help="also use runs that are RUNNING, FAILED, INTERRUPTED or UNKNOWN")
@@ -153,11 +158,13 @@ def build_parser():
                                      description="Query Sacred experiment records of the MARL harness.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{list,compare,plot,aggregate}")
     sub.add_parser("list", parents=[common], help="one row per run",
-                   description="One row per run: id, algorithm, map, seed, status, start, duration, final t_env, "
-                               "last and best value of the metric, and what could not be read.")
+                   description="One row per run: id, group label, map, seed, kind (train or eval), status, start, "
+                               "duration, final t_env, last and best value of the metric, and what could not be "
+                               "read.")
     cmp_parser = sub.add_parser("compare", parents=[common, stat, budget], help="per map, algorithms side by side",
-                                description="Per map, one row per algorithm: seeds, mean and 95 % bootstrap CI "
-                                            "of the metric at env-step budgets, steps to reach a threshold.")
+                                description="Per map, one row per configuration group: seeds (each counted "
+                                            "once), mean and 95 % bootstrap CI of the metric at env-step budgets, "
+                                            "steps to reach a threshold.")
     cmp_parser.add_argument("--at", type=_budgets, default=[],
                             help="env-step budgets, comma-separated (50000,100k,1M): the last evaluation at or "
                                  "before each (see --nearest); default: final evaluation")

@@ -9,6 +9,8 @@ names the keys instead, `--label KEY` names each group by one config key's value
 import json
 from collections import defaultdict
 
+from tools.results.records import config_get
+
 # keys that do not change what is trained: seeds, paths, logging and checkpoint cadence, devices, threads
 RECORD_KEYS = frozenset({
     "seed", "env_args.seed", "local_results_path", "save_model", "save_model_interval", "checkpoint_path",
@@ -50,12 +52,7 @@ def _display(value):
 
 
 def _value(run, key):
-    node = run.config
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return UNSET
-        node = node[part]
-    return node
+    return config_get(run.config, key, UNSET)
 
 
 def differing_keys(runs):

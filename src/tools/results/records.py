@@ -93,12 +93,12 @@ class Run:
         return None
 
 
-def config_get(config, dotted):
-    """Value of a dotted key (`env_args.map_name`) in a nested config dict, or None."""
+def config_get(config, dotted, missing=None):
+    """Value of a dotted key (`env_args.map_name`) in a nested config dict, or `missing`."""
     node = config
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
-            return None
+            return missing
         node = node[part]
     return node
 
