@@ -5,6 +5,7 @@ import io
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -317,3 +318,18 @@ def test_records_of_the_harness(capsys, tmp_path):
     assert all(r["n@300"] == 1 and r["metric"] == "test_return_mean" for r in compared.values())
     run_json(capsys, "plot", "--root", root, "--out", str(tmp_path / "curves"))
     assert (tmp_path / "curves.png").stat().st_size > 0 and (tmp_path / "curves.pdf").stat().st_size > 0
+
+
+def test_default_root_is_the_checkouts_results_from_any_directory(records, capsys, tmp_path, monkeypatch):
+    checkout = tmp_path / "checkout"
+    (checkout / "src").mkdir(parents=True)
+    (checkout / "src" / "main.py").write_text("")
+    monkeypatch.setattr(cli, "REPO_ROOT", str(checkout))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, _, err = run_cli(capsys, "list")
+    assert code == 2 and f"results directory not found: {checkout / 'results' / 'sacred'}" in err
+    assert "give --root DIR, --mongo URL or --sql URL" in err
+    shutil.copytree(records[0], checkout / "results" / "sacred")
+    assert len(rows_of(run_json(capsys, "list"), "runs")) == 12
