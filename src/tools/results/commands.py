@@ -146,6 +146,12 @@ def budget_rule(nearest):
 # list
 
 
+def _kind(run):
+    if run.config is None:
+        return "?"
+    return "eval" if run.evaluation else "train"
+
+
 def list_runs(runs, metric=None, grouping=(None, None)):
     labels = _labels([r for r in runs if not r.evaluation], grouping)
     rows = []
@@ -159,7 +165,7 @@ def list_runs(runs, metric=None, grouping=(None, None)):
         if run.evaluation:
             notes.insert(0, f"evaluation of checkpoint {config_get(run.config, 'checkpoint_path') or '(none)'}")
         rows.append({"id": run.id, "alg": run.alg, "label": labels.label(run) if run.alg is not None else None,
-                     "map": run.map, "seed": run.seed, "kind": "eval" if run.evaluation else "train",
+                     "map": run.map, "seed": run.seed, "kind": _kind(run),
                      "status": run.status_label, "start": run.start_time, "duration_s": run.duration,
                      "t_env": run.t_reached, "metric": name, "last": last, "best": best, "notes": notes})
     columns = [("id", lambda r: r["id"]), ("label", lambda r: str(r["label"] or "?")),
