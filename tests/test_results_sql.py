@@ -49,7 +49,8 @@ def test_sql_records_give_the_file_tables(both, capsys):
     runs = rows_of(run_json(capsys, "list", "--sql", url), "runs")
     assert len(runs) == len(WIN) + len(RETURNS_ONLY) + len(BAD)
     assert {(r["alg"], r["map"], r["seed"]): r["status"] for r in runs}[("vdn", "3m", 3)] == "INTERRUPTED"
-    for argv in (["list"], ["compare", "--at", "150,300", "--threshold", "0.5", "--include-incomplete", "--reps", "200"],
+    for argv in (["list"],
+                 ["compare", "--at", "150,300", "--threshold", "0.5", "--include-incomplete", "--reps", "200"],
                  ["aggregate", "--map", "3m,2s3z", "--reps", "200"]):
         from_files = _without_volatile(run_json(capsys, *argv, "--root", root))
         from_sql = _without_volatile(run_json(capsys, *argv, "--sql", url))

@@ -178,12 +178,13 @@ def build_parser():
                              help="trailing moving average over this many evaluations (default 1 = none)")
     plot_parser.add_argument("--points", type=_positive_int, default=200,
                              help="points of the common env-step grid (default 200)")
-    agg_parser = sub.add_parser("aggregate", parents=[common, stat, budget], help="IQM, optimality gap, P(X > Y) over maps",
+    agg_parser = sub.add_parser("aggregate", parents=[common, stat, budget],
+                                help="IQM, optimality gap, P(X > Y) over maps",
                                 description="Across maps: interquartile mean and optimality gap of normalised "
                                             "scores with stratified-bootstrap 95 % CIs, and probability of "
                                             "improvement (Agarwal et al. 2021, Gorsane et al. 2022).")
     agg_parser.add_argument("--at", type=_steps, help="score = last evaluation at or before this many env steps "
-                                                      "(default: final evaluation of each run)")
+                                                      "(see --nearest; default: final evaluation of each run)")
     agg_parser.add_argument("--pairs", type=_pairs, help="A:B[,C:D] pairs for P(A > B) (default: all pairs)")
     agg_parser.add_argument("--bounds", type=_bound, action="append", default=[], metavar="MAP=LO:HI",
                             help="normalise a non-win-rate metric on MAP as (x-LO)/(HI-LO) instead of min-max "

@@ -169,7 +169,8 @@ def list_runs(runs, metric=None, grouping=(None, None)):
                      "status": run.status_label, "start": run.start_time, "duration_s": run.duration,
                      "t_env": run.t_reached, "metric": name, "last": last, "best": best, "notes": notes})
     columns = [("id", lambda r: r["id"]), ("label", lambda r: str(r["label"] or "?")),
-               ("map", lambda r: str(r["map"] or "?")), ("seed", lambda r: "?" if r["seed"] is None else str(r["seed"])),
+               ("map", lambda r: str(r["map"] or "?")),
+               ("seed", lambda r: "?" if r["seed"] is None else str(r["seed"])),
                ("kind", lambda r: r["kind"]), ("status", lambda r: r["status"]),
                ("start", lambda r: r["start"].strftime("%Y-%m-%d %H:%M") if r["start"] else "-"),
                ("duration", lambda r: fmt_duration(r["duration_s"])), ("t_env", lambda r: fmt_steps(r["t_env"])),
@@ -230,7 +231,8 @@ def compare(runs, metric=None, budgets=(), threshold=None, include_incomplete=Fa
                                           (nearest, reps, seed))
             rows.append(row)
             map_notes += row_notes
-        sections.append(Section("compare", f"{map_name}: {chosen}", _compare_columns(budgets, threshold, nearest), rows, map_notes))
+        columns = _compare_columns(budgets, threshold, nearest)
+        sections.append(Section("compare", f"{map_name}: {chosen}", columns, rows, map_notes))
     if sections:
         sections[-1].notes.extend(notes)
     return sections

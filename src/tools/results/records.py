@@ -1,8 +1,9 @@
 """Reading Sacred run records from a FileStorageObserver tree, a MongoDB database or an SQL database.
 
-All three sources produce `Run` objects. Metrics come from `metrics.json` (Sacred `log_scalar`, EPyMARL) and, for every
-metric that file lacks, from `info.json` (`_run.info[key]` values with `_run.info[key + "_T"]` env steps, the only
-record pymarl/pymarl2 write, and the only one Sacred's SqlObserver keeps). Damaged records never raise: what could not be read is kept in `Run.problems`.
+All three sources produce `Run` objects. Metrics come from `metrics.json` (Sacred `log_scalar`, EPyMARL) and, for
+every metric that file lacks, from `info.json` (`_run.info[key]` values with `_run.info[key + "_T"]` env steps, the
+only record pymarl/pymarl2 write, and the only one Sacred's SqlObserver keeps). Damaged records never raise: what
+could not be read is kept in `Run.problems`.
 """
 import json
 import math
