@@ -151,9 +151,37 @@ def build_config(params):
     return config
 
 
+def free_id_file_observer(basedir):
+    """A FileStorageObserver for `basedir` that numbers its record with the next free folder of its own."""
+    from sacred.observers import FileStorageObserver
+
+    class FreeIdFileStorageObserver(FileStorageObserver):
+        def started_event(self, ex_info, command, host_info, start_time, config, meta_info, _id):
+            own_id = super().started_event(ex_info, command, host_info, start_time, config, meta_info, None)
+            return own_id if _id is None else _id
+
+    return FreeIdFileStorageObserver(basedir)
+
+
+def add_extra_file_storage(ex, sacred_dir, log):
+    """Replaces Sacred's own -F observer, which would use the id chosen for another folder or database; that id
+    may already exist in DIR (another algorithm's run numbered the same) and the run would die with
+    FileExistsError."""
+
+    @ex.option_hook
+    def extra_file_storage(options):
+        basedir = options.get("--file_storage")
+        if not basedir:
+            return
+        options["--file_storage"] = None
+        if os.path.abspath(basedir) == os.path.abspath(sacred_dir):
+            log.warning("-F %s is the default record folder: recording the run there once", basedir)
+            return
+        ex.observers.append(free_id_file_observer(basedir))
+
+
 def build_experiment(config, updates, log):
     from sacred import SETTINGS, Experiment
-    from sacred.observers import FileStorageObserver
     from sacred.utils import apply_backspaces_and_linefeeds
 
     from run.common import env_label, results_root
@@ -176,7 +204,10 @@ def build_experiment(config, updates, log):
                                  "key": effective(config, updates, "env_args.key")}}
     sacred_dir = os.path.join(results_root(effective(config, updates, "local_results_path")), "sacred",
                               str(effective(config, updates, "name")), env_label(label_config))
-    ex.observers.append(FileStorageObserver(sacred_dir))
+    # Sacred hands every observer the id of the highest-priority one (a -m / -s database's own counter, or this
+    # folder's): each folder record takes its own next free number instead of one that may exist there already
+    ex.observers.append(free_id_file_observer(sacred_dir))
+    add_extra_file_storage(ex, sacred_dir, log)
 
     @ex.config_hook
     def seed_env(config, command_name, logger):

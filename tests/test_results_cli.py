@@ -5,6 +5,7 @@ import io
 import itertools
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -54,7 +55,8 @@ def test_list(records, capsys):
     rows = {(r["alg"], r["map"], r["seed"]): r for r in rows_of(run_json(capsys, "list", "--root", root), "runs")}
     assert len(rows) == 12
     assert rows[("qmix", "3m", 1)] | {"id": None, "start": None, "duration_s": None} == {
-        "id": None, "alg": "qmix", "map": "3m", "seed": 1, "status": "COMPLETED", "start": None,
+        "id": None, "alg": "qmix", "label": "qmix", "map": "3m", "seed": 1, "kind": "train", "status": "COMPLETED",
+        "start": None,
         "duration_s": None, "t_env": 300, "metric": "test_battle_won_mean", "last": 1.0, "best": 1.0, "notes": []}
     assert (rows[("qmix", "3m", 2)]["last"], rows[("qmix", "3m", 2)]["best"]) == (0.75, 0.75)
     assert rows[("vdn", "matrix", 1)]["metric"] == "test_return_mean"
@@ -202,10 +204,10 @@ def test_formats(records, capsys):
     code, out, _ = run_cli(capsys, *argv, "--format", "markdown")
     lines = out.splitlines()
     assert lines[0] == "**3m: test_battle_won_mean**"
-    assert lines[2] == "| alg | seeds | @150 mean [95% CI] | steps to >= 0.5 (reached) |"
+    assert lines[2] == "| alg | seeds | @150 (last eval <=) mean [95% CI] | steps to >= 0.5 (reached) |"
     assert lines[4] == "| qmix | 2 | 0.375 [0.250, 0.500] | 150 (2/2) |"
     code, out, _ = run_cli(capsys, *argv)
-    assert "qmix  2      0.375 [0.250, 0.500]  150 (2/2)" in out
+    assert "qmix  2      0.375 [0.250, 0.500]               150 (2/2)" in out
     code, out, err = run_cli(capsys, "aggregate", "--root", root, "--map", "3m,2s3z", "--format", "csv")
     kinds = [r["table"] for r in csv.DictReader(io.StringIO(out))]
     assert kinds == ["aggregate", "aggregate", "improvement"]
@@ -231,7 +233,7 @@ def test_mongo_source_gives_same_rows(records, capsys, monkeypatch):
     code, _, err = run_cli(capsys, "list", "--mongo", "localhost:27017:sacred", "--db", "other")
     assert code == 2 and "--mongo names database 'sacred' but --db says 'other'" in err
     code, _, err = run_cli(capsys, "list", "--mongo", "localhost:27017", "--root", root)
-    assert code == 2 and "give --root or --mongo, not both" in err
+    assert code == 2 and "give one of --root, --mongo, --sql, not --root and --mongo" in err
 
 
 def test_unreachable_mongo_is_a_clear_error(capsys):
@@ -254,11 +256,14 @@ def test_damaged_records_are_listed_not_fatal(records, capsys, tmp_path):
     assert code == 0 and "RUNNING (stale heartbeat)" in out and "empty run folder" in out
     stale = rows_of(run_json(capsys, "list", "--root", str(tmp_path), "--status", "stale"), "runs")
     assert [r["id"] for r in stale] == ["qmix/3m/5"]
-    # compare uses the two COMPLETED runs with metrics (one read from info.json) and says why the others are out
+    # compare uses the two COMPLETED runs with metrics (one read from info.json), copies of one seed: one seed and
+    # one repeat; it says why the others are out
     doc = run_json(capsys, "compare", "--root", str(tmp_path))
     (row,) = rows_of(doc, "compare")
-    assert (row["seeds"], row["mean@final"]) == (2, 1.0)
+    assert (row["seeds"], row["repeats"], row["mean@final"]) == (1, 1, 1.0)
     notes = doc[-1]["notes"]
+    assert "3m qmix seed 1: 2 runs (qmix/3m/1, qmix/3m/2) counted as one seed (run qmix/3m/1, the earliest); " \
+           "identical test_battle_won_mean curves" in notes
     for run_id, why in (("3", "has no test_battle_won_mean values"), ("4", "skipped: config.json truncated"),
                         ("5", "excluded: status RUNNING (stale heartbeat)"), ("6", "excluded: status RUNNING"),
                         ("7", "skipped: empty run folder"), ("8", "excluded: status UNKNOWN")):
@@ -313,3 +318,18 @@ def test_records_of_the_harness(capsys, tmp_path):
     assert all(r["n@300"] == 1 and r["metric"] == "test_return_mean" for r in compared.values())
     run_json(capsys, "plot", "--root", root, "--out", str(tmp_path / "curves"))
     assert (tmp_path / "curves.png").stat().st_size > 0 and (tmp_path / "curves.pdf").stat().st_size > 0
+
+
+def test_default_root_is_the_checkouts_results_from_any_directory(records, capsys, tmp_path, monkeypatch):
+    checkout = tmp_path / "checkout"
+    (checkout / "src").mkdir(parents=True)
+    (checkout / "src" / "main.py").write_text("")
+    monkeypatch.setattr(cli, "REPO_ROOT", str(checkout))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, _, err = run_cli(capsys, "list")
+    assert code == 2 and f"results directory not found: {checkout / 'results' / 'sacred'}" in err
+    assert "give --root DIR, --mongo URL or --sql URL" in err
+    shutil.copytree(records[0], checkout / "results" / "sacred")
+    assert len(rows_of(run_json(capsys, "list"), "runs")) == 12

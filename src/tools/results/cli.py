@@ -1,5 +1,6 @@
 """`python -m tools.results {list,compare,plot,aggregate}`: query Sacred records (see docs/results.md)."""
 import argparse
+import os
 import re
 import sys
 from datetime import datetime, timedelta, timezone
@@ -9,9 +10,19 @@ from pymongo.errors import PyMongoError
 
 from tools.results import commands
 from tools.results.output import FORMATS, render
-from tools.results.records import RecordError, load_file_runs, load_mongo_runs, mark_stale
+from tools.results.records import RecordError, load_file_runs, load_mongo_runs, load_sql_runs, mark_stale
 
 DEFAULT_ROOT = "results/sacred"
+# the checkout this tool runs from (src/tools/results/cli.py); src/main.py writes results/sacred below it
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def default_root():
+    """The repository's results/sacred when the tool runs from a checkout (whatever the working directory),
+    else ./results/sacred."""
+    if os.path.isfile(os.path.join(REPO_ROOT, "src", "main.py")):
+        return os.path.join(REPO_ROOT, DEFAULT_ROOT)
+    return DEFAULT_ROOT
 
 
 def _csv_list(text):
@@ -59,7 +70,8 @@ def _since(text):
 
 def _pairs(text):
     pairs = []
-    for item in _csv_list(text):
+    # group labels such as mazero[lr=0.001, seed_x=1] hold commas: split only outside brackets
+    for item in (t.strip() for t in re.split(r",(?![^\[]*\])", text) if t.strip()):
         x, sep, y = item.partition(":")
         if not sep or not x or not y:
             raise argparse.ArgumentTypeError(f"expected A:B pairs, got {item!r}")
@@ -93,15 +105,20 @@ def _utcnow():
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-def build_parser():
+def _common_parser():
+    """The source, selection, grouping, metric and format options every sub-command takes."""
     common = argparse.ArgumentParser(add_help=False)
     source = common.add_argument_group("source (one of)")
     source.add_argument("--root",
-                        help=f"FileStorageObserver directory, searched recursively (default {DEFAULT_ROOT})")
+                        help=f"FileStorageObserver directory, searched recursively (default: the repository's "
+                             f"{DEFAULT_ROOT}, found from any working directory)")
     source.add_argument("--mongo", metavar="URL",
                         help="MongoDB of a Sacred MongoObserver: mongodb://host:port, host:port, or host:port:db "
                              "(the form of Sacred's -m flag)")
     source.add_argument("--db", help="database name with --mongo (default sacred)")
+    source.add_argument("--sql", metavar="URL",
+                        help="database of a Sacred SqlObserver (the -s flag), any SQLAlchemy URL: "
+                             "sqlite:///runs.db, postgresql://user:pw@host/db")
     sel = common.add_argument_group("selection")
     sel.add_argument("--alg", type=_csv_list, help="algorithm names (config `name`), comma-separated")
     sel.add_argument("--map", type=_csv_list,
@@ -114,27 +131,43 @@ def build_parser():
     sel.add_argument("--since", type=_since, help="started at or after: ISO date/time (UTC) or age like 12h, 7d")
     sel.add_argument("--stale-minutes", type=float, default=10.0,
                      help="a RUNNING run whose heartbeat is older than this is shown as stale (default 10)")
+    grouping = common.add_mutually_exclusive_group()
+    grouping.add_argument("--group-by", type=_csv_list, metavar="KEY[,KEY]",
+                          help="group the runs of one algorithm name by these config keys only (default: every "
+                               "key whose value differs between them, seed and record keys aside)")
+    grouping.add_argument("--label", metavar="KEY",
+                          help="name and group runs by the value of this config key alone")
     common.add_argument("--metric", help="metric to report (default: test_battle_won_mean, or test_return_mean "
                                          "where a run/map has no win rate)")
     common.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")
+    return common
 
+
+def build_parser():
+    common = _common_parser()
     stat = argparse.ArgumentParser(add_help=False)
     stat.add_argument("--include-incomplete", action="store_true",
                       help="also use runs that are RUNNING, FAILED, INTERRUPTED or UNKNOWN")
     stat.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples (default 2000)")
     stat.add_argument("--seed", type=int, default=0, help="bootstrap random seed (default 0)")
+    budget = argparse.ArgumentParser(add_help=False)
+    budget.add_argument("--nearest", action="store_true",
+                        help="value at a budget = the evaluation nearest to it (default: the last one at or before)")
 
     parser = argparse.ArgumentParser(prog="python -m tools.results",
                                      description="Query Sacred experiment records of the MARL harness.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{list,compare,plot,aggregate}")
     sub.add_parser("list", parents=[common], help="one row per run",
-                   description="One row per run: id, algorithm, map, seed, status, start, duration, final t_env, "
-                               "last and best value of the metric, and what could not be read.")
-    cmp_parser = sub.add_parser("compare", parents=[common, stat], help="per map, algorithms side by side",
-                                description="Per map, one row per algorithm: seeds, mean and 95 % bootstrap CI "
-                                            "of the metric at env-step budgets, steps to reach a threshold.")
+                   description="One row per run: id, group label, map, seed, kind (train or eval), status, start, "
+                               "duration, final t_env, last and best value of the metric, and what could not be "
+                               "read.")
+    cmp_parser = sub.add_parser("compare", parents=[common, stat, budget], help="per map, algorithms side by side",
+                                description="Per map, one row per configuration group: seeds (each counted "
+                                            "once), mean and 95 % bootstrap CI of the metric at env-step budgets, "
+                                            "steps to reach a threshold.")
     cmp_parser.add_argument("--at", type=_budgets, default=[],
-                            help="env-step budgets, comma-separated (50000,100k,1M); default: final evaluation")
+                            help="env-step budgets, comma-separated (50000,100k,1M): the last evaluation at or "
+                                 "before each (see --nearest); default: final evaluation")
     cmp_parser.add_argument("--threshold", type=float, help="report env steps to first reach this value")
     plot_parser = sub.add_parser("plot", parents=[common, stat], help="learning curves to PNG and PDF",
                                  description="Learning curves per map (mean over seeds, shaded 95 % bootstrap "
@@ -145,12 +178,13 @@ def build_parser():
                              help="trailing moving average over this many evaluations (default 1 = none)")
     plot_parser.add_argument("--points", type=_positive_int, default=200,
                              help="points of the common env-step grid (default 200)")
-    agg_parser = sub.add_parser("aggregate", parents=[common, stat], help="IQM, optimality gap, P(X > Y) over maps",
+    agg_parser = sub.add_parser("aggregate", parents=[common, stat, budget],
+                                help="IQM, optimality gap, P(X > Y) over maps",
                                 description="Across maps: interquartile mean and optimality gap of normalised "
                                             "scores with stratified-bootstrap 95 % CIs, and probability of "
                                             "improvement (Agarwal et al. 2021, Gorsane et al. 2022).")
     agg_parser.add_argument("--at", type=_steps, help="score = last evaluation at or before this many env steps "
-                                                      "(default: final evaluation of each run)")
+                                                      "(see --nearest; default: final evaluation of each run)")
     agg_parser.add_argument("--pairs", type=_pairs, help="A:B[,C:D] pairs for P(A > B) (default: all pairs)")
     agg_parser.add_argument("--bounds", type=_bound, action="append", default=[], metavar="MAP=LO:HI",
                             help="normalise a non-win-rate metric on MAP as (x-LO)/(HI-LO) instead of min-max "
@@ -172,23 +206,34 @@ def mongo_target(mongo, db):
     return url, db or "sacred"
 
 
+def _load_mongo(mongo, db):
+    url, db = mongo_target(mongo, db)
+    # fail within 5 s when no server answers, unless the URL sets its own serverSelectionTimeoutMS
+    timeout = {} if "serverselectiontimeoutms" in url.lower() else {"serverSelectionTimeoutMS": 5000}
+    client = MongoClient(url, **timeout)
+    try:
+        return load_mongo_runs(client[db])
+    except PyMongoError as err:
+        raise RecordError(f"cannot read MongoDB {url} database {db!r}: {err}") from None
+    finally:
+        client.close()
+
+
 def load_runs(args):
-    if args.mongo and args.root:
-        raise RecordError("give --root or --mongo, not both")
-    if args.mongo:
-        url, db = mongo_target(args.mongo, args.db)
-        # fail within 5 s when no server answers, unless the URL sets its own serverSelectionTimeoutMS
-        timeout = {} if "serverselectiontimeoutms" in url.lower() else {"serverSelectionTimeoutMS": 5000}
-        client = MongoClient(url, **timeout)
-        try:
-            return load_mongo_runs(client[db])
-        except PyMongoError as err:
-            raise RecordError(f"cannot read MongoDB {url} database {db!r}: {err}") from None
-        finally:
-            client.close()
-    if args.db is not None:
+    given = [flag for flag, value in (("--root", args.root), ("--mongo", args.mongo), ("--sql", args.sql)) if value]
+    if len(given) > 1:
+        raise RecordError(f"give one of --root, --mongo, --sql, not {' and '.join(given)}")
+    if args.db is not None and not args.mongo:
         raise RecordError("--db needs --mongo")
-    return load_file_runs(args.root or DEFAULT_ROOT)
+    if args.mongo:
+        return _load_mongo(args.mongo, args.db)
+    if args.sql:
+        return load_sql_runs(args.sql)
+    root = args.root or default_root()
+    if args.root is None and not os.path.isdir(root):
+        raise RecordError(f"results directory not found: {os.path.abspath(root)} (no run recorded yet? "
+                          f"give --root DIR, --mongo URL or --sql URL)")
+    return load_file_runs(root)
 
 
 def main(argv=None):
@@ -202,17 +247,18 @@ def main(argv=None):
     mark_stale(runs, _utcnow(), args.stale_minutes)
     runs = commands.filter_runs(runs, args.alg, args.map, args.status, args.where, args.since)
     try:
+        grouping = (args.group_by, args.label)
         if args.command == "list":
-            sections = commands.list_runs(runs, args.metric)
+            sections = commands.list_runs(runs, args.metric, grouping)
         elif args.command == "compare":
             sections = commands.compare(runs, args.metric, args.at, args.threshold, args.include_incomplete,
-                                        args.reps, args.seed)
+                                        args.reps, args.seed, grouping, args.nearest)
         elif args.command == "plot":
             sections = commands.plot(runs, args.out, args.metric, args.smooth, args.points,
-                                     args.include_incomplete, args.reps, args.seed)
+                                     args.include_incomplete, args.reps, args.seed, grouping)
         else:
             sections = commands.aggregate(runs, args.metric, args.at, args.pairs, dict(args.bounds),
-                                          args.include_incomplete, args.reps, args.seed)
+                                          args.include_incomplete, args.reps, args.seed, grouping, args.nearest)
     except commands.CommandError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

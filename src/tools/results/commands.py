@@ -7,6 +7,7 @@ from collections import defaultdict
 import numpy as np
 
 from tools.results import stats
+from tools.results.groups import Grouping, one_run_per_seed
 from tools.results.output import Section, fmt_ci, fmt_duration, fmt_num, fmt_steps
 from tools.results.records import RETURN_METRIC, WIN_METRIC, config_get
 
@@ -61,23 +62,39 @@ def _seed_order(run):
 
 def _eligible(runs, include_incomplete):
     """Runs usable for comparisons, and notes naming the ones left out."""
-    kept, notes = [], []
+    kept, notes, evaluations = [], [], []
     for run in runs:
         if run.alg is None or run.map is None:
             reason = "; ".join(run.problems) or "config has no algorithm name or map"
             notes.append(f"run {run.id} skipped: {reason}")
+        elif run.evaluation:
+            evaluations.append(run.id)
         elif run.status != "COMPLETED" and not include_incomplete:
             notes.append(f"run {run.id} ({run.alg}, {run.map}) excluded: status {run.status_label} "
                          f"(use --include-incomplete to keep it)")
         else:
             kept.append(run)
+    if evaluations:
+        notes.append(f"{len(evaluations)} evaluation run{'' if len(evaluations) == 1 else 's'} left out "
+                     f"(evaluate=True: test episodes of a checkpoint, not a training seed): {', '.join(evaluations)}")
     return kept, notes
 
 
-def _group(runs, metric, include_incomplete):
-    """{map: (metric, {alg: [runs sorted by seed]})} and notes. Without an explicit metric each map uses
-    `test_battle_won_mean` if any of its runs logged it, else `test_return_mean`."""
+def _labels(runs, grouping):
+    """The `groups.Grouping` of `runs` for (--group-by keys, --label key); unknown keys are an error."""
+    labels = Grouping(runs, *grouping)
+    if labels.unknown:
+        raise CommandError(f"no selected run has config key(s) {', '.join(labels.unknown)} (--group-by / --label)")
+    return labels
+
+
+def _group(runs, metric, include_incomplete, grouping):
+    """{map: (metric, {group label: (runs, one per seed sorted by seed; repeats left out)})} and notes. Without an
+    explicit metric each map uses `test_battle_won_mean` if any of its runs logged it, else `test_return_mean`.
+    `grouping` is (group_by keys or None, label key or None), see `groups.Grouping`."""
     kept, notes = _eligible(runs, include_incomplete)
+    labels = _labels(kept, grouping)
+    notes += labels.notes()
     by_map = defaultdict(list)
     for run in kept:
         by_map[run.map].append(run)
@@ -90,41 +107,53 @@ def _group(runs, metric, include_incomplete):
         if chosen is None:
             notes.append(f"map {map_name} skipped: no run logged {WIN_METRIC} or {RETURN_METRIC}")
             continue
-        by_alg = defaultdict(list)
+        by_label = defaultdict(list)
         for run in map_runs:
             if chosen in run.metrics and len(run.metrics[chosen][0]):
-                by_alg[run.alg].append(run)
+                by_label[labels.label(run)].append(run)
             else:
                 notes.append(f"run {run.id} ({run.alg}, {map_name}) has no {chosen} values")
-        if by_alg:
-            groups[map_name] = (chosen, {alg: sorted(by_alg[alg], key=_seed_order) for alg in sorted(by_alg)})
+        if by_label:
+            groups[map_name] = (chosen, {})
+        for label in sorted(by_label):
+            seeds, repeats, repeat_notes = one_run_per_seed(f"{map_name} {label}", by_label[label], chosen)
+            notes += repeat_notes
+            groups[map_name][1][label] = (sorted(seeds, key=_seed_order), repeats)
     return groups, notes
 
 
-def _score(run, metric, budget):
-    """(value, None) with a run's final evaluation (budget None) or its last one at or before `budget`;
-    (None, reason) when it has none."""
+def _score(run, metric, budget, nearest=False):
+    """(value, None) with a run's final evaluation (budget None) or its evaluation at `budget` (the last one at or
+    before it, or with `nearest` the one closest to it); (None, reason) when it has none."""
     if budget is None:
         return float(run.metrics[metric][1][-1]), None
-    return _at_budget(run, metric, budget)
-
-
-def _at_budget(run, metric, budget):
-    """(value, why not): the last evaluation at or before `budget`, if the run trained for that long."""
     steps, values = run.metrics[metric]
     if (run.t_reached or 0) < budget:
         return None, f"trained to {run.t_reached} steps"
+    if nearest:
+        return stats.value_nearest(steps, values, budget), None
     value = stats.value_at_budget(steps, values, budget)
     if value is None:
         return None, f"first evaluation at {int(steps[0])} steps"
     return value, None
 
 
+def budget_rule(nearest):
+    return "evaluation nearest to" if nearest else "last evaluation at or before"
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # list
 
 
-def list_runs(runs, metric=None):
+def _kind(run):
+    if run.config is None:
+        return "?"
+    return "eval" if run.evaluation else "train"
+
+
+def list_runs(runs, metric=None, grouping=(None, None)):
+    labels = _labels([r for r in runs if not r.evaluation], grouping)
     rows = []
     for run in sorted(runs, key=lambda r: (r.start_time is None, r.start_time or 0, r.id)):
         name = metric or run.default_metric()
@@ -132,59 +161,78 @@ def list_runs(runs, metric=None):
         if name in run.metrics and len(run.metrics[name][1]):
             values = run.metrics[name][1]
             last, best = float(values[-1]), float(np.max(values))
-        rows.append({"id": run.id, "alg": run.alg, "map": run.map, "seed": run.seed, "status": run.status_label,
-                     "start": run.start_time, "duration_s": run.duration, "t_env": run.t_reached,
-                     "metric": name, "last": last, "best": best, "notes": list(run.problems)})
-    columns = [("id", lambda r: r["id"]), ("alg", lambda r: str(r["alg"] or "?")),
-               ("map", lambda r: str(r["map"] or "?")), ("seed", lambda r: "?" if r["seed"] is None else str(r["seed"])),
-               ("status", lambda r: r["status"]),
+        notes = list(run.problems)
+        if run.evaluation:
+            notes.insert(0, f"evaluation of checkpoint {config_get(run.config, 'checkpoint_path') or '(none)'}")
+        rows.append({"id": run.id, "alg": run.alg, "label": labels.label(run) if run.alg is not None else None,
+                     "map": run.map, "seed": run.seed, "kind": _kind(run),
+                     "status": run.status_label, "start": run.start_time, "duration_s": run.duration,
+                     "t_env": run.t_reached, "metric": name, "last": last, "best": best, "notes": notes})
+    columns = [("id", lambda r: r["id"]), ("label", lambda r: str(r["label"] or "?")),
+               ("map", lambda r: str(r["map"] or "?")),
+               ("seed", lambda r: "?" if r["seed"] is None else str(r["seed"])),
+               ("kind", lambda r: r["kind"]), ("status", lambda r: r["status"]),
                ("start", lambda r: r["start"].strftime("%Y-%m-%d %H:%M") if r["start"] else "-"),
                ("duration", lambda r: fmt_duration(r["duration_s"])), ("t_env", lambda r: fmt_steps(r["t_env"])),
                ("metric", lambda r: r["metric"] or "-"), ("last", lambda r: fmt_num(r["last"])),
                ("best", lambda r: fmt_num(r["best"])), ("notes", lambda r: "; ".join(r["notes"]))]
-    return [Section("runs", f"{len(rows)} runs", columns, rows)]
+    return [Section("runs", f"{len(rows)} runs", columns, rows, labels.notes())]
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # compare
 
 
-def compare(runs, metric=None, budgets=(), threshold=None, include_incomplete=False, reps=2000, seed=0):
-    groups, notes = _group(runs, metric, include_incomplete)
+def _budget_cells(row, label, values, reps, seed):
+    mean = float(np.mean(values)) if values else None
+    ci = stats.bootstrap_mean_ci(values, reps, seed)
+    row[f"n@{label}"] = len(values)
+    row[f"mean@{label}"] = mean
+    row[f"ci_low@{label}"] = ci[0] if ci else None
+    row[f"ci_high@{label}"] = ci[1] if ci else None
+
+
+def _compare_row(map_name, chosen, label, seeds, repeats, budgets, threshold, options):
+    """One compare row and its notes; `options` is (nearest, reps, seed)."""
+    nearest, reps, seed = options
+    row = {"map": map_name, "metric": chosen, "alg": label, "seeds": len(seeds), "repeats": repeats,
+           "seed_ids": [r.seed for r in seeds], "budget_rule": budget_rule(nearest)}
+    notes = []
+    for budget, point in _points(budgets):
+        values, out = [], []
+        for run in seeds:
+            value, why = _score(run, chosen, budget, nearest)
+            if value is None:
+                out.append(_seed_label(run, why))
+            else:
+                values.append(value)
+        if out:
+            notes.append(f"{label} @{point}: {len(out)} of {len(seeds)} seeds counted out: " + "; ".join(out))
+        _budget_cells(row, point, values, reps, seed)
+    if threshold is not None:
+        hits = [stats.steps_to_threshold(*r.metrics[chosen], threshold) for r in seeds]
+        hits = [h for h in hits if h is not None]
+        row["threshold"] = threshold
+        row["reached"] = len(hits)
+        row["steps_to_threshold"] = float(np.mean(hits)) if hits else None
+    return row, notes
+
+
+def compare(runs, metric=None, budgets=(), threshold=None, include_incomplete=False, reps=2000, seed=0,
+            grouping=(None, None), nearest=False):
+    groups, notes = _group(runs, metric, include_incomplete, grouping)
     if not groups:
         raise CommandError("no runs to compare" + ("".join(f"\n  {n}" for n in notes)))
     sections = []
-    for map_name, (chosen, by_alg) in groups.items():
+    for map_name, (chosen, by_label) in groups.items():
         rows, map_notes = [], []
-        for alg, alg_runs in by_alg.items():
-            row = {"map": map_name, "metric": chosen, "alg": alg, "seeds": len(alg_runs),
-                   "seed_ids": [r.seed for r in alg_runs]}
-            for budget, label in _points(budgets):
-                values, out = [], []
-                for run in alg_runs:
-                    value, why = _score(run, chosen, budget)
-                    if value is None:
-                        out.append(_seed_label(run, why))
-                    else:
-                        values.append(value)
-                if out:
-                    map_notes.append(f"{alg} @{label}: {len(out)} of {len(alg_runs)} seeds counted out: "
-                                     + "; ".join(out))
-                mean = float(np.mean(values)) if values else None
-                ci = stats.bootstrap_mean_ci(values, reps, seed)
-                row[f"n@{label}"] = len(values)
-                row[f"mean@{label}"] = mean
-                row[f"ci_low@{label}"] = ci[0] if ci else None
-                row[f"ci_high@{label}"] = ci[1] if ci else None
-            if threshold is not None:
-                hits = [stats.steps_to_threshold(*r.metrics[chosen], threshold) for r in alg_runs]
-                hits = [h for h in hits if h is not None]
-                row["threshold"] = threshold
-                row["reached"] = len(hits)
-                row["steps_to_threshold"] = float(np.mean(hits)) if hits else None
+        for label, (seeds, repeats) in by_label.items():
+            row, row_notes = _compare_row(map_name, chosen, label, seeds, repeats, budgets, threshold,
+                                          (nearest, reps, seed))
             rows.append(row)
-        sections.append(Section("compare", f"{map_name}: {chosen}", _compare_columns(budgets, threshold), rows,
-                                map_notes))
+            map_notes += row_notes
+        columns = _compare_columns(budgets, threshold, nearest)
+        sections.append(Section("compare", f"{map_name}: {chosen}", columns, rows, map_notes))
     if sections:
         sections[-1].notes.extend(notes)
     return sections
@@ -195,7 +243,12 @@ def _points(budgets):
     return [(b, str(b)) for b in budgets] or [(None, "final")]
 
 
-def _compare_columns(budgets, threshold):
+def _seeds_cell(row):
+    repeats = row["repeats"]
+    return str(row["seeds"]) + (f" (+{repeats} repeat{'' if repeats == 1 else 's'})" if repeats else "")
+
+
+def _compare_columns(budgets, threshold, nearest=False):
     def cell(label):
         def fmt(row):
             n = row[f"n@{label}"]
@@ -206,8 +259,9 @@ def _compare_columns(budgets, threshold):
             return text if n == row["seeds"] else f"{text} (n={n}/{row['seeds']})"
         return fmt
 
-    columns = [("alg", lambda r: r["alg"]), ("seeds", lambda r: str(r["seeds"]))]
-    columns += [(f"{'final' if budget is None else '@' + label} mean [95% CI]", cell(label))
+    rule = "nearest eval" if nearest else "last eval <="
+    columns = [("alg", lambda r: r["alg"]), ("seeds", _seeds_cell)]
+    columns += [("final mean [95% CI]" if budget is None else f"@{label} ({rule}) mean [95% CI]", cell(label))
                 for budget, label in _points(budgets)]
     if threshold is not None:
         columns.append((f"steps to >= {threshold:g} (reached)",
@@ -239,8 +293,9 @@ def _mean_curve(alg_runs, metric, smooth, points, reps, seed):
     return grid, curves.mean(axis=0), stats.bootstrap_curve_ci(curves, reps, seed), notes
 
 
-def plot(runs, out, metric=None, smooth=1, points=200, include_incomplete=False, reps=2000, seed=0):
-    groups, notes = _group(runs, metric, include_incomplete)
+def plot(runs, out, metric=None, smooth=1, points=200, include_incomplete=False, reps=2000, seed=0,
+         grouping=(None, None)):
+    groups, notes = _group(runs, metric, include_incomplete, grouping)
     if not groups:
         raise CommandError("no runs to plot" + ("".join(f"\n  {n}" for n in notes)))
     import matplotlib
@@ -256,7 +311,7 @@ def plot(runs, out, metric=None, smooth=1, points=200, include_incomplete=False,
     fig, axes = plt.subplots(nrows, ncols, figsize=(5.0 * ncols, 3.8 * nrows), squeeze=False)
     rows = []
     for ax, (map_name, (chosen, by_alg)) in zip(axes.flat, groups.items()):
-        for alg, alg_runs in by_alg.items():
+        for alg, (alg_runs, _) in by_alg.items():
             grid, mean, ci, curve_notes = _mean_curve(alg_runs, chosen, smooth, points, reps, seed)
             notes += [f"{map_name} {alg}: {n}" for n in curve_notes]
             if grid is None:
@@ -321,25 +376,22 @@ def _normalise(map_name, metric, scores_by_alg, bounds):
     return {alg: (s - lo) / (hi - lo) for alg, s in scores_by_alg.items()}, how
 
 
-def aggregate(runs, metric=None, budget=None, pairs=None, bounds=None, include_incomplete=False, reps=2000, seed=0):
-    groups, notes = _group(runs, metric, include_incomplete)
-    bounds = bounds or {}
-    unknown = sorted(set(bounds) - set(groups))
-    if unknown:
-        raise CommandError(f"--bounds names maps without runs: {', '.join(unknown)}")
-    tasks = {}  # map -> {alg: normalised scores}
-    for map_name, (chosen, by_alg) in groups.items():
+def _task_scores(groups, budget, nearest, bounds, notes):
+    """{map: {group label: normalised scores, one per seed}}; appends to `notes` what was counted out and how
+    each map was normalised."""
+    tasks = {}
+    for map_name, (chosen, by_label) in groups.items():
         scores = {}
-        for alg, alg_runs in by_alg.items():
+        for label, (seeds, _) in by_label.items():
             values = []
-            for run in alg_runs:
-                value, why = _score(run, chosen, budget)
+            for run in seeds:
+                value, why = _score(run, chosen, budget, nearest)
                 if value is None:
-                    notes.append(f"{map_name} {alg}: {_seed_label(run, why)} counted out at {budget}")
+                    notes.append(f"{map_name} {label}: {_seed_label(run, why)} counted out at {budget}")
                 else:
                     values.append(value)
             if values:
-                scores[alg] = np.array(values)
+                scores[label] = np.array(values)
         if not scores:
             continue
         normalised, how = _normalise(map_name, chosen, scores, bounds)
@@ -347,6 +399,17 @@ def aggregate(runs, metric=None, budget=None, pairs=None, bounds=None, include_i
             notes.append(how)
         if normalised is not None:
             tasks[map_name] = normalised
+    return tasks
+
+
+def aggregate(runs, metric=None, budget=None, pairs=None, bounds=None, include_incomplete=False, reps=2000, seed=0,
+              grouping=(None, None), nearest=False):
+    groups, notes = _group(runs, metric, include_incomplete, grouping)
+    bounds = bounds or {}
+    unknown = sorted(set(bounds) - set(groups))
+    if unknown:
+        raise CommandError(f"--bounds names maps without runs: {', '.join(unknown)}")
+    tasks = _task_scores(groups, budget, nearest, bounds, notes)
     algs = sorted({alg for by_alg in tasks.values() for alg in by_alg})
     common = [m for m in tasks if all(alg in tasks[m] for alg in algs)]
     for map_name in tasks:
@@ -355,7 +418,7 @@ def aggregate(runs, metric=None, budget=None, pairs=None, bounds=None, include_i
             notes.append(f"map {map_name} left out of IQM / optimality gap: no scores for {', '.join(missing)}")
     if not common:
         raise CommandError("no map has scores for every algorithm" + "".join(f"\n  {n}" for n in notes))
-    where = "final evaluation" if budget is None else f"last evaluation at or before {budget} steps"
+    where = "final evaluation" if budget is None else f"{budget_rule(nearest)} {budget} steps"
     rows = []
     for alg in algs:
         task_scores = [tasks[m][alg] for m in common]

@@ -1,8 +1,9 @@
-"""Reading Sacred run records from a FileStorageObserver tree or from a MongoDB database.
+"""Reading Sacred run records from a FileStorageObserver tree, a MongoDB database or an SQL database.
 
-Both sources produce `Run` objects. Metrics come from `metrics.json` (Sacred `log_scalar`, EPyMARL) and, for every
-metric that file lacks, from `info.json` (`_run.info[key]` values with `_run.info[key + "_T"]` env steps, the only
-record pymarl/pymarl2 write). Damaged records never raise: what could not be read is kept in `Run.problems`.
+All three sources produce `Run` objects. Metrics come from `metrics.json` (Sacred `log_scalar`, EPyMARL) and, for
+every metric that file lacks, from `info.json` (`_run.info[key]` values with `_run.info[key + "_T"]` env steps, the
+only record pymarl/pymarl2 write, and the only one Sacred's SqlObserver keeps). Damaged records never raise: what
+could not be read is kept in `Run.problems`.
 """
 import json
 import math
@@ -52,6 +53,11 @@ class Run:
         return config_get(self.config, "seed")
 
     @property
+    def evaluation(self):
+        """An `evaluate=True` run: test episodes of a loaded checkpoint, logged at that checkpoint's t_env."""
+        return config_get(self.config, "evaluate") is True
+
+    @property
     def status_label(self):
         return f"{self.status} (stale heartbeat)" if self.stale else self.status
 
@@ -63,9 +69,12 @@ class Run:
 
     @property
     def t_reached(self):
-        """Env steps the run is known to have trained for: its last logged step, or `t_max` once COMPLETED."""
+        """Env steps the run is known to have trained for: its last logged step, or `t_max` once COMPLETED (an
+        evaluation run trains nothing: its steps are those of the checkpoint it evaluated)."""
         reached = self.final_t_env
         t_max = config_get(self.config, "t_max")
+        if self.evaluation:
+            return reached
         if self.status == "COMPLETED" and isinstance(t_max, (int, float)) and not isinstance(t_max, bool):
             reached = max(reached or 0, int(t_max))
         return reached
@@ -85,12 +94,12 @@ class Run:
         return None
 
 
-def config_get(config, dotted):
-    """Value of a dotted key (`env_args.map_name`) in a nested config dict, or None."""
+def config_get(config, dotted, missing=None):
+    """Value of a dotted key (`env_args.map_name`) in a nested config dict, or `missing`."""
     node = config
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
-            return None
+            return missing
         node = node[part]
     return node
 
@@ -282,3 +291,60 @@ def mark_stale(runs, now, minutes):
         last_sign = run.heartbeat or run.start_time
         if run.status == "RUNNING" and last_sign is not None:
             run.stale = (now - last_sign).total_seconds() > 60.0 * minutes
+
+
+SQL_RUN_QUERY = "SELECT run_id, status, start_time, heartbeat, stop_time, config, info FROM run"
+
+
+def _sql_rows(url):
+    """The rows of the `run` table of Sacred's SqlObserver schema at SQLAlchemy URL `url`."""
+    import sqlalchemy as sa
+
+    try:
+        parsed = sa.engine.make_url(url)
+        engine = sa.create_engine(parsed)
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as err:
+        raise RecordError(f"cannot open SQL database {url!r}: {err}") from None
+    database = parsed.database
+    # SQLite would create an empty database file for a mistyped path
+    if parsed.get_backend_name() == "sqlite" and database not in (None, "", ":memory:") \
+            and not os.path.isfile(database):
+        raise RecordError(f"SQLite database not found: {os.path.abspath(database)} (from {url})")
+    try:
+        with engine.connect() as connection:
+            if not sa.inspect(connection).has_table("run"):
+                raise RecordError(f"{url} has no `run` table: not a database of Sacred's SqlObserver (-s)")
+            return [dict(row) for row in connection.execute(sa.text(SQL_RUN_QUERY)).mappings()]
+    except sa.exc.SQLAlchemyError as err:
+        raise RecordError(f"cannot read SQL database {url}: {err}") from None
+    finally:
+        engine.dispose()
+
+
+def _json_column(text, name, problems):
+    """A JSON text column of the `run` table (Sacred stores config and info with jsonpickle's flatten)."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (TypeError, json.JSONDecodeError) as err:
+        problems.append(f"{name} column is not valid JSON ({err})")
+        return None
+
+
+def load_sql_runs(url):
+    """Every run in a database written by Sacred's SqlObserver (`-s URL`); metrics come from the `info` column."""
+    runs = []
+    for row in _sql_rows(url):
+        problems = []
+        config = _json_column(row["config"], "config", problems)
+        if not isinstance(config, dict):
+            problems.append("run row has no config")
+            config = None
+        run = Run(id=str(row["run_id"]), config=config, status=UNKNOWN_STATUS, problems=problems)
+        _apply_run_info(run, row)
+        run.metrics = metrics_from_info(_json_column(row["info"], "info", problems), problems, label="info")
+        if not run.metrics:
+            problems.append("no metrics")
+        runs.append(run)
+    return runs

@@ -44,6 +44,11 @@ def value_at_budget(steps, values, budget):
     return None if idx < 0 else float(values[idx])
 
 
+def value_nearest(steps, values, budget):
+    """Value of the evaluation closest to `budget` env steps (the earlier one of two equally close)."""
+    return float(values[int(np.argmin(np.abs(np.asarray(steps) - budget)))])
+
+
 def steps_to_threshold(steps, values, threshold):
     """Env steps of the first evaluation with value >= `threshold` (None if never reached)."""
     hits = np.flatnonzero(np.asarray(values) >= threshold)
