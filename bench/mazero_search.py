@@ -1,6 +1,6 @@
 """Search cost of MAZero's batched MCTS: simulations per second and where the time goes.
 
-Runs the real driver (`mcts.search.MCTSSearch.run`) with the real model (`MAZeroAgent`, official sizes read from
+Runs the real driver (`mcts.search.MCTSSearch.run`) with the real model (`MAZeroModel`, official sizes read from
 src/config/algs/mazero.yaml) on 3m-, 8m- and 27m_vs_30m-sized problems (SMAC agent, action and observation counts)
 and splits each search, from the outside, into
   network  time inside the model's initial_inference + recurrent_inference,
@@ -44,7 +44,7 @@ import yaml  # noqa: E402
 
 from mcts import ctree, ptree  # noqa: E402
 from mcts.search import MCTSSearch  # noqa: E402
-from modules.agents.mazero_agent import MAZeroAgent  # noqa: E402
+from modules.mazero.model import MAZeroModel  # noqa: E402
 from utils.value_transform import SQUASH_EPS, logits_to_scalar  # noqa: E402
 
 # map -> (n_agents, n_actions, SMAC observation size). The model input adds the one-hot last action and agent id,
@@ -79,7 +79,7 @@ def build_model(args, obs_dim, seed):
     torch.manual_seed(seed)
     input_shape = obs_dim + (args.n_actions if args.obs_last_action else 0) \
         + (args.n_agents if args.obs_agent_id else 0)
-    model = MAZeroAgent(input_shape, args).eval()
+    model = MAZeroModel(input_shape, args).eval()
     for head in (model.reward_head, model.value_head, model.policy_head):
         out = head.net[-1]
         torch.nn.init.normal_(out.weight, std=out.in_features ** -0.5)

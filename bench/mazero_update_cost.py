@@ -27,7 +27,7 @@ import yaml  # noqa: E402
 from components.mazero_replay import MAZeroReplayBuffer  # noqa: E402
 from learners.mazero_learner import MAZeroLearner  # noqa: E402
 from mazero_search import MAPS, alg_args  # noqa: E402  (the search bench's map table and config loader)
-from modules.agents.mazero_agent import MAZeroAgent  # noqa: E402
+from modules.mazero.model import MAZeroModel  # noqa: E402
 EPISODE_LENGTH = 25  # about a 3m battle
 
 
@@ -73,7 +73,7 @@ def main():
     args = build_args(cli.config, n_agents, n_actions, cli.overrides)
     input_dim = obs_dim + (n_actions if args.obs_last_action else 0) + (n_agents if args.obs_agent_id else 0)
     replay = filled_replay(args, input_dim, max(1000, 4 * args.batch_size))
-    model = MAZeroAgent(input_dim, args).eval()
+    model = MAZeroModel(input_dim, args).eval()
     learner = MAZeroLearner(types.SimpleNamespace(agent=model), None, NullLogger(), args)
     learner.train(replay, t_env=0)  # warm-up: allocator, search pools, lazy imports
 

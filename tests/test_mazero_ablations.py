@@ -14,9 +14,9 @@ from mazero_args import mazero_args
 from mcts import ptree
 from mcts.search import MCTSSearch
 from modules.agents import REGISTRY as agent_REGISTRY
-from modules.agents.mazero_actions import JointActions
-from modules.agents.mazero_agent import AgentLinear, MAZeroAgent
-from modules.agents.mazero_flat_agent import MAX_JOINT_ACTIONS, FlatMuZeroAgent
+from modules.mazero.action_space import JointActions
+from modules.mazero.model import AgentLinear, MAZeroModel
+from modules.mazero.flat_model import MAX_JOINT_ACTIONS, FlatMuZeroModel
 
 torch.set_num_threads(1)
 
@@ -78,7 +78,7 @@ def _brute_force_mean_backup(log, b, gamma):
 
 def _search_model(args, D):
     torch.manual_seed(1)
-    model = MAZeroAgent(D, args).eval()
+    model = MAZeroModel(D, args).eval()
     with torch.no_grad():  # non-zero heads: values, rewards and priors differ between nodes
         for head in (model.value_head, model.reward_head, model.policy_head):
             head.net[-1].weight.normal_(0, 0.5)
@@ -149,7 +149,7 @@ def _one_update(policy_loss, qvalue_seed):
                        learner_log_interval=0, attention_dropout=0.0, **SMALL)
     buf = _buffer(args, 5, qvalue_seed)
     torch.manual_seed(0)
-    model = MAZeroAgent(5, args).eval()
+    model = MAZeroModel(5, args).eval()
     before = copy.deepcopy(model)
     learner = MAZeroLearner(SimpleNamespace(agent=model), None, Logger(), args)
     learner.train(buf, t_env=0)
@@ -201,7 +201,7 @@ def test_use_communication_false_dynamics_sees_only_its_own_agent_and_has_no_tra
     N, A, D = 3, 4, 6
     counts = {}
     for use_communication in (True, False):
-        model = MAZeroAgent(D, mazero_args(N, A, use_communication=use_communication, **SMALL)).eval()
+        model = MAZeroModel(D, mazero_args(N, A, use_communication=use_communication, **SMALL)).eval()
         latent = model.represent(torch.randn(2, N, D))
         actions = torch.tensor([[0, 1, 2], [3, 2, 1]])
         other_latent = latent.clone()
@@ -219,7 +219,7 @@ def test_use_communication_false_dynamics_sees_only_its_own_agent_and_has_no_tra
         assert any(name.startswith("communication.") for name in names) == use_communication
         counts[use_communication] = _n_params(model)
     # exactly the transformer's parameters (and the H extra dynamics inputs e^i) are gone
-    with_comm = MAZeroAgent(D, mazero_args(N, A, use_communication=True, **SMALL))
+    with_comm = MAZeroModel(D, mazero_args(N, A, use_communication=True, **SMALL))
     H, first_hidden = SMALL["latent_dim"], SMALL["dynamics_hidden"][0]
     assert counts[True] - counts[False] == _n_params(with_comm.communication) + H * first_hidden
 
@@ -228,7 +228,7 @@ def test_use_communication_false_dynamics_sees_only_its_own_agent_and_has_no_tra
 def test_share_parameters_false_gives_each_agent_its_own_weights():
     N, A, D = 3, 4, 6
     torch.manual_seed(0)
-    model = MAZeroAgent(D, mazero_args(N, A, share_parameters=False, use_communication=False, **SMALL)).eval()
+    model = MAZeroModel(D, mazero_args(N, A, share_parameters=False, use_communication=False, **SMALL)).eval()
     with torch.no_grad():
         model.policy_head.net[-1].weight.normal_()  # non-zero policy output
     obs = torch.randn(2, N, D)
@@ -262,8 +262,8 @@ def test_share_parameters_false_gives_each_agent_its_own_weights():
 def test_share_parameters_false_scales_local_parameters_with_n_agents():
     A, D = 4, 6
     for N in (2, 3, 5):
-        shared = MAZeroAgent(D, mazero_args(N, A, share_parameters=True, **SMALL))
-        separate = MAZeroAgent(D, mazero_args(N, A, share_parameters=False, **SMALL))
+        shared = MAZeroModel(D, mazero_args(N, A, share_parameters=True, **SMALL))
+        separate = MAZeroModel(D, mazero_args(N, A, share_parameters=False, **SMALL))
         for name in ("feature_norm", "representation", "dynamics_net", "policy_head"):
             assert _n_params(getattr(separate, name)) == N * _n_params(getattr(shared, name)), (N, name)
         for name in ("communication", "reward_head", "value_head", "projection", "projection_predictor"):
@@ -271,7 +271,7 @@ def test_share_parameters_false_scales_local_parameters_with_n_agents():
         assert not any(isinstance(m, AgentLinear) for m in shared.modules())
 
 
-# --- model: flat ----------------------------------------------------------------------------------------------------
+# --- agent: mazero_flat ----------------------------------------------------------------------------------------------------
 def test_joint_action_space_round_trip_and_legal_product():
     space = JointActions(3, 4)
     every = torch.cartesian_prod(torch.arange(4), torch.arange(4), torch.arange(4))  # lexicographic, agent 0 first
@@ -291,9 +291,9 @@ def test_joint_action_space_round_trip_and_legal_product():
 
 def test_flat_model_is_one_agent_over_joint_actions_without_per_agent_modules():
     N, A, D = 2, 3, 5
-    args = mazero_args(N, A, model="flat", share_parameters=False, **SMALL)
-    model = agent_REGISTRY["mazero"](D, args)
-    assert isinstance(model, FlatMuZeroAgent)
+    args = mazero_args(N, A, agent="mazero_flat", share_parameters=False, **SMALL)
+    model = agent_REGISTRY["mazero_flat"](D, args)
+    assert isinstance(model, FlatMuZeroModel)
     assert not any(isinstance(m, (AgentLinear, torch.nn.TransformerEncoder)) for m in model.modules())
     assert not hasattr(model.core, "communication")
     assert model.core.representation.net[0].in_features == N * D  # one representation of the joint observation
@@ -307,17 +307,17 @@ def test_flat_model_is_one_agent_over_joint_actions_without_per_agent_modules():
 
 def test_flat_model_refuses_a_too_large_joint_action_space():
     with pytest.raises(ValueError, match=r"14 \*\* 8 = 1475789056 joint actions \(limit 4096\)"):
-        FlatMuZeroAgent(10, mazero_args(8, 14, model="flat", **SMALL))
+        FlatMuZeroModel(10, mazero_args(8, 14, agent="mazero_flat", **SMALL))
     assert 9 ** 3 <= MAX_JOINT_ACTIONS  # SMAX / SMAC 3m fits
 
 
 def test_flat_search_and_controller_act_with_legal_per_agent_actions():
     N, A, OBS, B = 2, 3, 4, 6
-    args = mazero_args(N, A, model="flat", num_simulations=10, sampled_actions=4, test_mcts=False, **SMALL)
+    args = mazero_args(N, A, agent="mazero_flat", num_simulations=10, sampled_actions=4, test_mcts=False, **SMALL)
     torch.manual_seed(0)
-    mac = MAZeroMAC({"obs": {"vshape": OBS}}, {"agents": N}, args)  # agent built by the registry from `model`
+    mac = MAZeroMAC({"obs": {"vshape": OBS}}, {"agents": N}, args)  # agent built by the registry from `agent`
     model = mac.agent
-    assert isinstance(model, FlatMuZeroAgent)
+    assert isinstance(model, FlatMuZeroModel)
     with torch.no_grad():
         model.core.policy_head.net[-1].weight.normal_()
     g = torch.Generator().manual_seed(1)
@@ -346,7 +346,7 @@ TINY = ["runner=episode", "batch_size_run=1", "t_max=80", "batch_size=8", "num_s
         "reanalyse_ratio=0.5", "test_interval=40", "test_nepisode=2", "log_interval=40", "learner_log_interval=0",
         "runner_log_interval=40", "latent_dim=16", "representation_hidden=[16]", "dynamics_hidden=[16]",
         "attention_heads=2", "attention_ff_dim=16", "projection_hidden=16", "projection_dim=16",
-        "predictor_hidden=8", "model=flat"]
+        "predictor_hidden=8", "agent=mazero_flat"]
 
 
 def test_flat_model_trains_end_to_end_on_the_matrix_game(tmp_path):
@@ -357,4 +357,4 @@ def test_flat_model_trains_end_to_end_on_the_matrix_game(tmp_path):
     assert info["updates"][-1] >= 20  # 0.5 updates per env step once 8 transitions are stored
     for key in ("loss", "policy_loss", "value_loss", "test_return_mean"):
         assert all(np.isfinite(v) for v in info[key]), key
-    assert load_json(run_dir, "config.json")["model"] == "flat"
+    assert load_json(run_dir, "config.json")["agent"] == "mazero_flat"

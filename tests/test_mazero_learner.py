@@ -10,7 +10,7 @@ from mcts import ptree
 from learners.mazero_learner import (MAZeroLearner, bootstrap_offsets, joint_log_probs, n_step_value_targets,
                                      off_policy_td_steps, policy_target_weights)
 from mazero_args import mazero_args
-from modules.agents.mazero_agent import MAZeroAgent
+from modules.mazero.model import MAZeroModel
 
 torch.set_num_threads(1)
 
@@ -96,7 +96,7 @@ def _filled_buffer(args, obs_dim, episodes=4, T=6):
 
 def _learner(args, obs_dim):
     torch.manual_seed(0)
-    model = MAZeroAgent(obs_dim, args).eval()
+    model = MAZeroModel(obs_dim, args).eval()
     return MAZeroLearner(SimpleNamespace(agent=model), None, RecordingLogger(), args)
 
 

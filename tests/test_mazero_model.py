@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from mazero_args import mazero_args
-from modules.agents.mazero_agent import MAZeroAgent
+from modules.mazero.model import MAZeroModel
 from utils.value_transform import (logits_to_scalar, scalar_to_two_hot, squash, two_hot_to_scalar, unsquash)
 
 torch.set_num_threads(1)
@@ -38,7 +38,7 @@ def test_two_hot_by_hand_and_clipping():
 def test_model_shapes(n_agents, n_actions):
     args = mazero_args(n_agents, n_actions)
     obs_dim = 17
-    model = MAZeroAgent(obs_dim, args).eval()
+    model = MAZeroModel(obs_dim, args).eval()
     B, H = 4, args.latent_dim
     obs = torch.randn(B, n_agents, obs_dim)
     latent, value_logits, policy_logits = model.initial_inference(obs)
@@ -57,7 +57,7 @@ def test_model_shapes(n_agents, n_actions):
 
 def test_zero_initialised_heads():
     args = mazero_args(3, 9)
-    model = MAZeroAgent(10, args).eval()
+    model = MAZeroModel(10, args).eval()
     latent, value_logits, policy_logits = model.initial_inference(torch.randn(5, 3, 10))
     assert torch.all(policy_logits == 0)  # uniform policy
     assert torch.allclose(logits_to_scalar(value_logits, 5), torch.zeros(5), atol=1e-6)
@@ -68,7 +68,7 @@ def test_zero_initialised_heads():
 def test_communication_mixes_agents_and_switch_removes_it():
     torch.manual_seed(0)
     for use_communication in (True, False):
-        model = MAZeroAgent(6, mazero_args(3, 4, use_communication=use_communication)).eval()
+        model = MAZeroModel(6, mazero_args(3, 4, use_communication=use_communication)).eval()
         latent = model.represent(torch.randn(1, 3, 6))
         a = torch.tensor([[0, 1, 2]])
         b = torch.tensor([[0, 1, 3]])  # only agent 2's action differs

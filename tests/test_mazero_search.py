@@ -6,7 +6,7 @@ import mcts
 from mazero_args import mazero_args
 from mcts import ptree
 from mcts.search import MCTSSearch
-from modules.agents.mazero_agent import MAZeroAgent
+from modules.mazero.model import MAZeroModel
 from utils.value_transform import logits_to_scalar
 
 torch.set_num_threads(1)
@@ -16,7 +16,7 @@ N, A, D = 3, 5, 7
 
 def _model(args):
     torch.manual_seed(1)
-    model = MAZeroAgent(D, args).eval()
+    model = MAZeroModel(D, args).eval()
     # Non-zero heads so that priors, values and rewards differ between nodes.
     with torch.no_grad():
         for head in (model.value_head, model.reward_head, model.policy_head):

@@ -76,7 +76,7 @@ class MAZeroMAC:
         legal = legal_or_all(ep_batch["avail_actions"][bs, t_ep])
         if test_mode and not self.args.test_mcts:
             _, policy_logits = self.agent.predict(self.agent.represent(inputs))
-            space = self.agent.action_space  # per-agent argmax for MAZero, joint argmax for model: flat
+            space = self.agent.action_space  # per-agent argmax for MAZero, joint argmax for agent: mazero_flat
             return space.decode(policy_logits.masked_fill(~space.legal(legal), -float("inf")).argmax(-1))
 
         start = time.perf_counter()

@@ -240,7 +240,7 @@ class MAZeroLearner:
         return -(scalar_to_two_hot(scalars, support_size) * F.log_softmax(logits, dim=-1)).sum(-1)
 
     def _policy_loss(self, policy_logits, joint_actions, coef):
-        # per-agent joint actions [B, Ks, N] -> the policy's action space (the joint index for model: flat)
+        # per-agent joint actions [B, Ks, N] -> the policy's action space (the joint index for agent: mazero_flat)
         policy_actions = self.model.action_space.encode(joint_actions)
         return -(coef * joint_log_probs(policy_logits, policy_actions)).sum(-1)
 

@@ -29,7 +29,7 @@ class SearchResult:
     """Root statistics of one batched search; K = sampled_actions, children padded to K."""
     root_values: np.ndarray  # [B] V^rho_lambda(root)
     pred_values: np.ndarray  # [B] network value v̂ of the root (the advantage baseline)
-    policy_logits: torch.Tensor  # [B, N, A] network policy at the root ([B, 1, A^N] for model: flat)
+    policy_logits: torch.Tensor  # [B, N, A] network policy at the root ([B, 1, A^N] for agent: mazero_flat)
     actions: np.ndarray  # [B, K, N] sampled joint actions, -1 padded
     visits: np.ndarray  # [B, K] visit counts n(s, a), 0 for padding
     q_values: np.ndarray  # [B, K] r + gamma V^rho_lambda(child)
@@ -72,7 +72,7 @@ class MCTSSearch:
         # derived from the driver's seed and a call counter, so searches are reproducible but not correlated.
         seed = (self.seed * 1000003 + self.num_searches) % (2 ** 63)
         self.num_searches += 1
-        # The tree works in the model's action space: N agents x A actions (MAZero) or 1 x A^N (model: flat).
+        # The tree works in the model's action space: N agents x A actions (MAZero) or 1 x A^N (agent: mazero_flat).
         return self.tree_cls(num_roots, action_space.n_factors, action_space.factor_size, self.sampled_actions,
                              self.num_simulations, seed=seed, **self.tree_kwargs)
 

@@ -41,6 +41,10 @@ REGISTRIES = {"runner": runner_REGISTRY, "mac": mac_REGISTRY, "learner": learner
 
 def args_sanity_check(config, log):
     """Fixes up settings that cannot work as given (EPyMARL semantics); raises ValueError for invalid ones."""
+    if "model" in config:  # the MAZero model used to be chosen by `agent: mazero` plus `model:`
+        flat = config["model"] == "flat"
+        raise ValueError(f"config key `model` is gone: instead of `model: {config['model']}` write "
+                         f"`agent: {'mazero_flat' if flat else 'mazero'}` and drop `model`")
     for key, registry in REGISTRIES.items():
         value = config.get(key)
         if value is not None and value not in registry:
