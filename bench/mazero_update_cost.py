@@ -26,6 +26,7 @@ import yaml  # noqa: E402
 
 from components.mazero_replay import MAZeroReplayBuffer  # noqa: E402
 from learners.mazero_learner import MAZeroLearner  # noqa: E402
+from mcts.search import SearchStats  # noqa: E402
 from mazero_search import MAPS, alg_args  # noqa: E402  (the search bench's map table and config loader)
 from modules.mazero.model import MAZeroModel  # noqa: E402
 EPISODE_LENGTH = 25  # about a 3m battle
@@ -53,10 +54,8 @@ def filled_replay(args, input_dim, transitions):
     for _ in range(max(1, transitions // T)):
         replay.add_episode(torch.randn(T + 1, N, input_dim), torch.randint(0, A, (T, N)),
                            torch.ones(T + 1, N, A, dtype=torch.bool), torch.rand(T), True,
-                           {"search_actions": torch.randint(0, A, (T, K, N)),
-                            "search_visits": torch.rand(T, K),
-                            "search_qvalues": torch.randn(T, K),
-                            "search_pred_value": torch.randn(T)})
+                           SearchStats(joint_actions=torch.randint(0, A, (T, K, N)), visits=torch.rand(T, K),
+                                       q_values=torch.randn(T, K), network_value=torch.randn(T)))
     return replay
 
 

@@ -12,7 +12,7 @@ from harness_helpers import load_json, run_main, sacred_runs
 from learners.mazero_learner import MAZeroLearner
 from mazero_args import mazero_args
 from mcts import ptree
-from mcts.search import MCTSSearch
+from mcts.search import MCTSSearch, SearchStats
 from modules.agents import REGISTRY as agent_REGISTRY
 from modules.mazero.action_space import JointActions
 from modules.mazero.model import AgentLinear, MAZeroModel
@@ -108,8 +108,8 @@ def test_use_os_lambda_false_search_backs_up_the_plain_mean():
             assert matches == (not use_os_lambda), (use_os_lambda, b)
             if not use_os_lambda:
                 for k in range(result.num_children[b]):
-                    action = tuple(result.actions[b, k])
-                    assert result.q_values[b, k] == pytest.approx(expected_q[action], abs=1e-5)
+                    action = tuple(result.stats.joint_actions[b, k].tolist())
+                    assert float(result.stats.q_values[b, k]) == pytest.approx(expected_q[action], abs=1e-5)
     # same inputs, same seed: the OS(lambda) backup gives other root values
     assert not np.allclose(root_values[False], root_values[True], atol=1e-4)
 
@@ -127,10 +127,10 @@ def _buffer(args, obs_dim, qvalue_seed):
                         torch.randint(0, args.n_actions, (T, args.n_agents), generator=g),
                         torch.ones(T + 1, args.n_agents, args.n_actions, dtype=torch.bool),
                         torch.rand(T, generator=g), e % 2 == 0,
-                        {"search_actions": search_actions,
-                         "search_visits": torch.rand(T, args.sampled_actions, generator=g) * 5,
-                         "search_qvalues": torch.randn(T, args.sampled_actions, generator=q) * 3,
-                         "search_pred_value": torch.zeros(T)})
+                        SearchStats(joint_actions=search_actions,
+                                    visits=torch.rand(T, args.sampled_actions, generator=g) * 5,
+                                    q_values=torch.randn(T, args.sampled_actions, generator=q) * 3,
+                                    network_value=torch.zeros(T)))
     rows = np.array([0, 2, 7, 10, 15])
     buf.sample = lambda batch_size, beta: (rows, torch.ones(len(rows)))  # a fixed batch
     return buf
@@ -167,7 +167,7 @@ def _hand_bc_policy_loss(args, buf, model):
         for k in range(K + 1):
             if k > 0:
                 latent, _, _, logits = model.recurrent_inference(latent, buf.actions[window[:, k - 1]])
-            actions, visits = buf.search_actions[window[:, k]], buf.search_visits[window[:, k]]
+            actions, visits = buf.search.joint_actions[window[:, k]], buf.search.visits[window[:, k]]
             omega = visits / visits.sum(-1, keepdim=True)
             log_p = torch.log_softmax(logits, -1)  # [B, N, A]
             for b in range(len(rows)):
@@ -327,11 +327,11 @@ def test_flat_search_and_controller_act_with_legal_per_agent_actions():
              "avail_actions": legal[:, None].int()}
     inputs = mac.build_inputs(batch, 0)
     result = MCTSSearch(args, seed=0, tree_cls=ptree.SampledTrees).run(model, inputs, legal, add_noise=True)
-    assert result.actions.shape == (B, args.sampled_actions, N)  # stored per agent, as for MAZero
-    assert (result.visits.sum(1) == args.num_simulations).all()
+    assert result.stats.joint_actions.shape == (B, args.sampled_actions, N)  # stored per agent, as for MAZero
+    assert (result.stats.visits.sum(1) == args.num_simulations).all()
     for b in range(B):
         for k in range(result.num_children[b]):
-            assert all(legal[b, i, result.actions[b, k, i]] for i in range(N))
+            assert all(legal[b, i, result.stats.joint_actions[b, k, i]] for i in range(N))
     # test_mcts False: argmax of the joint policy over legal joint actions, returned per agent
     chosen = mac.select_actions(batch, 0, 0, test_mode=True)
     with torch.no_grad():

@@ -7,8 +7,10 @@ import torch
 
 from components.mazero_replay import MAZeroReplayBuffer
 from mcts import ptree
-from learners.mazero_learner import (MAZeroLearner, bootstrap_offsets, joint_log_probs, n_step_value_targets,
-                                     off_policy_td_steps, policy_target_weights)
+from mcts.search import SearchStats
+from components.mazero_replay import bootstrap_offsets, off_policy_td_steps
+from learners.mazero_learner import (MAZeroLearner, joint_log_probs, n_step_value_targets, policy_target_weights,
+                                     reanalyse_policy_targets)
 from mazero_args import mazero_args
 from modules.mazero.model import MAZeroModel
 
@@ -87,11 +89,17 @@ def _filled_buffer(args, obs_dim, episodes=4, T=6):
                         torch.randint(0, args.n_actions, (T, args.n_agents), generator=g),
                         torch.ones(T + 1, args.n_agents, args.n_actions, dtype=torch.bool),
                         torch.rand(T, generator=g), e % 2 == 0,
-                        {"search_actions": search_actions,
-                         "search_visits": torch.rand(T, args.sampled_actions, generator=g),
-                         "search_qvalues": torch.randn(T, args.sampled_actions, generator=g),
-                         "search_pred_value": torch.randn(T, generator=g)})
+                        SearchStats(joint_actions=search_actions,
+                                    visits=torch.rand(T, args.sampled_actions, generator=g),
+                                    q_values=torch.randn(T, args.sampled_actions, generator=g),
+                                    network_value=torch.randn(T, generator=g)))
     return buf
+
+
+def _batch_at(buf, rows, args):
+    """The MAZeroBatch of the start rows `rows` (a fixed sample, unit importance weights)."""
+    buf.sample = lambda batch_size, per_beta: (rows, torch.ones(len(rows)))
+    return buf.sample_batch(len(rows), 1.0, args.unroll_steps, args.td_steps)
 
 
 def _learner(args, obs_dim):
@@ -105,13 +113,13 @@ def test_policy_targets_masked_past_episode_end():
     buf = _filled_buffer(args, 5)
     learner = _learner(args, 5)
     rows = np.array([4, 5])  # rows 4, 5 of episode 0 (T = 6): 2 and 1 steps left
-    window, before_end = buf.window(rows, args.unroll_steps + 1)
-    actions, omega, adv, mask = learner._policy_targets(buf, window, before_end)
+    targets = reanalyse_policy_targets(_batch_at(buf, rows, args), learner.target_model, learner.search, args)
+    omega, adv, mask = targets.omega, targets.advantages, targets.mask
     assert mask[0].any(-1).tolist() == [True, True, False, False, False, False]
     assert mask[1].any(-1).tolist() == [True, False, False, False, False, False]
     assert not mask[..., -1].any()  # padded child
     assert torch.allclose(omega.sum(-1)[mask.any(-1)], torch.ones(3))
-    assert torch.allclose(adv[0, 0], buf.search_qvalues[4] - buf.search_pred_value[4])
+    assert torch.allclose(adv[0, 0], buf.search.q_values[4] - buf.search.network_value[4])
 
 
 def test_target_network_lags_one_to_two_intervals():
@@ -156,9 +164,10 @@ def test_reanalysis_replaces_stored_targets_for_its_share_of_the_batch():
     learner = _learner(args, 5)
     learner.search.tree_cls = ptree.SampledTrees
     rows = np.array([0, 5, 7, 12])  # first two reanalysed; row 5 has one step left
-    window, before_end = buf.window(rows, args.unroll_steps + 1)
-    actions, omega, adv, mask = learner._policy_targets(buf, window, before_end)
-    visits = torch.stack([buf.search_visits[window[b]] for b in range(4)])
+    window, _ = buf.window(rows, args.unroll_steps + 1)
+    targets = reanalyse_policy_targets(_batch_at(buf, rows, args), learner.target_model, learner.search, args)
+    omega = targets.omega
+    visits = torch.stack([buf.search.visits[window[b]] for b in range(4)])
     # reanalysed roots: fresh visit counts summing to S; past the end and the other half: the stored statistics
     assert learner.search.num_searches == 1
     assert torch.equal(omega[0].sum(-1) > 0, torch.ones(6, dtype=torch.bool))
@@ -166,4 +175,4 @@ def test_reanalysis_replaces_stored_targets_for_its_share_of_the_batch():
     assert torch.allclose(omega[1, 1:], stored[1, 1:])
     assert torch.allclose(omega[2:], stored[2:])
     assert not torch.allclose(omega[0], stored[0])
-    assert learner.reanalyse_seconds > 0
+    assert targets.search_seconds > 0

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from components.mazero_replay import MAZeroReplayBuffer
+from mcts.search import SearchStats
 
 N, D, A, KS = 2, 3, 4, 5
 
@@ -12,9 +13,8 @@ def make_buffer(capacity=20, seed=0):
 
 
 def episode(T, first_reward=0.0):
-    search = {"search_actions": torch.zeros(T, KS, N, dtype=torch.long),
-              "search_visits": torch.ones(T, KS), "search_qvalues": torch.zeros(T, KS),
-              "search_pred_value": torch.zeros(T)}
+    search = SearchStats(joint_actions=torch.zeros(T, KS, N, dtype=torch.long), visits=torch.ones(T, KS),
+                         q_values=torch.zeros(T, KS), network_value=torch.zeros(T))
     return dict(inputs=torch.arange(T + 1, dtype=torch.float32).view(-1, 1, 1).expand(T + 1, N, D).clone(),
                 actions=torch.ones(T, N, dtype=torch.long),
                 avail=torch.ones(T + 1, N, A, dtype=torch.bool),

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import torch
 
-from mcts.search import MCTSSearch, legal_or_all
+from mcts.search import MCTSSearch, SearchStats, legal_or_all
 from modules.agents import REGISTRY as agent_REGISTRY
 
 
@@ -31,14 +31,8 @@ class MAZeroMAC:
 
     @staticmethod
     def extra_scheme(args):
-        """Search statistics of each step, stored for the non-reanalysed share of the policy targets."""
-        K, N = args.sampled_actions, args.n_agents
-        return {
-            "search_actions": {"vshape": (K, N), "dtype": torch.long},  # sampled joint actions, -1 padded
-            "search_visits": {"vshape": (K,)},  # root visit counts per sampled joint action
-            "search_qvalues": {"vshape": (K,)},  # r + gamma V^rho_lambda(child)
-            "search_pred_value": {"vshape": (1,)},  # network value of the root (advantage baseline)
-        }
+        """Search statistics of each step (mcts.search.SearchStats), stored for the non-reanalysed policy targets."""
+        return SearchStats.scheme(args.sampled_actions, args.n_agents)
 
     # --- inputs ------------------------------------------------------------------------------------------------
     def _get_input_shape(self, scheme):
@@ -82,27 +76,20 @@ class MAZeroMAC:
         start = time.perf_counter()
         result = self.search.run(self.agent, inputs, legal, add_noise=not test_mode)
         elapsed = time.perf_counter() - start
-        B = result.visits.shape[0]
+        stats = result.stats
+        B = stats.visits.shape[0]
         if test_mode:
             self.test_search_seconds += elapsed
-            choice = result.visits.argmax(1)
-            return torch.from_numpy(result.actions[np.arange(B), choice])
+            return stats.joint_actions[np.arange(B), stats.visits.argmax(1)]
         self.search_seconds += elapsed
         if self.training_started:
-            visits = result.visits.astype(np.float64)
+            visits = stats.visits.numpy().astype(np.float64)
             probs = visits / visits.sum(1, keepdims=True)  # temperature 1
         else:  # uniform among the sampled joint actions (rows padded with -1 are not sampled)
-            sampled = (result.actions[..., 0] >= 0).astype(np.float64)
+            sampled = (stats.joint_actions[..., 0] >= 0).numpy().astype(np.float64)
             probs = sampled / sampled.sum(1, keepdims=True)
         choice = np.array([self.rng.choice(probs.shape[1], p=p) for p in probs])
-        actions = torch.from_numpy(result.actions[np.arange(B), choice])
-        extras = {
-            "search_actions": torch.from_numpy(result.actions),
-            "search_visits": torch.from_numpy(result.visits),
-            "search_qvalues": torch.from_numpy(result.q_values),
-            "search_pred_value": torch.from_numpy(result.pred_values).unsqueeze(1),
-        }
-        return actions, extras
+        return stats.joint_actions[np.arange(B), choice], stats.episode_fields()
 
     # --- parameters --------------------------------------------------------------------------------------------
     def parameters(self):

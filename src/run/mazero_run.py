@@ -23,13 +23,13 @@ import torch
 from components.mazero_replay import MAZeroReplayBuffer
 from controllers import REGISTRY as mac_REGISTRY
 from learners import REGISTRY as le_REGISTRY
+from mcts.search import SearchStats
 from run.common import (
     Progress, add_env_info, build_scheme, evaluate_sequential, load_models, models_dir,
     run_loop, run_test_episodes, with_runner,
 )
 from utils.checkpoint import find_checkpoint, save_checkpoint
 
-SEARCH_FIELDS = ("search_actions", "search_visits", "search_qvalues", "search_pred_value")
 PROFILE_PARTS = ("selfplay_search", "env", "reanalyse_search", "gradient", "test")
 KEEP_CHECKPOINTS = 2
 REPLAY_FILE = "replay.th"
@@ -52,14 +52,9 @@ def store_episodes(episode_batch, mac, buffer):
     avail = episode_batch["avail_actions"].bool()
     rewards = episode_batch["reward"][..., 0]
     terminated = episode_batch["terminated"][..., 0]
-    search = {field: episode_batch[field] for field in SEARCH_FIELDS}
     for b, T in enumerate(lengths.tolist()):
         buffer.add_episode(inputs[b, :T + 1], actions[b, :T], avail[b, :T + 1], rewards[b, :T],
-                           bool(terminated[b, T - 1]),
-                           {"search_actions": search["search_actions"][b, :T],
-                            "search_visits": search["search_visits"][b, :T],
-                            "search_qvalues": search["search_qvalues"][b, :T],
-                            "search_pred_value": search["search_pred_value"][b, :T, 0]})
+                           bool(terminated[b, T - 1]), SearchStats.from_episode_batch(episode_batch, (b, slice(0, T))))
 
 
 @dataclass
@@ -139,7 +134,7 @@ def _train(args, logger, runner):
     add_env_info(args, env_info)
     mac_cls = mac_REGISTRY[args.mac]
     scheme, groups, preprocess = build_scheme(args, env_info, mac_cls)
-    missing = [field for field in SEARCH_FIELDS if field not in scheme]
+    missing = [field for field in SearchStats.scheme(args.sampled_actions, args.n_agents) if field not in scheme]
     if missing:
         raise ValueError(f"run 'mazero' needs a controller that stores the search statistics {missing} "
                          f"(mac: mazero_mac), got mac {args.mac!r}")
