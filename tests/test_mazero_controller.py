@@ -44,7 +44,7 @@ def test_inputs_carry_last_action_and_agent_id():
 
 def test_training_step_samples_a_searched_legal_joint_action_and_returns_statistics():
     mac = _mac()
-    mac.training_started = True  # sample from the root visit counts
+    mac.set_training_started(True)  # sample from the root visit counts
     batch = _batch()
     bs = [0, 2, 3]
     actions, extras = mac.select_actions(batch, 2, t_env=0, bs=bs, test_mode=False)
@@ -79,7 +79,7 @@ def test_before_training_the_action_is_uniform_among_the_sampled_joint_actions()
         return [int(mac.select_actions(batch, 0, t_env=0, test_mode=False)[0][0, 0]) for _ in range(n)]
 
     assert set(draws(60)) == {0, 1, 2}  # uniform over the sampled rows, padding never chosen
-    mac.training_started = True
+    mac.set_training_started(True)
     assert set(draws(20)) == {0}  # from the visit counts
 
 

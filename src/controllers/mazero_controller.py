@@ -1,8 +1,9 @@
 """MAZero controller (`mazero_mac`): acts from a batched MCTS over the envs the runner asks about.
 
 Training: the root is searched with Dirichlet noise and the joint action is sampled from the root visit counts of
-the sampled joint actions (temperature 1); before the learner's first update (`training_started` False, set by the
-run loop) it is drawn uniformly among the root's sampled joint actions, as the official worker does (spec §5.2).
+the sampled joint actions (temperature 1); before the learner's first update (the run loop says when, through
+`set_training_started`) it is drawn uniformly among the root's sampled joint actions, as the official worker does
+(docs/mazero.md, "Acting").
 The search statistics go into the episode batch (`extra_scheme`).
 Test: noiseless search and the most visited joint action (`test_mcts: True`, the official default), or the argmax
 of each agent's masked policy without search (`test_mcts: False`, paper Table 8).
@@ -25,14 +26,22 @@ class MAZeroMAC:
         self.agent = agent_REGISTRY[args.agent](self.input_shape, args).eval()
         self.search = MCTSSearch(args, seed=args.seed)
         self.rng = np.random.default_rng([args.seed, 1])  # action sampling; independent of the search's stream
-        self.search_seconds = 0.0  # wall-clock of self-play searches, read by the run loop's time profile
+        self.search_seconds = 0.0  # wall-clock of self-play searches (time_spent)
         self.test_search_seconds = 0.0
-        self.training_started = False  # set by the run loop once the learner has made an update
+        self.training_started = False  # set_training_started: the learner has made an update
 
     @staticmethod
     def extra_scheme(args):
         """Search statistics of each step (mcts.search.SearchStats), stored for the non-reanalysed policy targets."""
         return SearchStats.scheme(args.sampled_actions, args.n_agents)
+
+    def set_training_started(self, started):
+        """Whether the learner has made an update: before, joint actions are drawn uniformly among the sampled ones."""
+        self.training_started = started
+
+    def time_spent(self):
+        """Cumulative wall-clock seconds by part of the run's time profile."""
+        return {"selfplay_search": self.search_seconds}
 
     # --- inputs ------------------------------------------------------------------------------------------------
     def _get_input_shape(self, scheme):
@@ -94,6 +103,14 @@ class MAZeroMAC:
     # --- parameters --------------------------------------------------------------------------------------------
     def parameters(self):
         return self.agent.parameters()
+
+    def state_dict(self):
+        """What a resumed run needs besides the weights (agent.th): the action sampler's and the search's streams."""
+        return {"rng": self.rng.bit_generator.state, "search": self.search.state_dict()}
+
+    def load_state_dict(self, state):
+        self.rng.bit_generator.state = state["rng"]
+        self.search.load_state_dict(state["search"])
 
     def save_models(self, path):
         torch.save(self.agent.state_dict(), f"{path}/agent.th")

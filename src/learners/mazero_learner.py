@@ -156,7 +156,19 @@ class MAZeroLearner:
         # auto_td_steps of the official code: the replay age (in transitions) per unit of n-shrink.
         self.off_policy_age_unit = max(1.0, args.off_policy_age_fraction * args.t_max)
         self.log_stats_t = -args.learner_log_interval - 1
-        self.reanalyse_seconds = 0.0  # read by the run loop for its time profile
+        self.reanalyse_seconds = 0.0  # wall-clock of reanalysis searches (time_spent)
+
+    def time_spent(self):
+        """Cumulative wall-clock seconds by part of the run's time profile."""
+        return {"reanalyse_search": self.reanalyse_seconds}
+
+    def state_dict(self):
+        """What a resumed run needs besides the files of save_models: the log clock and the search's streams."""
+        return {"log_stats_t": self.log_stats_t, "search": self.search.state_dict()}
+
+    def load_state_dict(self, state):
+        self.log_stats_t = state["log_stats_t"]
+        self.search.load_state_dict(state["search"])
 
     def per_beta(self):
         """PER beta annealed linearly from per_beta to 1 over the run's updates."""

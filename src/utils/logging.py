@@ -69,6 +69,14 @@ class Logger:
                     self._progress_postfix[label] = f"{value:.3g}"
                     self.progress.set_postfix(self._progress_postfix, refresh=False)
 
+    def state_dict(self):
+        """The recent-stats window the console prints from, for an exact resume."""
+        return {"recent_stats": {key: list(values) for key, values in self.stats.items()}}
+
+    def load_state_dict(self, state):
+        for key, values in state["recent_stats"].items():
+            self.stats[key].extend(values)
+
     def print_recent_stats(self):
         t_env, episode = self.stats["episode"][-1] if self.stats["episode"] else (0, 0)
         lines = [f"Recent Stats | t_env: {t_env:>10} | Episode: {int(episode):>8}"]
