@@ -1,4 +1,4 @@
-"""Search semantics of both trees against brute force from the definitions in spec mazero.md §2-§3: OS(lambda)
+"""Search semantics of both trees against brute force from the definitions in docs/mcts.md, "Semantics": OS(lambda)
 values, root forcing, the min-max normaliser, the pUCT rule, sampling and legality."""
 import math
 
@@ -49,7 +49,7 @@ class Recorder:
         return [c for c in range(len(self.parent[b])) if self.parent[b][c] == node]
 
     def returns_by_depth(self, b, node):
-        """U_d(node) for every d: one return per descendant at relative depth d (spec §3.1 Eq. 5)."""
+        """U_d(node) for every d: one return per descendant at relative depth d (paper Eq. 5)."""
         out = {0: [self.v_hat[b][node]]}
         for child in self.children(b, node):
             for d, rets in self.returns_by_depth(b, child).items():
@@ -269,7 +269,7 @@ def test_legality_masks_only_the_root_and_zero_mass_is_never_sampled(module):
 
 @TREES
 def test_root_children_follow_the_masked_noisy_prior(module):
-    # beta = normalise(m * ((1 - eps) * pi~ + eps * eta~)), pi~ = normalise(m * pi + 1e-4 m) (spec §2); with one
+    # beta = normalise(m * ((1 - eps) * pi~ + eps * eta~)), pi~ = normalise(m * pi + 1e-4 m) (docs/mcts.md, "Semantics"); with one
     # agent, beta_hat over K draws estimates beta.
     K, eps = 20000, 0.25
     pi = np.float32([[[0.1, 0.6, 0.0, 0.3]]])

@@ -1,4 +1,4 @@
-"""MAZero learner: K-step unroll with reward / value / policy (AWPO) / consistency losses (paper Eqs. 5-8;
+"""MAZero learner: K-step unroll with reward / value / policy (AWPO) / consistency losses (paper Eqs. 10-14;
 docs/mazero.md, "Learner"). K = unroll_steps throughout this file.
 
 One update is four steps on a `MAZeroBatch` from the replay: value targets (n-step returns bootstrapped from the
@@ -43,7 +43,7 @@ def n_step_value_targets(rewards, bootstrap_values, horizons, steps_left, termin
 def policy_target_weights(advantages, mask, policy_loss, awpo_alpha, adv_clip):
     """Per-child weights w of the policy loss.
 
-    AWPO (paper Eq. 7): advantages normalised over every valid entry of the batch, w = min(exp(Ã / alpha), clip).
+    AWPO (paper Eq. 10; the batch normalisation and the clip are the official code's): advantages normalised over every valid entry of the batch, w = min(exp(Ã / alpha), clip).
     BC: w = 1 (Sampled MuZero's -sum omega log pi).
     """
     if policy_loss == "bc":
@@ -146,7 +146,7 @@ class MAZeroLearner:
         self.logger = logger
         self.model = mac.agent
         # Target network for reanalysis and value bootstraps. The official learner hands over the snapshot taken
-        # one interval earlier, so the target lags the online model by 1-2 intervals (spec §5.4).
+        # one interval earlier, so the target lags the online model by 1-2 intervals (docs/mazero.md, "Learner").
         self.target_model = copy.deepcopy(self.model).eval()
         self.target_snapshot = copy.deepcopy(self.model).eval()
         self.optimiser = torch.optim.Adam(self.model.parameters(), lr=args.lr, eps=args.optim_eps)

@@ -3,7 +3,7 @@
 Per search: one `initial_inference` on all roots, then per simulation one `select` over all trees, one gather of
 the parents' latents from a preallocated pool [S+1, B, N, H] with an index tensor, one batched
 `recurrent_inference`, one softmax, and one `expand`. The tree (`mcts.SampledTrees`) holds all statistics; this
-module only moves tensors (mcts spec §5, items 1-3).
+module only moves tensors (docs/mcts.md, "API").
 """
 from dataclasses import dataclass, fields
 

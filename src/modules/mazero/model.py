@@ -1,4 +1,4 @@
-"""MAZero's centralised learned model (Liu et al., ICLR 2024, Eq. 4; docs/mazero.md "The model").
+"""MAZero's centralised learned model (Liu et al., ICLR 2024, Eq. 4; docs/mazero.md, "Model").
 
 Six functions over N agents with latent size H:
   representation  s^i_0 = h(o^i)                      per agent, shared weights (share_parameters: False = per agent)
