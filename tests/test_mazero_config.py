@@ -48,7 +48,7 @@ def test_official_values():
                                                                                                         0.5)
     assert (c["reward_loss_coef"], c["value_loss_coef"], c["policy_loss_coef"], c["consistency_loss_coef"]) == (
         1.0, 0.25, 1.0, 2.0)
-    assert (c["per_alpha"], c["per_beta"], c["reanalyse_ratio"], c["gamma"]) == (0.6, 0.4, 1.0, 0.99)
+    assert (c["per_alpha"], c["per_beta_start"], c["reanalyse_ratio"], c["gamma"]) == (0.6, 0.4, 1.0, 0.99)
 
 
 def test_every_key_is_commented_and_read_by_the_code():

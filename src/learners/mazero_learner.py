@@ -171,9 +171,9 @@ class MAZeroLearner:
         self.search.load_state_dict(state["search"])
 
     def per_beta(self):
-        """PER beta annealed linearly from per_beta to 1 over the run's updates."""
+        """PER beta annealed linearly from per_beta_start to 1 over the run's updates."""
         frac = min(1.0, self.update_count / self.total_updates)
-        return self.args.per_beta + (1.0 - self.args.per_beta) * frac
+        return self.args.per_beta_start + (1.0 - self.args.per_beta_start) * frac
 
     def train(self, replay, t_env):
         args = self.args
