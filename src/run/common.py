@@ -119,6 +119,14 @@ def build_scheme(args, env_info, mac_cls):
     return scheme, groups, preprocess
 
 
+def env_scheme(args, runner):
+    """Copies the env's sizes into args; returns (env_info, the controller class, build_scheme's triple)."""
+    env_info = runner.get_env_info()
+    add_env_info(args, env_info)
+    mac_cls = mac_REGISTRY[args.mac]
+    return env_info, mac_cls, build_scheme(args, env_info, mac_cls)
+
+
 def run(loop_cls, _run, _config, _log):
     """The entry of every run loop (REGISTRY binds loop_cls): args and logger around run_sequential."""
     args = make_args(_config, _log)

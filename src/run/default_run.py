@@ -4,19 +4,15 @@ Works for off-policy learners (replay of `buffer_size` episodes) and on-policy o
 batch_size_run: every update sees exactly the episodes just collected). The cycle is run.common.train_sequential.
 """
 from components.episode_buffer import ReplayBuffer
-from controllers import REGISTRY as mac_REGISTRY
 from learners import REGISTRY as le_REGISTRY
-from run.common import add_env_info, build_scheme, load_models, models_dir, run_test_episodes
+from run.common import env_scheme, load_models, models_dir, run_test_episodes
 from utils.checkpoint import save_checkpoint
 
 
 class DefaultLoop:
     def __init__(self, args, logger, runner):
         self.args, self.logger, self.runner = args, logger, runner
-        env_info = runner.get_env_info()
-        add_env_info(args, env_info)
-        mac_cls = mac_REGISTRY[args.mac]
-        scheme, groups, preprocess = build_scheme(args, env_info, mac_cls)
+        env_info, mac_cls, (scheme, groups, preprocess) = env_scheme(args, runner)
         buffer_device = "cpu" if args.buffer_cpu_only else args.device
         self.buffer = ReplayBuffer(scheme, groups, args.buffer_size, env_info["episode_limit"] + 1,
                                    preprocess=preprocess, device=buffer_device)

@@ -24,11 +24,9 @@ import numpy as np
 import torch
 
 from components.mazero_replay import MAZeroReplayBuffer
-from controllers import REGISTRY as mac_REGISTRY
 from learners import REGISTRY as le_REGISTRY
 from mcts.search import SearchStats
-from run.common import (LoopCounters, add_env_info, build_scheme, load_models, models_dir,
-                        run_test_episodes)
+from run.common import LoopCounters, env_scheme, load_models, models_dir, run_test_episodes
 from utils.checkpoint import find_checkpoint, save_checkpoint
 
 PROFILE_PARTS = ("selfplay_search", "env", "reanalyse_search", "gradient", "test")
@@ -140,10 +138,7 @@ class TimeProfile:
 class MAZeroLoop:
     def __init__(self, args, logger, runner):
         self.args, self.logger, self.runner = args, logger, runner
-        env_info = runner.get_env_info()
-        add_env_info(args, env_info)
-        mac_cls = mac_REGISTRY[args.mac]
-        scheme, groups, preprocess = build_scheme(args, env_info, mac_cls)
+        _, mac_cls, (scheme, groups, preprocess) = env_scheme(args, runner)
         missing = [field for field in SearchStats.scheme(args.sampled_actions, args.n_agents) if field not in scheme]
         if missing:
             raise ValueError(f"run 'mazero' needs a controller that stores the search statistics {missing} "
