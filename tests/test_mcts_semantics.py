@@ -248,6 +248,57 @@ def test_root_choice_after_forcing_is_argmax_of_advantage_puct(module):
 
 
 
+def _subtree_sizes(parent):
+    sizes = [1] * len(parent)
+    for node in range(len(parent) - 1, 0, -1):  # children are created after their parents
+        sizes[parent[node]] += sizes[node]
+    return sizes
+
+
+def test_interior_choices_are_argmax_of_advantage_puct():
+    # The pUCT rule at nodes below the root, computed here from the recorded tree (visits = subtree sizes,
+    # A = r + gamma V(child) - v_hat(node), 0 unvisited) and the read-outs node_values / advantage_bounds. The
+    # children's priors (beta_hat) are not part of the API: they are read from ptree's trees, which is why this test
+    # runs on ptree only (ctree = ptree is tested in test_mcts_equivalence.py).
+    rng = np.random.default_rng(7)
+    B, N, A, K, S = 4, 2, 3, 4, 60
+    c_init, c_base, delta, discount = 1.25, 19652.0, 0.01, 0.95
+    rec = Recorder(ptree, B, N, A, K, S, rho=0.25, lam=0.8, discount=discount, pb_c_init=c_init,
+                   pb_c_base=c_base, value_delta_min=delta)
+    rec.prepare(rng.normal(size=B).astype(np.float32), softmax(rng, (B, N, A)))
+    checked = 0
+    for _ in range(S):
+        values = rec.trees.node_values()
+        lo, hi = rec.trees.advantage_bounds()
+        sizes = [_subtree_sizes(parent) for parent in rec.parent]
+        parents, _ = rec.step(rng.normal(size=B).astype(np.float32), rng.normal(size=B).astype(np.float32),
+                              softmax(rng, (B, N, A)))
+        for b in range(B):
+            tree = rec.trees._trees[b]
+            path = [len(rec.parent[b]) - 1]  # the new leaf, then its ancestors
+            while path[-1] != 0:
+                path.append(rec.parent[b][path[-1]])
+            path.reverse()
+            for node, chosen in zip(path[1:-1], path[2:]):  # interior nodes and the child each one chose
+                slots = [node * K + c for c in range(tree.num_children[node])]
+                new_leaf = len(sizes[b])  # created by this step: unvisited when the choice was made
+                children = [-1 if tree.edge_child[e] == new_leaf else tree.edge_child[e] for e in slots]
+                n_parent = sizes[b][node] - 1
+                scores = []
+                for e, child in zip(slots, children):
+                    visits = sizes[b][child] if child >= 0 else 0
+                    adv = (rec.reward[b][child] + discount * float(values[b, child]) - rec.v_hat[b][node]
+                           if child >= 0 else 0.0)
+                    q = min(1.0, max(0.0, (adv - lo[b]) / max(delta, hi[b] - lo[b])))
+                    scores.append(q + tree.edge_prior[e] * math.sqrt(n_parent) / (1 + visits)
+                                  * (c_init + math.log((n_parent + c_base + 1) / c_base)))
+                if len(scores) > 1 and np.sort(scores)[-1] - np.sort(scores)[-2] < 1e-4:
+                    continue  # float32 read-outs cannot resolve near-ties
+                assert tree.edge_child[slots[int(np.argmax(scores))]] == chosen
+                checked += 1
+    assert checked > 30
+
+
 @TREES
 def test_legality_masks_only_the_root_and_zero_mass_is_never_sampled(module):
     B, N, A, K, S = 2, 2, 4, 8, 25
