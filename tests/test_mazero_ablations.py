@@ -10,7 +10,7 @@ from components.mazero_replay import MAZeroReplayBuffer
 from controllers.mazero_controller import MAZeroMAC
 from harness_helpers import load_json, run_main, sacred_runs
 from learners.mazero_learner import MAZeroLearner
-from mazero_args import mazero_args
+from mazero_args import SMALL, mazero_args
 from mcts import ptree
 from mcts.search import MCTSSearch, SearchStats
 from modules.agents import REGISTRY as agent_REGISTRY
@@ -19,9 +19,6 @@ from modules.mazero.model import AgentLinear, MAZeroModel
 from modules.mazero.flat_model import MAX_JOINT_ACTIONS, FlatMuZeroModel
 
 torch.set_num_threads(1)
-
-SMALL = dict(latent_dim=16, representation_hidden=[16], dynamics_hidden=[16], head_hidden=[8], attention_heads=2,
-             attention_ff_dim=16, projection_hidden=16, projection_dim=16, predictor_hidden=8)
 
 
 def _n_params(module):

@@ -12,7 +12,7 @@ from mcts.search import SearchStats
 from components.mazero_replay import bootstrap_offsets, off_policy_td_steps
 from learners.mazero_learner import (MAZeroLearner, joint_log_probs, n_step_value_targets, policy_target_weights,
                                      reanalyse_policy_targets, value_targets)
-from mazero_args import mazero_args
+from mazero_args import SMALL, mazero_args
 from modules.mazero.model import MAZeroModel
 from utils.value_transform import logits_to_scalar
 
@@ -181,14 +181,13 @@ def test_reanalysis_replaces_stored_targets_for_its_share_of_the_batch():
 
 
 # --- one update, checked against computations written out here ------------------------------------------------------
-SMALL = dict(latent_dim=16, representation_hidden=[16], dynamics_hidden=[16], head_hidden=[8], attention_heads=2,
-             attention_ff_dim=16, projection_hidden=16, projection_dim=16, predictor_hidden=8, attention_dropout=0.0)
+SMALL_NO_DROPOUT = dict(SMALL, attention_dropout=0.0)  # train-mode unrolls equal the hand computations
 ROWS = np.array([0, 3, 7, 12, 20])  # episode 0 (rows 0-6: T = 6) at t = 0 and t = 3; episode 1 at t = 0; ...
 
 
 def _small(**overrides):
     settings = dict(sampled_actions=4, reanalyse_ratio=0.0, batch_size=len(ROWS), t_max=1000, unroll_steps=2,
-                    td_steps=3, gamma=0.9, use_off_policy_correction=False, learner_log_interval=0, **SMALL)
+                    td_steps=3, gamma=0.9, use_off_policy_correction=False, learner_log_interval=0, **SMALL_NO_DROPOUT)
     settings.update(overrides)
     args = mazero_args(2, 3, **settings)
     buf = _filled_buffer(args, 5)
@@ -339,7 +338,7 @@ def test_new_priorities_are_the_online_root_value_error():
 
 
 def test_per_beta_anneals_linearly_from_its_start_to_one():
-    args = mazero_args(2, 3, per_beta_start=0.4, t_max=1000, updates_per_env_step=0.5, **SMALL)
+    args = mazero_args(2, 3, per_beta_start=0.4, t_max=1000, updates_per_env_step=0.5, **SMALL_NO_DROPOUT)
     learner = _learner(args, 5)  # 500 updates in the run
     for updates, beta in [(0, 0.4), (125, 0.55), (250, 0.7), (500, 1.0), (900, 1.0)]:
         learner.update_count = updates
