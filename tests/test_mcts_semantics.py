@@ -45,6 +45,11 @@ class Recorder:
             self.reward[b].append(float(rewards[b]))
         return parents, actions
 
+    def random_step(self, rng):
+        """One simulation with random leaf values, rewards and policies."""
+        return self.step(rng.normal(size=self.B).astype(np.float32), rng.normal(size=self.B).astype(np.float32),
+                         softmax(rng, (self.B, self.N, self.A)))
+
     def children(self, b, node):
         return [c for c in range(len(self.parent[b])) if self.parent[b][c] == node]
 
@@ -209,20 +214,25 @@ def test_min_max_normaliser_tracks_current_advantages_of_all_non_root_edges(modu
     random_search(module, np.random.default_rng(3), rho, lam, S=30, check_every_step=check)
 
 
+def _puct_recorder(module, rng, B, N, A, K, S):
+    """A prepared Recorder with fixed pUCT constants, and the constants (c_init, c_base, delta, discount)."""
+    constants = (1.25, 19652.0, 0.01, 0.95)
+    rec = Recorder(module, B, N, A, K, S, rho=0.25, lam=0.8, discount=constants[3], pb_c_init=constants[0],
+                   pb_c_base=constants[1], value_delta_min=constants[2])
+    rec.prepare(rng.normal(size=B).astype(np.float32), softmax(rng, (B, N, A)))
+    return rec, constants
+
+
 @TREES
 def test_root_choice_after_forcing_is_argmax_of_advantage_puct(module):
     rng = np.random.default_rng(4)
     B, N, A, K, S = 6, 2, 4, 6, 40
-    c_init, c_base, delta, discount = 1.25, 19652.0, 0.01, 0.95
-    rec = Recorder(module, B, N, A, K, S, rho=0.25, lam=0.8, discount=discount, pb_c_init=c_init,
-                   pb_c_base=c_base, value_delta_min=delta)
-    rec.prepare(rng.normal(size=B).astype(np.float32), softmax(rng, (B, N, A)))
+    rec, (c_init, c_base, delta, discount) = _puct_recorder(module, rng, B, N, A, K, S)
     checked = 0
     for _ in range(S):
         children = rec.trees.root_children()
         lo, hi = rec.trees.advantage_bounds()
-        parents, actions = rec.step(rng.normal(size=B).astype(np.float32), rng.normal(size=B).astype(np.float32),
-                                    softmax(rng, (B, N, A)))
+        parents, actions = rec.random_step(rng)
         for b in range(B):
             n_children = children["num_children"][b]
             visits = children["visits"][b, :n_children].astype(float)
@@ -262,17 +272,13 @@ def test_interior_choices_are_argmax_of_advantage_puct():
     # runs on ptree only (ctree = ptree is tested in test_mcts_equivalence.py).
     rng = np.random.default_rng(7)
     B, N, A, K, S = 4, 2, 3, 4, 60
-    c_init, c_base, delta, discount = 1.25, 19652.0, 0.01, 0.95
-    rec = Recorder(ptree, B, N, A, K, S, rho=0.25, lam=0.8, discount=discount, pb_c_init=c_init,
-                   pb_c_base=c_base, value_delta_min=delta)
-    rec.prepare(rng.normal(size=B).astype(np.float32), softmax(rng, (B, N, A)))
+    rec, (c_init, c_base, delta, discount) = _puct_recorder(ptree, rng, B, N, A, K, S)
     checked = 0
     for _ in range(S):
         values = rec.trees.node_values()
         lo, hi = rec.trees.advantage_bounds()
         sizes = [_subtree_sizes(parent) for parent in rec.parent]
-        parents, _ = rec.step(rng.normal(size=B).astype(np.float32), rng.normal(size=B).astype(np.float32),
-                              softmax(rng, (B, N, A)))
+        parents, _ = rec.random_step(rng)
         for b in range(B):
             tree = rec.trees._trees[b]
             path = [len(rec.parent[b]) - 1]  # the new leaf, then its ancestors
