@@ -80,13 +80,13 @@ def main():
           f"S {args.num_simulations}, K_s {args.sampled_actions}, reanalyse_ratio {args.reanalyse_ratio}")
     cpu_total = 0.0
     for i in range(cli.updates):
-        learner.reanalyse_seconds = 0.0
+        search = learner.time_spent()["reanalyse_search"]
         cpu, wall = time.thread_time(), time.perf_counter()
         learner.train(replay, t_env=0)
         cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+        search = learner.time_spent()["reanalyse_search"] - search
         cpu_total += cpu
-        print(f"update {i + 1}: {cpu:.2f} s CPU, {wall:.2f} s wall, of which reanalysis search "
-              f"{learner.reanalyse_seconds:.2f} s wall")
+        print(f"update {i + 1}: {cpu:.2f} s CPU, {wall:.2f} s wall, of which reanalysis search {search:.2f} s wall")
     per_update = cpu_total / cli.updates
     updates = args.updates_per_env_step * args.t_max
     print(f"mean {per_update:.2f} s CPU per update; {updates:.0f} updates (updates_per_env_step "
