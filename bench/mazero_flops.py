@@ -37,7 +37,7 @@ from learners.mazero_learner import MAZeroLearner  # noqa: E402
 from mazero_search import MAPS, build_model, measure, official_args, root_inputs, timer_bias  # noqa: E402
 from mazero_update_cost import NullLogger, build_args, filled_replay  # noqa: E402
 from mcts import ctree  # noqa: E402
-from modules.agents.mazero_agent import MAZeroAgent  # noqa: E402
+from modules.mazero.model import MAZeroModel  # noqa: E402
 
 PEAK_SHAPES = ((4608, 128, 128), (1024, 1024, 1024))  # (m, k, n) of the peak torch.mm
 REANALYSIS_ROOTS = 256 * 6  # official batch 256 x (unroll K = 5 + 1) positions
@@ -101,7 +101,7 @@ def update_case(map_name):
     input_dim = obs_dim + (n_actions if args.obs_last_action else 0) + (n_agents if args.obs_agent_id else 0)
     torch.manual_seed(0)
     replay = filled_replay(args, input_dim, max(1000, 4 * args.batch_size))
-    model = MAZeroAgent(input_dim, args).eval()
+    model = MAZeroModel(input_dim, args).eval()
     learner = MAZeroLearner(types.SimpleNamespace(agent=model), None, NullLogger(), args)
     return lambda: learner.train(replay, t_env=0)
 

@@ -1,6 +1,6 @@
 """Search cost of MAZero's batched MCTS: simulations per second and where the time goes.
 
-Runs the real driver (`mcts.search.MCTSSearch.run`) with the real model (`MAZeroAgent`, official sizes read from
+Runs the real driver (`mcts.search.MCTSSearch.run`) with the real model (`MAZeroModel`, official sizes read from
 src/config/algs/mazero.yaml) on 3m-, 8m- and 27m_vs_30m-sized problems (SMAC agent, action and observation counts)
 and splits each search, from the outside, into
   network  time inside the model's initial_inference + recurrent_inference,
@@ -12,10 +12,8 @@ The model's and the tree's methods are wrapped with timers; the driver's code is
 intervals are CPU time of the searching thread (the machine is shared); uninstrumented searches alternate with the
 instrumented ones, and the timers' own cost (measured on a no-op) is subtracted.
 
-For the B = 32 cases (`--glue-profile` to choose) it then replays the last measured search with the driver's loop
-re-typed statement for statement and a CPU timer after every statement (the replay must reproduce the driver's
-root statistics bit for bit, and says so), next to a replay with a cheaper post-processing of the network outputs;
-and it times the communication transformer as an nn.TransformerEncoder module against its fused kernels.
+For the B = 32 cases it then times the communication transformer as an nn.TransformerEncoder module against its
+fused kernels.
 
     nice -n 10 python bench/mazero_search.py                  # full table: S = 100, K_s = 10 (20-30 min when loaded)
     python bench/mazero_search.py --quick                      # smoke mode: under a minute
@@ -29,7 +27,6 @@ import statistics
 import subprocess
 import sys
 import time
-import types
 from collections import defaultdict
 
 # One compute thread everywhere: torch intra-op, OpenMP, BLAS (set before torch and numpy load their runtimes).
@@ -40,12 +37,11 @@ sys.path.insert(0, os.path.join(ROOT, "src"))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import yaml  # noqa: E402
 
+from config_loader import config_args  # noqa: E402
 from mcts import ctree, ptree  # noqa: E402
 from mcts.search import MCTSSearch  # noqa: E402
-from modules.agents.mazero_agent import MAZeroAgent  # noqa: E402
-from utils.value_transform import SQUASH_EPS, logits_to_scalar  # noqa: E402
+from modules.mazero.model import MAZeroModel  # noqa: E402
 
 # map -> (n_agents, n_actions, SMAC observation size). The model input adds the one-hot last action and agent id,
 # as the mazero controller builds it (obs_last_action, obs_agent_id of the config).
@@ -57,11 +53,8 @@ READOUT_CALLS = ("root_values", "root_children")
 
 # --- set-up ----------------------------------------------------------------------------------------------------
 def alg_args(config="mazero", **updates):
-    """src/config/algs/<config>.yaml as an args namespace, with `updates` applied."""
-    with open(os.path.join(ROOT, "src", "config", "algs", f"{config}.yaml")) as f:
-        cfg = yaml.safe_load(f)
-    cfg.update(updates)
-    return types.SimpleNamespace(**cfg)
+    """src/config/algs/<config>.yaml merged as main.py merges it (default < envs/smax.yaml < alg), with `updates`."""
+    return config_args(config, "smax", **updates)
 
 
 def official_args(n_agents, n_actions, simulations, sampled_actions):
@@ -79,7 +72,7 @@ def build_model(args, obs_dim, seed):
     torch.manual_seed(seed)
     input_shape = obs_dim + (args.n_actions if args.obs_last_action else 0) \
         + (args.n_agents if args.obs_agent_id else 0)
-    model = MAZeroAgent(input_shape, args).eval()
+    model = MAZeroModel(input_shape, args).eval()
     for head in (model.reward_head, model.value_head, model.policy_head):
         out = head.net[-1]
         torch.nn.init.normal_(out.weight, std=out.in_features ** -0.5)
@@ -207,126 +200,6 @@ def measure(model, tree_cls, args, inputs, legal, min_time, min_searches, max_se
     return med
 
 
-# --- glue profile ------------------------------------------------------------------------------------------------
-class Laps:
-    """CPU time between consecutive `lap(label)` calls, summed per label; each lap's own timer cost (`cost`) is
-    subtracted."""
-
-    def __init__(self, cost):
-        self.cost = cost
-        self.seconds = defaultdict(float)
-        self.last = cpu_time()
-
-    def lap(self, label):
-        now = cpu_time()
-        self.seconds[label] += now - self.last - self.cost
-        self.last = now
-
-
-def lap_cost(reps=20000):
-    laps = Laps(0.0)
-    for _ in range(reps):
-        laps.lap("x")
-    return laps.seconds["x"] / reps
-
-
-def logits_to_scalars_numpy(logits, support):
-    """utils.value_transform.logits_to_scalar in numpy float32 for rows of logits: softmax expectation over the
-    support, then h^-1 (same closed form)."""
-    z = np.exp(logits - logits.max(-1, keepdims=True))
-    y = (z @ support) / z.sum(-1)
-    c = np.abs(y) + 1.0 + SQUASH_EPS
-    root = 2.0 * c / (np.sqrt(1.0 + 4.0 * SQUASH_EPS * c) + 1.0)
-    return np.sign(y) * (root * root - 1.0)
-
-
-@torch.no_grad()
-def replayed_search(model, args, inputs, legal, tree_cls, tree_args, tree_kwargs, noise, pool, laps, proposed):
-    """MCTSSearch.run of search.py re-typed statement for statement (proposed=False), with a lap timer after every
-    statement, replaying a recorded search (same tree seed, same root noise: the driver's Dirichlet draw is timed
-    but the recorded noise is used). proposed=True swaps in a cheaper post-processing of the network's value and
-    reward logits: concatenated and turned into scalars in one numpy pass (the cheapest of the variants tried in
-    context, see docs/mazero_search_bench.md). Returns (root_values, root_children)."""
-    V, R = args.value_support_size, args.reward_support_size
-    legal = torch.as_tensor(legal).bool()
-    B, N, A = legal.shape
-    if not bool(legal.any(-1).all()):
-        raise ValueError("every agent needs at least one legal action at the root")
-    laps.lap("root: glue")
-    latent, value_logits, policy_logits = model.initial_inference(inputs)
-    laps.lap("network")
-    pred_values = logits_to_scalar(value_logits, V).float().numpy()
-    probs = torch.softmax(policy_logits, dim=-1).float().numpy()
-    np.random.default_rng(0).dirichlet(np.full(A, args.root_dirichlet_alpha), size=(B, N)).astype(np.float32)
-    root_args = (pred_values.astype(np.float32), probs, legal.numpy(), noise, args.root_exploration_fraction)
-    laps.lap("root: glue")
-    trees = tree_cls(*tree_args, **tree_kwargs)
-    laps.lap("tree: construction + read-outs")
-    trees.prepare(*root_args)
-    laps.lap("tree: prepare")
-    pool[0] = latent
-    batch_index = torch.arange(B)
-    support = np.arange(-V, V + 1, dtype=np.float32)
-    laps.lap("root: glue")
-    for sim in range(args.num_simulations):
-        parent_index, actions = trees.select()
-        laps.lap("tree: select")
-        index = torch.from_numpy(np.asarray(parent_index, dtype=np.int64))
-        laps.lap("parent index -> int64 tensor")
-        parents = pool[index, batch_index]
-        laps.lap("gather parents")
-        actions = torch.from_numpy(np.asarray(actions, dtype=np.int64))
-        laps.lap("actions -> int64 tensor")
-        next_latent, reward_logits, value_logits, leaf_logits = model.recurrent_inference(parents, actions)
-        laps.lap("network")
-        pool[sim + 1] = next_latent
-        laps.lap("write pool[sim+1]")
-        if proposed and V == R:
-            scalars = logits_to_scalars_numpy(torch.cat([value_logits, reward_logits]).numpy(), support)
-            values, rewards = scalars[:B], scalars[B:]
-            laps.lap("value + reward -> scalars")
-        else:
-            values = logits_to_scalar(value_logits, V).float().numpy()
-            laps.lap("value + reward -> scalars")
-            rewards = logits_to_scalar(reward_logits, R).float().numpy()
-            laps.lap("value + reward -> scalars")
-        leaf_probs = torch.softmax(leaf_logits, dim=-1).float().numpy()
-        laps.lap("leaf softmax -> numpy")
-        trees.expand(values, rewards, leaf_probs)
-        laps.lap("tree: expand")
-    root_values, children = trees.root_values(), trees.root_children()
-    laps.lap("tree: construction + read-outs")
-    return root_values, children
-
-
-def glue_profile(model, args, inputs, legal, tree_cls, med, rounds):
-    """Replays the last measured search `rounds` times with the driver's glue and with the proposed glue, in turn.
-
-    Returns ({label: median CPU seconds per search} for driver and proposed, whether the driver-glue replay gave the
-    driver's root statistics bit for bit, whether the proposed glue did too).
-    """
-    tree_args, tree_kwargs = med["clock"].last["build"]
-    noise = med["clock"].last["prepare"][0][3]
-    latent_dim = model.latent_dim
-    pool = torch.empty(args.num_simulations + 1, inputs.shape[0], args.n_agents, latent_dim)
-    cost = lap_cost()
-    times = {False: [], True: []}
-    same = {}
-    for _ in range(rounds + 1):  # the first round warms up
-        for proposed in (False, True):
-            laps = Laps(cost)
-            values, children = replayed_search(model, args, inputs, legal, tree_cls, tree_args, tree_kwargs, noise,
-                                               pool, laps, proposed)
-            times[proposed].append(dict(laps.seconds))
-            same[proposed] = (np.array_equal(np.asarray(values, dtype=np.float32), med["result"].root_values)
-                              and np.array_equal(np.asarray(children["visits"], dtype=np.float32),
-                                                 med["result"].visits)
-                              and np.array_equal(np.asarray(children["actions"], dtype=np.int64),
-                                                 med["result"].actions))
-    medians = {p: {k: statistics.median(t[k] for t in ts[1:]) for k in ts[0]} for p, ts in times.items()}
-    return medians[False], medians[True], same[False], same[True]
-
-
 # --- network call overhead ------------------------------------------------------------------------------------------
 def time_op(fn, min_time):
     """Median CPU seconds of one call of fn over 5 rounds of together about min_time."""
@@ -389,33 +262,6 @@ def table_row(name, N, A, B, tree_name, med, S):
             f"| {med['glue'] * per_sim:.2f} | {med['total'] / med['plain']:.3f} |")
 
 
-def print_glue(name, B, S, med, driver, proposed, same_driver, same_proposed):
-    tree_labels = [k for k in driver if k.startswith("tree")]
-    glue_labels = [k for k in driver if k != "network" and k not in tree_labels]
-    totals = {p: sum(t.values()) for p, t in (("driver", driver), ("proposed", proposed))}
-    print(f"\nGlue profile, {name}, B = {B}: replays of the last measured search (driver's loop re-typed with a CPU "
-          f"timer after each statement; medians). Replay with the driver's glue reproduces the driver's root "
-          f"statistics: {'yes' if same_driver else 'NO'}; with the proposed glue: "
-          f"{'yes' if same_proposed else 'no (float32 rounding of the transform differs; paths may diverge)'}.")
-    print(f"Instrumented driver (table above): glue {med['share']['glue']:.1%}, tree {med['share']['tree']:.1%} "
-          f"+ {med['share']['tree_other']:.1%}.")
-    print("| statement | driver: µs per simulation | driver: share of search | proposed: µs per simulation "
-          "| proposed: share of search |")
-    print("|---|---|---|---|---|")
-
-    def row(label, d, p):
-        print(f"| {label} | {d * 1e6 / S:.1f} | {d / totals['driver']:.1%} | {p * 1e6 / S:.1f} "
-              f"| {p / totals['proposed']:.1%} |")
-    for label in glue_labels:
-        row(label, driver[label], proposed.get(label, 0.0))
-    row("**glue total**", sum(driver[k] for k in glue_labels), sum(proposed.get(k, 0.0) for k in glue_labels))
-    for label in tree_labels:
-        row(label, driver[label], proposed[label])
-    row("**tree + glue**", totals["driver"] - driver["network"], totals["proposed"] - proposed["network"])
-    row("network", driver["network"], proposed["network"])
-    row("**search**", totals["driver"], totals["proposed"])
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true",
@@ -424,8 +270,6 @@ def main():
     parser.add_argument("--sampled-actions", type=int, default=10, help="K_s (default 10, official)")
     parser.add_argument("--maps", nargs="+", choices=sorted(MAPS), default=None)
     parser.add_argument("--batches", nargs="+", type=int, default=None)
-    parser.add_argument("--glue-profile", nargs="*", type=int, default=None, metavar="B",
-                        help="batch sizes to profile the glue of (default: 32; give no value for none)")
     parser.add_argument("--compare-ptree", action="store_true",
                         help="also run 3m at B = 8 with the pure-Python tree (mcts.ptree) next to the compiled one")
     parser.add_argument("--min-time", type=float, default=None,
@@ -439,10 +283,9 @@ def main():
     K = args_cli.sampled_actions
     maps = args_cli.maps or (["3m", "8m"] if args_cli.quick else list(MAPS))
     batches = args_cli.batches or ([8, 32] if args_cli.quick else list(BATCHES))
-    profiled = [32] if args_cli.glue_profile is None else args_cli.glue_profile
+    profiled = [32]  # batch size whose transformer call overhead is measured
     min_time = args_cli.min_time if args_cli.min_time is not None else (0.0 if args_cli.quick else 3.0)
     min_searches, max_searches = (1, 1) if args_cli.quick else (3, 9)
-    glue_rounds = 1 if args_cli.quick else 5
 
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
@@ -471,15 +314,12 @@ def main():
         if args_cli.compare_ptree and name == "3m" and B == 8:
             compared[tree_name] = med
         if B in profiled and tree_name == "ctree" and (name, B) not in [(p[0], p[1]) for p in profiles]:
-            profiles.append((name, B, med, glue_profile(model, args, inputs, legal, tree_cls, med, glue_rounds),
-                             encoder_overhead(model, args, B, np.random.default_rng(1))))
+            profiles.append((name, B, encoder_overhead(model, args, B, np.random.default_rng(1))))
     if len(compared) == 2:
         c, p = compared["ctree"], compared["ptree"]
         print(f"\nptree vs ctree, 3m, B = 8: tree (sel+exp+prep) {p['tree'] / c['tree']:.1f}x the CPU time, "
               f"search {p['total'] / c['total']:.2f}x, sims/CPU-s {c['total'] / p['total']:.2f}x")
-    for name, B, med, (driver, proposed, same_driver, same_proposed), _ in profiles:
-        print_glue(name, B, S, med, driver, proposed, same_driver, same_proposed)
-    overheads = [(name, B, o) for name, B, _, _, o in profiles if o is not None]
+    overheads = [(name, B, o) for name, B, o in profiles if o is not None]
     if overheads:
         print("\nNetwork call overhead (CPU µs per call): the communication transformer as nn.TransformerEncoder vs "
               "its fused kernels called directly")

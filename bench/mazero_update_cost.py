@@ -26,8 +26,9 @@ import yaml  # noqa: E402
 
 from components.mazero_replay import MAZeroReplayBuffer  # noqa: E402
 from learners.mazero_learner import MAZeroLearner  # noqa: E402
+from mcts.search import SearchStats  # noqa: E402
 from mazero_search import MAPS, alg_args  # noqa: E402  (the search bench's map table and config loader)
-from modules.agents.mazero_agent import MAZeroAgent  # noqa: E402
+from modules.mazero.model import MAZeroModel  # noqa: E402
 EPISODE_LENGTH = 25  # about a 3m battle
 
 
@@ -53,10 +54,8 @@ def filled_replay(args, input_dim, transitions):
     for _ in range(max(1, transitions // T)):
         replay.add_episode(torch.randn(T + 1, N, input_dim), torch.randint(0, A, (T, N)),
                            torch.ones(T + 1, N, A, dtype=torch.bool), torch.rand(T), True,
-                           {"search_actions": torch.randint(0, A, (T, K, N)),
-                            "search_visits": torch.rand(T, K),
-                            "search_qvalues": torch.randn(T, K),
-                            "search_pred_value": torch.randn(T)})
+                           SearchStats(joint_actions=torch.randint(0, A, (T, K, N)), visits=torch.rand(T, K),
+                                       q_values=torch.randn(T, K), network_value=torch.randn(T)))
     return replay
 
 
@@ -73,7 +72,7 @@ def main():
     args = build_args(cli.config, n_agents, n_actions, cli.overrides)
     input_dim = obs_dim + (n_actions if args.obs_last_action else 0) + (n_agents if args.obs_agent_id else 0)
     replay = filled_replay(args, input_dim, max(1000, 4 * args.batch_size))
-    model = MAZeroAgent(input_dim, args).eval()
+    model = MAZeroModel(input_dim, args).eval()
     learner = MAZeroLearner(types.SimpleNamespace(agent=model), None, NullLogger(), args)
     learner.train(replay, t_env=0)  # warm-up: allocator, search pools, lazy imports
 
@@ -81,13 +80,13 @@ def main():
           f"S {args.num_simulations}, K_s {args.sampled_actions}, reanalyse_ratio {args.reanalyse_ratio}")
     cpu_total = 0.0
     for i in range(cli.updates):
-        learner.reanalyse_seconds = 0.0
+        search = learner.time_spent()["reanalyse_search"]
         cpu, wall = time.thread_time(), time.perf_counter()
         learner.train(replay, t_env=0)
         cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
+        search = learner.time_spent()["reanalyse_search"] - search
         cpu_total += cpu
-        print(f"update {i + 1}: {cpu:.2f} s CPU, {wall:.2f} s wall, of which reanalysis search "
-              f"{learner.reanalyse_seconds:.2f} s wall")
+        print(f"update {i + 1}: {cpu:.2f} s CPU, {wall:.2f} s wall, of which reanalysis search {search:.2f} s wall")
     per_update = cpu_total / cli.updates
     updates = args.updates_per_env_step * args.t_max
     print(f"mean {per_update:.2f} s CPU per update; {updates:.0f} updates (updates_per_env_step "

@@ -10,18 +10,15 @@ from components.mazero_replay import MAZeroReplayBuffer
 from controllers.mazero_controller import MAZeroMAC
 from harness_helpers import load_json, run_main, sacred_runs
 from learners.mazero_learner import MAZeroLearner
-from mazero_args import mazero_args
+from mazero_args import SMALL, mazero_args
 from mcts import ptree
-from mcts.search import MCTSSearch
+from mcts.search import MCTSSearch, SearchStats
 from modules.agents import REGISTRY as agent_REGISTRY
-from modules.agents.mazero_actions import JointActions
-from modules.agents.mazero_agent import AgentLinear, MAZeroAgent
-from modules.agents.mazero_flat_agent import MAX_JOINT_ACTIONS, FlatMuZeroAgent
+from modules.mazero.action_space import JointActions
+from modules.mazero.model import AgentLinear, MAZeroModel
+from modules.mazero.flat_model import MAX_JOINT_ACTIONS, FlatMuZeroModel
 
 torch.set_num_threads(1)
-
-SMALL = dict(latent_dim=16, representation_hidden=[16], dynamics_hidden=[16], head_hidden=[8], attention_heads=2,
-             attention_ff_dim=16, projection_hidden=16, projection_dim=16, predictor_hidden=8)
 
 
 def _n_params(module):
@@ -78,7 +75,7 @@ def _brute_force_mean_backup(log, b, gamma):
 
 def _search_model(args, D):
     torch.manual_seed(1)
-    model = MAZeroAgent(D, args).eval()
+    model = MAZeroModel(D, args).eval()
     with torch.no_grad():  # non-zero heads: values, rewards and priors differ between nodes
         for head in (model.value_head, model.reward_head, model.policy_head):
             head.net[-1].weight.normal_(0, 0.5)
@@ -108,8 +105,8 @@ def test_use_os_lambda_false_search_backs_up_the_plain_mean():
             assert matches == (not use_os_lambda), (use_os_lambda, b)
             if not use_os_lambda:
                 for k in range(result.num_children[b]):
-                    action = tuple(result.actions[b, k])
-                    assert result.q_values[b, k] == pytest.approx(expected_q[action], abs=1e-5)
+                    action = tuple(result.stats.joint_actions[b, k].tolist())
+                    assert float(result.stats.q_values[b, k]) == pytest.approx(expected_q[action], abs=1e-5)
     # same inputs, same seed: the OS(lambda) backup gives other root values
     assert not np.allclose(root_values[False], root_values[True], atol=1e-4)
 
@@ -127,10 +124,10 @@ def _buffer(args, obs_dim, qvalue_seed):
                         torch.randint(0, args.n_actions, (T, args.n_agents), generator=g),
                         torch.ones(T + 1, args.n_agents, args.n_actions, dtype=torch.bool),
                         torch.rand(T, generator=g), e % 2 == 0,
-                        {"search_actions": search_actions,
-                         "search_visits": torch.rand(T, args.sampled_actions, generator=g) * 5,
-                         "search_qvalues": torch.randn(T, args.sampled_actions, generator=q) * 3,
-                         "search_pred_value": torch.zeros(T)})
+                        SearchStats(joint_actions=search_actions,
+                                    visits=torch.rand(T, args.sampled_actions, generator=g) * 5,
+                                    q_values=torch.randn(T, args.sampled_actions, generator=q) * 3,
+                                    network_value=torch.zeros(T)))
     rows = np.array([0, 2, 7, 10, 15])
     buf.sample = lambda batch_size, beta: (rows, torch.ones(len(rows)))  # a fixed batch
     return buf
@@ -149,7 +146,7 @@ def _one_update(policy_loss, qvalue_seed):
                        learner_log_interval=0, attention_dropout=0.0, **SMALL)
     buf = _buffer(args, 5, qvalue_seed)
     torch.manual_seed(0)
-    model = MAZeroAgent(5, args).eval()
+    model = MAZeroModel(5, args).eval()
     before = copy.deepcopy(model)
     learner = MAZeroLearner(SimpleNamespace(agent=model), None, Logger(), args)
     learner.train(buf, t_env=0)
@@ -167,7 +164,7 @@ def _hand_bc_policy_loss(args, buf, model):
         for k in range(K + 1):
             if k > 0:
                 latent, _, _, logits = model.recurrent_inference(latent, buf.actions[window[:, k - 1]])
-            actions, visits = buf.search_actions[window[:, k]], buf.search_visits[window[:, k]]
+            actions, visits = buf.search.joint_actions[window[:, k]], buf.search.visits[window[:, k]]
             omega = visits / visits.sum(-1, keepdim=True)
             log_p = torch.log_softmax(logits, -1)  # [B, N, A]
             for b in range(len(rows)):
@@ -201,7 +198,7 @@ def test_use_communication_false_dynamics_sees_only_its_own_agent_and_has_no_tra
     N, A, D = 3, 4, 6
     counts = {}
     for use_communication in (True, False):
-        model = MAZeroAgent(D, mazero_args(N, A, use_communication=use_communication, **SMALL)).eval()
+        model = MAZeroModel(D, mazero_args(N, A, use_communication=use_communication, **SMALL)).eval()
         latent = model.represent(torch.randn(2, N, D))
         actions = torch.tensor([[0, 1, 2], [3, 2, 1]])
         other_latent = latent.clone()
@@ -219,7 +216,7 @@ def test_use_communication_false_dynamics_sees_only_its_own_agent_and_has_no_tra
         assert any(name.startswith("communication.") for name in names) == use_communication
         counts[use_communication] = _n_params(model)
     # exactly the transformer's parameters (and the H extra dynamics inputs e^i) are gone
-    with_comm = MAZeroAgent(D, mazero_args(N, A, use_communication=True, **SMALL))
+    with_comm = MAZeroModel(D, mazero_args(N, A, use_communication=True, **SMALL))
     H, first_hidden = SMALL["latent_dim"], SMALL["dynamics_hidden"][0]
     assert counts[True] - counts[False] == _n_params(with_comm.communication) + H * first_hidden
 
@@ -228,7 +225,7 @@ def test_use_communication_false_dynamics_sees_only_its_own_agent_and_has_no_tra
 def test_share_parameters_false_gives_each_agent_its_own_weights():
     N, A, D = 3, 4, 6
     torch.manual_seed(0)
-    model = MAZeroAgent(D, mazero_args(N, A, share_parameters=False, use_communication=False, **SMALL)).eval()
+    model = MAZeroModel(D, mazero_args(N, A, share_parameters=False, use_communication=False, **SMALL)).eval()
     with torch.no_grad():
         model.policy_head.net[-1].weight.normal_()  # non-zero policy output
     obs = torch.randn(2, N, D)
@@ -262,8 +259,8 @@ def test_share_parameters_false_gives_each_agent_its_own_weights():
 def test_share_parameters_false_scales_local_parameters_with_n_agents():
     A, D = 4, 6
     for N in (2, 3, 5):
-        shared = MAZeroAgent(D, mazero_args(N, A, share_parameters=True, **SMALL))
-        separate = MAZeroAgent(D, mazero_args(N, A, share_parameters=False, **SMALL))
+        shared = MAZeroModel(D, mazero_args(N, A, share_parameters=True, **SMALL))
+        separate = MAZeroModel(D, mazero_args(N, A, share_parameters=False, **SMALL))
         for name in ("feature_norm", "representation", "dynamics_net", "policy_head"):
             assert _n_params(getattr(separate, name)) == N * _n_params(getattr(shared, name)), (N, name)
         for name in ("communication", "reward_head", "value_head", "projection", "projection_predictor"):
@@ -271,7 +268,7 @@ def test_share_parameters_false_scales_local_parameters_with_n_agents():
         assert not any(isinstance(m, AgentLinear) for m in shared.modules())
 
 
-# --- model: flat ----------------------------------------------------------------------------------------------------
+# --- agent: mazero_flat ----------------------------------------------------------------------------------------------------
 def test_joint_action_space_round_trip_and_legal_product():
     space = JointActions(3, 4)
     every = torch.cartesian_prod(torch.arange(4), torch.arange(4), torch.arange(4))  # lexicographic, agent 0 first
@@ -291,9 +288,9 @@ def test_joint_action_space_round_trip_and_legal_product():
 
 def test_flat_model_is_one_agent_over_joint_actions_without_per_agent_modules():
     N, A, D = 2, 3, 5
-    args = mazero_args(N, A, model="flat", share_parameters=False, **SMALL)
-    model = agent_REGISTRY["mazero"](D, args)
-    assert isinstance(model, FlatMuZeroAgent)
+    args = mazero_args(N, A, agent="mazero_flat", share_parameters=False, **SMALL)
+    model = agent_REGISTRY["mazero_flat"](D, args)
+    assert isinstance(model, FlatMuZeroModel)
     assert not any(isinstance(m, (AgentLinear, torch.nn.TransformerEncoder)) for m in model.modules())
     assert not hasattr(model.core, "communication")
     assert model.core.representation.net[0].in_features == N * D  # one representation of the joint observation
@@ -307,17 +304,17 @@ def test_flat_model_is_one_agent_over_joint_actions_without_per_agent_modules():
 
 def test_flat_model_refuses_a_too_large_joint_action_space():
     with pytest.raises(ValueError, match=r"14 \*\* 8 = 1475789056 joint actions \(limit 4096\)"):
-        FlatMuZeroAgent(10, mazero_args(8, 14, model="flat", **SMALL))
+        FlatMuZeroModel(10, mazero_args(8, 14, agent="mazero_flat", **SMALL))
     assert 9 ** 3 <= MAX_JOINT_ACTIONS  # SMAX / SMAC 3m fits
 
 
 def test_flat_search_and_controller_act_with_legal_per_agent_actions():
     N, A, OBS, B = 2, 3, 4, 6
-    args = mazero_args(N, A, model="flat", num_simulations=10, sampled_actions=4, test_mcts=False, **SMALL)
+    args = mazero_args(N, A, agent="mazero_flat", num_simulations=10, sampled_actions=4, test_mcts=False, **SMALL)
     torch.manual_seed(0)
-    mac = MAZeroMAC({"obs": {"vshape": OBS}}, {"agents": N}, args)  # agent built by the registry from `model`
+    mac = MAZeroMAC({"obs": {"vshape": OBS}}, {"agents": N}, args)  # agent built by the registry from `agent`
     model = mac.agent
-    assert isinstance(model, FlatMuZeroAgent)
+    assert isinstance(model, FlatMuZeroModel)
     with torch.no_grad():
         model.core.policy_head.net[-1].weight.normal_()
     g = torch.Generator().manual_seed(1)
@@ -327,11 +324,11 @@ def test_flat_search_and_controller_act_with_legal_per_agent_actions():
              "avail_actions": legal[:, None].int()}
     inputs = mac.build_inputs(batch, 0)
     result = MCTSSearch(args, seed=0, tree_cls=ptree.SampledTrees).run(model, inputs, legal, add_noise=True)
-    assert result.actions.shape == (B, args.sampled_actions, N)  # stored per agent, as for MAZero
-    assert (result.visits.sum(1) == args.num_simulations).all()
+    assert result.stats.joint_actions.shape == (B, args.sampled_actions, N)  # stored per agent, as for MAZero
+    assert (result.stats.visits.sum(1) == args.num_simulations).all()
     for b in range(B):
         for k in range(result.num_children[b]):
-            assert all(legal[b, i, result.actions[b, k, i]] for i in range(N))
+            assert all(legal[b, i, result.stats.joint_actions[b, k, i]] for i in range(N))
     # test_mcts False: argmax of the joint policy over legal joint actions, returned per agent
     chosen = mac.select_actions(batch, 0, 0, test_mode=True)
     with torch.no_grad():
@@ -346,7 +343,7 @@ TINY = ["runner=episode", "batch_size_run=1", "t_max=80", "batch_size=8", "num_s
         "reanalyse_ratio=0.5", "test_interval=40", "test_nepisode=2", "log_interval=40", "learner_log_interval=0",
         "runner_log_interval=40", "latent_dim=16", "representation_hidden=[16]", "dynamics_hidden=[16]",
         "attention_heads=2", "attention_ff_dim=16", "projection_hidden=16", "projection_dim=16",
-        "predictor_hidden=8", "model=flat"]
+        "predictor_hidden=8", "agent=mazero_flat"]
 
 
 def test_flat_model_trains_end_to_end_on_the_matrix_game(tmp_path):
@@ -357,4 +354,4 @@ def test_flat_model_trains_end_to_end_on_the_matrix_game(tmp_path):
     assert info["updates"][-1] >= 20  # 0.5 updates per env step once 8 transitions are stored
     for key in ("loss", "policy_loss", "value_loss", "test_return_mean"):
         assert all(np.isfinite(v) for v in info[key]), key
-    assert load_json(run_dir, "config.json")["model"] == "flat"
+    assert load_json(run_dir, "config.json")["agent"] == "mazero_flat"

@@ -1,6 +1,7 @@
 import os
 import re
 
+import pytest
 import yaml
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "src", "config")
@@ -47,7 +48,7 @@ def test_official_values():
                                                                                                         0.5)
     assert (c["reward_loss_coef"], c["value_loss_coef"], c["policy_loss_coef"], c["consistency_loss_coef"]) == (
         1.0, 0.25, 1.0, 2.0)
-    assert (c["per_alpha"], c["per_beta"], c["reanalyse_ratio"], c["gamma"]) == (0.6, 0.4, 1.0, 0.99)
+    assert (c["per_alpha"], c["per_beta_start"], c["reanalyse_ratio"], c["gamma"]) == (0.6, 0.4, 1.0, 0.99)
 
 
 def test_every_key_is_commented_and_read_by_the_code():
@@ -64,3 +65,12 @@ def test_every_key_is_commented_and_read_by_the_code():
         key = line.split(":")[0]
         assert "#" in line, f"{key} has no comment"
         assert re.search(rf"(args\.{key}\b|[\"']{key}[\"'])", code), f"{key} is not read by any code in src/"
+
+
+def test_an_old_config_with_the_model_key_says_what_to_write_instead():
+    from run.common import args_sanity_check
+
+    with pytest.raises(ValueError, match=r"instead of `model: flat` write `agent: mazero_flat`"):
+        args_sanity_check({"model": "flat", "agent": "mazero"}, log=None)
+    with pytest.raises(ValueError, match=r"instead of `model: mazero` write `agent: mazero`"):
+        args_sanity_check({"model": "mazero", "agent": "mazero"}, log=None)

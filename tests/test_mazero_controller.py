@@ -4,7 +4,7 @@ import torch
 from controllers.mazero_controller import MAZeroMAC
 from mazero_args import mazero_args
 from mcts import ptree
-from mcts.search import MCTSSearch
+from mcts.search import MCTSSearch, SearchResult, SearchStats
 
 torch.set_num_threads(1)
 
@@ -44,7 +44,7 @@ def test_inputs_carry_last_action_and_agent_id():
 
 def test_training_step_samples_a_searched_legal_joint_action_and_returns_statistics():
     mac = _mac()
-    mac.training_started = True  # sample from the root visit counts
+    mac.set_training_started(True)  # sample from the root visit counts
     batch = _batch()
     bs = [0, 2, 3]
     actions, extras = mac.select_actions(batch, 2, t_env=0, bs=bs, test_mode=False)
@@ -52,11 +52,11 @@ def test_training_step_samples_a_searched_legal_joint_action_and_returns_statist
     legal = batch["avail_actions"][bs, 2].bool()
     assert bool(legal.gather(2, actions.unsqueeze(-1)).all())
     K = mac.args.sampled_actions
-    assert extras["search_actions"].shape == (3, K, N)
-    assert extras["search_visits"].shape == (3, K)
-    assert extras["search_pred_value"].shape == (3, 1)
+    assert extras["joint_actions"].shape == (3, K, N)
+    assert extras["visits"].shape == (3, K)
+    assert extras["network_value"].shape == (3, 1)
     for b in range(3):  # the chosen joint action is one of the visited sampled children
-        visited = extras["search_actions"][b][extras["search_visits"][b] > 0]
+        visited = extras["joint_actions"][b][extras["visits"][b] > 0]
         assert any(torch.equal(actions[b], row) for row in visited)
     assert set(MAZeroMAC.extra_scheme(mac.args)) == set(extras)
     assert mac.search_seconds > 0
@@ -69,8 +69,9 @@ def test_before_training_the_action_is_uniform_among_the_sampled_joint_actions()
     sampled = np.full((1, K, N), -1, dtype=np.int64)
     sampled[0, :3] = [[0, 0, 0], [1, 0, 0], [2, 0, 0]]  # three sampled joint actions, one padding row
     visits = np.array([[6, 0, 0, 0]], dtype=np.int64)  # all visits on the first child
-    result = type("Result", (), {"actions": sampled, "visits": visits, "q_values": np.zeros((1, K)),
-                                 "pred_values": np.zeros(1)})()
+    stats = SearchStats(joint_actions=torch.from_numpy(sampled), visits=torch.from_numpy(visits).float(),
+                        q_values=torch.zeros(1, K), network_value=torch.zeros(1))
+    result = SearchResult(stats=stats, root_values=np.zeros(1), policy_logits=None, num_children=np.array([3]))
     mac.search.run = lambda *a, **k: result
     batch = _batch(B=1)
 
@@ -78,7 +79,7 @@ def test_before_training_the_action_is_uniform_among_the_sampled_joint_actions()
         return [int(mac.select_actions(batch, 0, t_env=0, test_mode=False)[0][0, 0]) for _ in range(n)]
 
     assert set(draws(60)) == {0, 1, 2}  # uniform over the sampled rows, padding never chosen
-    mac.training_started = True
+    mac.set_training_started(True)
     assert set(draws(20)) == {0}  # from the visit counts
 
 
@@ -104,5 +105,5 @@ def test_test_mode_with_mcts_takes_most_visited_child():
     # Repeating the noiseless search from the same tree seed reproduces it: compare with the argmax visits.
     mac.search = MCTSSearch(mac.args, seed=0, tree_cls=ptree.SampledTrees)
     result = mac.search.run(mac.agent, mac.build_inputs(batch, 1), batch["avail_actions"][:, 1].bool(), False)
-    best = result.actions[np.arange(4), result.visits.argmax(1)]
+    best = result.stats.joint_actions[np.arange(4), result.stats.visits.argmax(1)]
     assert np.array_equal(actions.numpy(), best)

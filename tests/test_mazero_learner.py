@@ -4,13 +4,17 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from components.mazero_replay import MAZeroReplayBuffer
 from mcts import ptree
-from learners.mazero_learner import (MAZeroLearner, bootstrap_offsets, joint_log_probs, n_step_value_targets,
-                                     off_policy_td_steps, policy_target_weights)
-from mazero_args import mazero_args
-from modules.agents.mazero_agent import MAZeroAgent
+from mcts.search import SearchStats
+from components.mazero_replay import bootstrap_offsets, off_policy_td_steps
+from learners.mazero_learner import (MAZeroLearner, joint_log_probs, n_step_value_targets, policy_target_weights,
+                                     reanalyse_policy_targets, value_targets)
+from mazero_args import SMALL, mazero_args
+from modules.mazero.model import MAZeroModel
+from utils.value_transform import logits_to_scalar
 
 torch.set_num_threads(1)
 
@@ -87,16 +91,22 @@ def _filled_buffer(args, obs_dim, episodes=4, T=6):
                         torch.randint(0, args.n_actions, (T, args.n_agents), generator=g),
                         torch.ones(T + 1, args.n_agents, args.n_actions, dtype=torch.bool),
                         torch.rand(T, generator=g), e % 2 == 0,
-                        {"search_actions": search_actions,
-                         "search_visits": torch.rand(T, args.sampled_actions, generator=g),
-                         "search_qvalues": torch.randn(T, args.sampled_actions, generator=g),
-                         "search_pred_value": torch.randn(T, generator=g)})
+                        SearchStats(joint_actions=search_actions,
+                                    visits=torch.rand(T, args.sampled_actions, generator=g),
+                                    q_values=torch.randn(T, args.sampled_actions, generator=g),
+                                    network_value=torch.randn(T, generator=g)))
     return buf
+
+
+def _batch_at(buf, rows, args):
+    """The MAZeroBatch of the start rows `rows` (a fixed sample, unit importance weights)."""
+    buf.sample = lambda batch_size, per_beta: (rows, torch.ones(len(rows)))
+    return buf.sample_batch(len(rows), 1.0, args.unroll_steps, args.td_steps)
 
 
 def _learner(args, obs_dim):
     torch.manual_seed(0)
-    model = MAZeroAgent(obs_dim, args).eval()
+    model = MAZeroModel(obs_dim, args).eval()
     return MAZeroLearner(SimpleNamespace(agent=model), None, RecordingLogger(), args)
 
 
@@ -105,13 +115,13 @@ def test_policy_targets_masked_past_episode_end():
     buf = _filled_buffer(args, 5)
     learner = _learner(args, 5)
     rows = np.array([4, 5])  # rows 4, 5 of episode 0 (T = 6): 2 and 1 steps left
-    window, before_end = buf.window(rows, args.unroll_steps + 1)
-    actions, omega, adv, mask = learner._policy_targets(buf, window, before_end)
+    targets = reanalyse_policy_targets(_batch_at(buf, rows, args), learner.target_model, learner.search, args)
+    omega, adv, mask = targets.omega, targets.advantages, targets.mask
     assert mask[0].any(-1).tolist() == [True, True, False, False, False, False]
     assert mask[1].any(-1).tolist() == [True, False, False, False, False, False]
     assert not mask[..., -1].any()  # padded child
     assert torch.allclose(omega.sum(-1)[mask.any(-1)], torch.ones(3))
-    assert torch.allclose(adv[0, 0], buf.search_qvalues[4] - buf.search_pred_value[4])
+    assert torch.allclose(adv[0, 0], buf.search.q_values[4] - buf.search.network_value[4])
 
 
 def test_target_network_lags_one_to_two_intervals():
@@ -156,9 +166,10 @@ def test_reanalysis_replaces_stored_targets_for_its_share_of_the_batch():
     learner = _learner(args, 5)
     learner.search.tree_cls = ptree.SampledTrees
     rows = np.array([0, 5, 7, 12])  # first two reanalysed; row 5 has one step left
-    window, before_end = buf.window(rows, args.unroll_steps + 1)
-    actions, omega, adv, mask = learner._policy_targets(buf, window, before_end)
-    visits = torch.stack([buf.search_visits[window[b]] for b in range(4)])
+    window, _ = buf.window(rows, args.unroll_steps + 1)
+    targets = reanalyse_policy_targets(_batch_at(buf, rows, args), learner.target_model, learner.search, args)
+    omega = targets.omega
+    visits = torch.stack([buf.search.visits[window[b]] for b in range(4)])
     # reanalysed roots: fresh visit counts summing to S; past the end and the other half: the stored statistics
     assert learner.search.num_searches == 1
     assert torch.equal(omega[0].sum(-1) > 0, torch.ones(6, dtype=torch.bool))
@@ -166,4 +177,175 @@ def test_reanalysis_replaces_stored_targets_for_its_share_of_the_batch():
     assert torch.allclose(omega[1, 1:], stored[1, 1:])
     assert torch.allclose(omega[2:], stored[2:])
     assert not torch.allclose(omega[0], stored[0])
-    assert learner.reanalyse_seconds > 0
+    assert targets.search_seconds > 0
+
+
+# --- one update, checked against computations written out here ------------------------------------------------------
+SMALL_NO_DROPOUT = dict(SMALL, attention_dropout=0.0)  # train-mode unrolls equal the hand computations
+ROWS = np.array([0, 3, 7, 12, 20])  # episode 0 (rows 0-6: T = 6) at t = 0 and t = 3; episode 1 at t = 0; ...
+
+
+def _small(**overrides):
+    settings = dict(sampled_actions=4, reanalyse_ratio=0.0, batch_size=len(ROWS), t_max=1000, unroll_steps=2,
+                    td_steps=3, gamma=0.9, use_off_policy_correction=False, learner_log_interval=0, **SMALL_NO_DROPOUT)
+    settings.update(overrides)
+    args = mazero_args(2, 3, **settings)
+    buf = _filled_buffer(args, 5)
+    learner = _learner(args, 5)
+    with torch.no_grad():  # a target network that differs from the online one
+        for p in learner.target_model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return args, buf, learner
+
+
+def _episode_rows(buf, row):
+    start, end = int(buf.episode_start[row]), int(buf.episode_end[row])
+    return start, end
+
+
+def test_reward_and_value_targets_align_with_the_unroll_steps():
+    args, buf, learner = _small()
+    batch = _batch_at(buf, ROWS, args)
+    K, n, gamma = args.unroll_steps, args.td_steps, args.gamma
+    with torch.no_grad():
+        z = value_targets(batch, learner.target_model, args)
+    for b, row in enumerate(ROWS):
+        _, end = _episode_rows(buf, row)
+        T_left = end - row  # transitions from t to the episode end
+        for j in range(K + n):  # reward fed to unroll step j + 1 is u_{t+j}, 0 past the end
+            expected = float(buf.rewards[row + j]) if j < T_left else 0.0
+            assert float(batch.rewards[b, j]) == expected
+        for k in range(K):  # action of unroll step k + 1 is a_{t+k}, 0 past the end
+            expected = buf.actions[row + k] if k < T_left else torch.zeros(2, dtype=torch.long)
+            assert torch.equal(batch.actions[b, k], expected)
+        for k in range(K + 1):  # z_{t+k} = sum_{j<h} gamma^j u_{t+k+j} + gamma^h v_target(o_{t+k+h}) by hand
+            if k >= T_left:
+                assert float(z[b, k]) == 0.0
+                continue
+            h = min(n, T_left - k)
+            value = sum(gamma ** j * float(buf.rewards[row + k + j]) for j in range(h))
+            if not (k + h == T_left and bool(buf.episode_terminated[row])):
+                with torch.no_grad():
+                    logits = learner.target_model.initial_inference(buf.inputs[row + k + h][None])[1]
+                value += gamma ** h * float(logits_to_scalar(logits, args.value_support_size))
+            assert float(z[b, k]) == pytest.approx(value, rel=1e-5, abs=1e-6), (b, k)
+
+
+def test_value_bootstraps_and_reanalysis_use_the_target_network(monkeypatch):
+    import learners.mazero_learner as module
+
+    args, buf, learner = _small(reanalyse_ratio=0.5)
+    buf.sample = lambda batch_size, per_beta: (ROWS, torch.ones(len(ROWS)))
+    seen = {}
+
+    def recording(name, function):
+        def wrapper(batch, model, *rest):
+            seen[name] = model
+            return function(batch, model, *rest)
+        return wrapper
+    monkeypatch.setattr(module, "value_targets", recording("value", module.value_targets))
+    monkeypatch.setattr(module, "reanalyse_policy_targets", recording("policy", module.reanalyse_policy_targets))
+    learner.train(buf, t_env=0)
+    assert seen["value"] is learner.target_model and seen["policy"] is learner.target_model
+    # and the two networks give different targets, so using the online one would show
+    batch = _batch_at(buf, ROWS, args)
+    with torch.no_grad():
+        assert not torch.allclose(value_targets(batch, learner.target_model, args),
+                                  value_targets(batch, learner.model, args))
+
+
+def _unroll(learner, batch, args):
+    with torch.no_grad():
+        targets = value_targets(batch, learner.target_model, args)
+        policy = reanalyse_policy_targets(batch, learner.target_model, learner.search, args)
+    return targets, policy, learner.unroll_losses(batch, targets, policy)
+
+
+def test_consistency_target_is_the_detached_online_representation_of_the_real_next_observations():
+    args, buf, learner = _small()
+    batch = _batch_at(buf, ROWS, args)
+    _, _, losses = _unroll(learner, batch, args)
+    model = learner.model
+    # by hand: unroll with the real actions; the target is project(represent(o_{t+k})) without the predictor
+    latent = model.initial_inference(batch.inputs[:, 0])[0]
+    expected = torch.zeros(len(ROWS))
+    for k in range(1, args.unroll_steps + 1):
+        latent = model.recurrent_inference(latent, batch.actions[:, k - 1])[0]
+        latent = latent * 0.5 + latent.detach() * 0.5
+        target = model.project(model.represent(batch.inputs[:, k]), with_predictor=False).detach()
+        expected = expected - F.cosine_similarity(model.project(latent, with_predictor=True), target, dim=-1)
+    assert torch.allclose(losses.consistency, expected, atol=1e-6)
+    grads = torch.autograd.grad(losses.consistency.sum(), list(model.parameters()), allow_unused=True)
+    hand = torch.autograd.grad(expected.sum(), list(model.parameters()), allow_unused=True)
+    for g, h in zip(grads, hand):
+        assert (g is None) == (h is None) and (g is None or torch.allclose(g, h, atol=1e-6))
+
+
+def test_loss_coefficients_the_1_over_K_scaling_and_the_importance_weights():
+    args, buf, learner = _small(reward_loss_coef=1.5, value_loss_coef=0.25, policy_loss_coef=0.7,
+                                consistency_loss_coef=2.0)
+    weights = torch.tensor([1.0, 0.5, 0.25, 0.8, 0.1])
+    buf.sample = lambda batch_size, per_beta: (ROWS, weights)
+    batch = buf.sample_batch(len(ROWS), 1.0, args.unroll_steps, args.td_steps)
+    _, _, losses = _unroll(learner, batch, args)
+    terms = [losses.reward, losses.value, losses.policy, losses.consistency]
+    per_sample = sum(c * t.detach().numpy() for c, t in zip((1.5, 0.25, 0.7, 2.0), terms))
+    expected = float(np.mean(weights.numpy() * per_sample)) / args.unroll_steps
+    learner.model.eval()
+    learner.train(buf, t_env=0)
+    logged = learner.logger.stats["loss"][-1][1] / args.unroll_steps  # the log multiplies the 1/K back
+    assert logged == pytest.approx(expected, rel=1e-5)
+
+
+def test_the_half_latent_gradient_scale_applies_after_each_dynamics_step_only(monkeypatch):
+    import learners.mazero_learner as module
+
+    args, buf, learner = _small(unroll_steps=1)
+    batch = _batch_at(buf, ROWS, args)
+    model = learner.model
+    gradients = {}
+    for scale in (0.5, 1.0):
+        monkeypatch.setattr(module, "scale_gradient", lambda tensor, _, s=scale: tensor * s + tensor.detach() * (1 - s))
+        _, _, losses = _unroll(learner, batch, args)
+        named = dict(model.named_parameters())
+        heads = (losses.reward + losses.value + losses.policy).sum()
+        gradients[scale] = {
+            "heads": torch.autograd.grad(heads, list(named.values()), allow_unused=True, retain_graph=True),
+            "consistency": dict(zip(named, torch.autograd.grad(losses.consistency.sum(), list(named.values()),
+                                                               allow_unused=True)))}
+    for g, h in zip(gradients[0.5]["heads"], gradients[1.0]["heads"]):  # step-1 heads read the latent before it
+        assert (g is None and h is None) or torch.equal(g, h)
+    with_scale, without = gradients[0.5]["consistency"], gradients[1.0]["consistency"]
+    for name in without:
+        if without[name] is None:
+            continue
+        if name.startswith(("representation", "dynamics_net", "communication", "feature_norm")):
+            assert torch.allclose(with_scale[name], 0.5 * without[name], atol=1e-7), name  # upstream of the scale
+        else:
+            assert torch.allclose(with_scale[name], without[name], atol=1e-7), name  # projection heads: after it
+
+
+def test_new_priorities_are_the_online_root_value_error():
+    args, buf, learner = _small()
+    buf.sample = lambda batch_size, per_beta: (ROWS, torch.ones(len(ROWS)))
+    batch = buf.sample_batch(len(ROWS), 1.0, args.unroll_steps, args.td_steps)
+    with torch.no_grad():
+        z0 = value_targets(batch, learner.target_model, args)[:, 0]
+        v0 = logits_to_scalar(learner.model.initial_inference(batch.inputs[:, 0])[1], args.value_support_size)
+    learner.train(buf, t_env=0)
+    expected = (v0 - z0).abs().numpy() + 1e-6
+    np.testing.assert_allclose(buf.priorities[ROWS], expected, rtol=1e-5)
+
+
+def test_per_beta_anneals_linearly_from_its_start_to_one():
+    args = mazero_args(2, 3, per_beta_start=0.4, t_max=1000, updates_per_env_step=0.5, **SMALL_NO_DROPOUT)
+    learner = _learner(args, 5)  # 500 updates in the run
+    for updates, beta in [(0, 0.4), (125, 0.55), (250, 0.7), (500, 1.0), (900, 1.0)]:
+        learner.update_count = updates
+        assert learner.per_beta() == pytest.approx(beta)
+    buf = _filled_buffer(args, 5)
+    betas = []
+    buf.sample = lambda batch_size, per_beta: (betas.append(per_beta), (ROWS, torch.ones(len(ROWS))))[1]
+    learner.update_count = 250
+    learner.train(buf, t_env=0)
+    assert betas == [pytest.approx(0.7)]

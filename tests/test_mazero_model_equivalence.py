@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mazero_args import mazero_args
-from modules.agents.mazero_agent import MAZeroAgent
+from modules.mazero.model import MAZeroModel
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 # name -> (input_shape, config overrides): 3m's agent, action and input counts with narrow layers (the official
@@ -47,7 +47,7 @@ def _modes(model_without_dropout, model):
 
 def _models(name, state_dict=None):
     input_shape, overrides = CASES[name]
-    models = [MAZeroAgent(input_shape, mazero_args(**overrides, attention_dropout=dropout)) for dropout in (0.0, 0.1)]
+    models = [MAZeroModel(input_shape, mazero_args(**overrides, attention_dropout=dropout)) for dropout in (0.0, 0.1)]
     if state_dict is not None:
         for model in models:
             model.load_state_dict(state_dict)  # strict: every key of the old checkpoint, nothing else

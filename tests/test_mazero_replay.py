@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from components.mazero_replay import MAZeroReplayBuffer
+from components.mazero_replay import OLD_SEARCH_NAMES, MAZeroReplayBuffer
+from mcts.search import SearchStats
 
 N, D, A, KS = 2, 3, 4, 5
 
@@ -12,9 +13,8 @@ def make_buffer(capacity=20, seed=0):
 
 
 def episode(T, first_reward=0.0):
-    search = {"search_actions": torch.zeros(T, KS, N, dtype=torch.long),
-              "search_visits": torch.ones(T, KS), "search_qvalues": torch.zeros(T, KS),
-              "search_pred_value": torch.zeros(T)}
+    search = SearchStats(joint_actions=torch.zeros(T, KS, N, dtype=torch.long), visits=torch.ones(T, KS),
+                         q_values=torch.zeros(T, KS), network_value=torch.zeros(T))
     return dict(inputs=torch.arange(T + 1, dtype=torch.float32).view(-1, 1, 1).expand(T + 1, N, D).clone(),
                 actions=torch.ones(T, N, dtype=torch.long),
                 avail=torch.ones(T + 1, N, A, dtype=torch.bool),
@@ -93,3 +93,16 @@ def test_full_buffer_overwrites_oldest_episodes_whole():
 def test_rejects_episode_larger_than_buffer():
     with pytest.raises(ValueError, match="does not fit"):
         make_buffer(capacity=5).add_episode(**episode(5))
+
+
+def test_a_replay_saved_with_the_old_search_field_names_loads():
+    buf = make_buffer()
+    buf.add_episode(**episode(3))
+    buf.search.visits[:3] = torch.arange(3 * KS, dtype=torch.float32).view(3, KS)
+    state = buf.state_dict()
+    old_names = {new: old for old, new in OLD_SEARCH_NAMES.items()}
+    state["tensors"].update({old_names[name]: value for name, value in state.pop("search").items()})
+    restored = make_buffer()
+    restored.load_state_dict(state)
+    for name, value in buf.search.as_dict().items():
+        assert torch.equal(getattr(restored.search, name)[:4], value[:4]), name

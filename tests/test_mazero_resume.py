@@ -8,14 +8,15 @@ import pytest
 import torch
 
 from harness_helpers import make_args
-from run.mazero_run import run_sequential
+from run.common import run_sequential
+from run.mazero_run import MAZeroLoop
 from utils.checkpoint import list_checkpoints
 from utils.logging import Logger
 
 torch.set_num_threads(1)
 
 # 61 one-step episodes, checkpoints at t_env 1, 31, 61 (the first is deleted: the last two are kept). Every
-# counter crosses the checkpoint at 31 mid-interval: tests at t_env 1, 27, 53; runner stats at 1, 8, ..., 29, 36
+# counter crosses the checkpoint at 31 mid-interval: tests at t_env 1, 26, 51; runner stats at 1, 8, ..., 29, 36
 # (2 episodes pending at 31); learner stats at 8, 18, 28, 38, ...; target refresh every 4 updates (a pending
 # snapshot at 31); 30 updates in all (an update every other env step once 8 transitions are stored).
 BUDGET = dict(runner="episode", batch_size_run=1, t_max=60, save_model=True, save_model_interval=30,
@@ -45,7 +46,7 @@ def train(tmp_path, token, seed=7, **overrides):
     logger = Logger(logging.getLogger(token))
     record = SacredRecord()
     logger.setup_sacred(record)
-    run_sequential(args, logger)
+    run_sequential(MAZeroLoop, args, logger)
     return os.path.join(str(tmp_path), "models", token), record.info
 
 
@@ -99,8 +100,8 @@ def test_resumed_run_equals_straight_run_bitwise(tmp_path, deterministic_torch):
         b = torch.load(os.path.join(resumed_dir, "61", name), weights_only=False)
         if name == "run_state.th":
             for stats in (a, b):
-                stats["logger_recent_stats"] = {k: v for k, v in stats["logger_recent_stats"].items()
-                                                if deterministic(k)}
+                recent = stats["logger"]["recent_stats"]
+                stats["logger"]["recent_stats"] = {k: v for k, v in recent.items() if deterministic(k)}
         assert_identical(a, b, name)
 
     # The resumed Sacred record continues the straight one's series after the checkpoint, value for value.
@@ -109,3 +110,18 @@ def test_resumed_run_equals_straight_run_bitwise(tmp_path, deterministic_torch):
     for key in logged:
         tail = [(t, v) for t, v in zip(straight_info[f"{key}_T"], straight_info[key]) if t > CHECKPOINT_T]
         assert list(zip(resumed_info.get(f"{key}_T", []), resumed_info.get(key, []))) == tail, key
+
+
+def test_a_run_state_written_before_the_objects_owned_their_state_is_upgraded():
+    from run.mazero_run import upgrade_run_state
+
+    old = {"counters": {"episode": 3, "last_test_T": 1, "last_log_T": 2, "model_save_time": 31},
+           "runner": {"t_env": 31}, "learner_log_stats_t": 28, "learner_search": {"seed": 8},
+           "mac_rng": {"state": 1}, "mac_search": {"seed": 7}, "logger_recent_stats": {"loss": [(28, 0.5)]},
+           "python_rng": 1, "numpy_rng": 2, "torch_rng": 3}
+    new = upgrade_run_state(old)
+    assert new["counters"] == {"episode": 3, "last_test_T": 1, "last_log_T": 2, "last_save_T": 31}
+    assert new["mac"] == {"rng": {"state": 1}, "search": {"seed": 7}}
+    assert new["learner"] == {"log_stats_t": 28, "search": {"seed": 8}}
+    assert new["logger"] == {"recent_stats": {"loss": [(28, 0.5)]}}
+    assert upgrade_run_state(new) == new

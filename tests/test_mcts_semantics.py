@@ -1,4 +1,4 @@
-"""Search semantics of both trees against brute force from the definitions in spec mazero.md §2-§3: OS(lambda)
+"""Search semantics of both trees against brute force from the definitions in docs/mcts.md, "Semantics": OS(lambda)
 values, root forcing, the min-max normaliser, the pUCT rule, sampling and legality."""
 import math
 
@@ -45,11 +45,16 @@ class Recorder:
             self.reward[b].append(float(rewards[b]))
         return parents, actions
 
+    def random_step(self, rng):
+        """One simulation with random leaf values, rewards and policies."""
+        return self.step(rng.normal(size=self.B).astype(np.float32), rng.normal(size=self.B).astype(np.float32),
+                         softmax(rng, (self.B, self.N, self.A)))
+
     def children(self, b, node):
         return [c for c in range(len(self.parent[b])) if self.parent[b][c] == node]
 
     def returns_by_depth(self, b, node):
-        """U_d(node) for every d: one return per descendant at relative depth d (spec §3.1 Eq. 5)."""
+        """U_d(node) for every d: one return per descendant at relative depth d (paper Eq. 5)."""
         out = {0: [self.v_hat[b][node]]}
         for child in self.children(b, node):
             for d, rets in self.returns_by_depth(b, child).items():
@@ -209,20 +214,25 @@ def test_min_max_normaliser_tracks_current_advantages_of_all_non_root_edges(modu
     random_search(module, np.random.default_rng(3), rho, lam, S=30, check_every_step=check)
 
 
+def _puct_recorder(module, rng, B, N, A, K, S):
+    """A prepared Recorder with fixed pUCT constants, and the constants (c_init, c_base, delta, discount)."""
+    constants = (1.25, 19652.0, 0.01, 0.95)
+    rec = Recorder(module, B, N, A, K, S, rho=0.25, lam=0.8, discount=constants[3], pb_c_init=constants[0],
+                   pb_c_base=constants[1], value_delta_min=constants[2])
+    rec.prepare(rng.normal(size=B).astype(np.float32), softmax(rng, (B, N, A)))
+    return rec, constants
+
+
 @TREES
 def test_root_choice_after_forcing_is_argmax_of_advantage_puct(module):
     rng = np.random.default_rng(4)
     B, N, A, K, S = 6, 2, 4, 6, 40
-    c_init, c_base, delta, discount = 1.25, 19652.0, 0.01, 0.95
-    rec = Recorder(module, B, N, A, K, S, rho=0.25, lam=0.8, discount=discount, pb_c_init=c_init,
-                   pb_c_base=c_base, value_delta_min=delta)
-    rec.prepare(rng.normal(size=B).astype(np.float32), softmax(rng, (B, N, A)))
+    rec, (c_init, c_base, delta, discount) = _puct_recorder(module, rng, B, N, A, K, S)
     checked = 0
     for _ in range(S):
         children = rec.trees.root_children()
         lo, hi = rec.trees.advantage_bounds()
-        parents, actions = rec.step(rng.normal(size=B).astype(np.float32), rng.normal(size=B).astype(np.float32),
-                                    softmax(rng, (B, N, A)))
+        parents, actions = rec.random_step(rng)
         for b in range(B):
             n_children = children["num_children"][b]
             visits = children["visits"][b, :n_children].astype(float)
@@ -248,6 +258,53 @@ def test_root_choice_after_forcing_is_argmax_of_advantage_puct(module):
 
 
 
+def _subtree_sizes(parent):
+    sizes = [1] * len(parent)
+    for node in range(len(parent) - 1, 0, -1):  # children are created after their parents
+        sizes[parent[node]] += sizes[node]
+    return sizes
+
+
+def test_interior_choices_are_argmax_of_advantage_puct():
+    # The pUCT rule at nodes below the root, computed here from the recorded tree (visits = subtree sizes,
+    # A = r + gamma V(child) - v_hat(node), 0 unvisited) and the read-outs node_values / advantage_bounds. The
+    # children's priors (beta_hat) are not part of the API: they are read from ptree's trees, which is why this test
+    # runs on ptree only (ctree = ptree is tested in test_mcts_equivalence.py).
+    rng = np.random.default_rng(7)
+    B, N, A, K, S = 4, 2, 3, 4, 60
+    rec, (c_init, c_base, delta, discount) = _puct_recorder(ptree, rng, B, N, A, K, S)
+    checked = 0
+    for _ in range(S):
+        values = rec.trees.node_values()
+        lo, hi = rec.trees.advantage_bounds()
+        sizes = [_subtree_sizes(parent) for parent in rec.parent]
+        parents, _ = rec.random_step(rng)
+        for b in range(B):
+            tree = rec.trees._trees[b]
+            path = [len(rec.parent[b]) - 1]  # the new leaf, then its ancestors
+            while path[-1] != 0:
+                path.append(rec.parent[b][path[-1]])
+            path.reverse()
+            for node, chosen in zip(path[1:-1], path[2:]):  # interior nodes and the child each one chose
+                slots = [node * K + c for c in range(tree.num_children[node])]
+                new_leaf = len(sizes[b])  # created by this step: unvisited when the choice was made
+                children = [-1 if tree.edge_child[e] == new_leaf else tree.edge_child[e] for e in slots]
+                n_parent = sizes[b][node] - 1
+                scores = []
+                for e, child in zip(slots, children):
+                    visits = sizes[b][child] if child >= 0 else 0
+                    adv = (rec.reward[b][child] + discount * float(values[b, child]) - rec.v_hat[b][node]
+                           if child >= 0 else 0.0)
+                    q = min(1.0, max(0.0, (adv - lo[b]) / max(delta, hi[b] - lo[b])))
+                    scores.append(q + tree.edge_prior[e] * math.sqrt(n_parent) / (1 + visits)
+                                  * (c_init + math.log((n_parent + c_base + 1) / c_base)))
+                if len(scores) > 1 and np.sort(scores)[-1] - np.sort(scores)[-2] < 1e-4:
+                    continue  # float32 read-outs cannot resolve near-ties
+                assert tree.edge_child[slots[int(np.argmax(scores))]] == chosen
+                checked += 1
+    assert checked > 30
+
+
 @TREES
 def test_legality_masks_only_the_root_and_zero_mass_is_never_sampled(module):
     B, N, A, K, S = 2, 2, 4, 8, 25
@@ -269,7 +326,7 @@ def test_legality_masks_only_the_root_and_zero_mass_is_never_sampled(module):
 
 @TREES
 def test_root_children_follow_the_masked_noisy_prior(module):
-    # beta = normalise(m * ((1 - eps) * pi~ + eps * eta~)), pi~ = normalise(m * pi + 1e-4 m) (spec §2); with one
+    # beta = normalise(m * ((1 - eps) * pi~ + eps * eta~)), pi~ = normalise(m * pi + 1e-4 m) (docs/mcts.md, "Semantics"); with one
     # agent, beta_hat over K draws estimates beta.
     K, eps = 20000, 0.25
     pi = np.float32([[[0.1, 0.6, 0.0, 0.3]]])

@@ -1,4 +1,4 @@
-"""Transition-level prioritised replay for MAZero (spec §5.3).
+"""Transition-level prioritised replay for MAZero (docs/mazero.md, "Replay").
 
 Episodes are stored contiguously in preallocated row tensors: an episode of T transitions takes T + 1 rows, the
 last one holding the final observation (never sampled). A sampled row i is a start time t; its unroll window is
@@ -7,14 +7,58 @@ rows i, i+1, ... clamped to the episode's final row, which is how the official c
 
 Sampling is prioritised (P(i) ∝ p_i^alpha, without replacement within a batch), new transitions get the largest
 priority seen so far, and the importance weights are (M P(i))^-beta / max over the batch (M = sampleable rows).
+`sample_batch` hands the learner everything one update reads as a `MAZeroBatch`.
 """
+from dataclasses import dataclass, fields
+
 import numpy as np
 import torch
 
+from mcts.search import SearchStats
+
+# Names the search statistics had in checkpoints written before SearchStats (loaded by load_state_dict).
+OLD_SEARCH_NAMES = {"search_actions": "joint_actions", "search_visits": "visits", "search_qvalues": "q_values",
+                    "search_pred_value": "network_value"}
+
+
+def off_policy_td_steps(age, td_steps, age_per_step):
+    """n' = clip(n - floor(age / age_per_step), 1, n): older transitions bootstrap sooner (docs/mazero.md)."""
+    return (td_steps - torch.div(age, age_per_step, rounding_mode="floor").long()).clamp(1, td_steps)
+
+
+def bootstrap_offsets(steps_left, td_steps, unroll_steps):
+    """h_k = min(n', T - (t+k)), 0 past the end: the horizon of the value target at unroll step k.
+
+    steps_left [B] = T - t, td_steps [B] = n'. Returns [B, K+1] (K = unroll_steps).
+    """
+    k = torch.arange(unroll_steps + 1).unsqueeze(0)
+    return torch.minimum(td_steps.unsqueeze(1), steps_left.unsqueeze(1) - k).clamp(min=0)
+
+
+@dataclass
+class MAZeroBatch:
+    """B sampled start times t with their windows; U = unroll_steps, n = td_steps, Ks = sampled_actions.
+
+    Offsets past the episode's end repeat its final observation, with action 0 and reward 0 (`before_end` False).
+    """
+    rows: torch.Tensor  # [B] long: replay rows of the start times (for update_priorities)
+    weights: torch.Tensor  # [B] PER importance weights
+    inputs: torch.Tensor  # [B, U+n+1, N, D] o_{t..t+U+n}
+    avail: torch.Tensor  # [B, U+1, N, A] bool: available actions at o_{t..t+U}
+    actions: torch.Tensor  # [B, U, N] long: a_{t..t+U-1}
+    rewards: torch.Tensor  # [B, U+n] u_{t..t+U+n-1}
+    before_end: torch.Tensor  # [B, U+n+1] bool: offset k is a real transition (t+k < T)
+    steps_left: torch.Tensor  # [B] long: T - t
+    terminated: torch.Tensor  # [B] bool: the episode ended in a true terminal (False: time-out)
+    horizons: torch.Tensor  # [B, U+1] long: h_k, the value target's bootstrap offset from t+k (bootstrap_offsets)
+    search: SearchStats  # [B, U+1, ...]: self-play search statistics stored at o_{t..t+U}
+
+    def to(self, device):
+        return MAZeroBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
+
 
 class MAZeroReplayBuffer:
-    TENSOR_FIELDS = ("inputs", "actions", "avail", "rewards", "episode_end", "episode_terminated", "insert_count",
-                     "search_actions", "search_visits", "search_qvalues", "search_pred_value")
+    TENSOR_FIELDS = ("inputs", "actions", "avail", "rewards", "episode_end", "episode_terminated", "insert_count")
     ARRAY_FIELDS = ("episode_start", "priorities")
     COUNTERS = ("max_priority", "write_pos", "rows_used", "num_transitions", "transitions_collected")
 
@@ -24,7 +68,8 @@ class MAZeroReplayBuffer:
         self.capacity = capacity
         self.per_alpha = per_alpha
         self.rng = np.random.default_rng(seed)
-        C, N, K = capacity, n_agents, sampled_actions
+        C, N = capacity, n_agents
+        self.sampled_actions = sampled_actions
         # torch.empty: pages are only touched when written, so a large capacity costs memory only as it fills.
         self.inputs = torch.empty(C, N, input_dim)
         self.actions = torch.zeros(C, N, dtype=torch.long)
@@ -34,10 +79,7 @@ class MAZeroReplayBuffer:
         self.episode_terminated = torch.zeros(C, dtype=torch.bool)  # False: time-out, bootstrap from o_T
         self.insert_count = torch.zeros(C, dtype=torch.long)  # transitions collected when the row was added
         # Self-play search statistics of each step (used for the non-reanalysed share of policy targets).
-        self.search_actions = torch.full((C, K, N), -1, dtype=torch.long)
-        self.search_visits = torch.zeros(C, K)
-        self.search_qvalues = torch.zeros(C, K)
-        self.search_pred_value = torch.zeros(C)
+        self.search = SearchStats.padding((C,), sampled_actions, N)
         self.episode_start = np.full(C, -1, dtype=np.int64)  # -1: row holds no live episode
         self.priorities = np.zeros(C, dtype=np.float64)  # 0 for final-observation rows and free rows
         self.max_priority = 1.0
@@ -52,6 +94,7 @@ class MAZeroReplayBuffer:
         return {
             "capacity": self.capacity,
             "tensors": {name: getattr(self, name)[:n].clone() for name in self.TENSOR_FIELDS},
+            "search": self.search[:n].clone().as_dict(),
             "arrays": {name: getattr(self, name)[:n].copy() for name in self.ARRAY_FIELDS},
             "counters": {name: getattr(self, name) for name in self.COUNTERS},
             "rng": self.rng.bit_generator.state,
@@ -64,6 +107,8 @@ class MAZeroReplayBuffer:
         n = state["counters"]["rows_used"]
         for name in self.TENSOR_FIELDS:
             getattr(self, name)[:n] = state["tensors"][name]
+        search = state.get("search") or {new: state["tensors"][old] for old, new in OLD_SEARCH_NAMES.items()}
+        self.search[:n] = SearchStats(**search)
         for name in self.ARRAY_FIELDS:
             getattr(self, name)[:n] = state["arrays"][name]
         for name in self.COUNTERS:
@@ -86,8 +131,7 @@ class MAZeroReplayBuffer:
         """Store one episode of T transitions.
 
         inputs [T+1, N, D], avail [T+1, N, A] (row T: final observation), actions [T, N], rewards [T],
-        terminated: bool (False for a time-out), search: dict of [T, ...] tensors with keys search_actions,
-        search_visits, search_qvalues, search_pred_value.
+        terminated: bool (False for a time-out), search: SearchStats of [T, ...] tensors.
         """
         T = actions.shape[0]
         rows = T + 1
@@ -109,14 +153,8 @@ class MAZeroReplayBuffer:
         self.episode_end[lo:hi] = hi - 1
         self.episode_terminated[lo:hi] = bool(terminated)
         self.insert_count[lo:hi] = self.transitions_collected
-        self.search_actions[lo:hi - 1] = search["search_actions"]
-        self.search_actions[hi - 1] = -1
-        self.search_visits[lo:hi - 1] = search["search_visits"]
-        self.search_visits[hi - 1] = 0.0
-        self.search_qvalues[lo:hi - 1] = search["search_qvalues"]
-        self.search_qvalues[hi - 1] = 0.0
-        self.search_pred_value[lo:hi - 1] = search["search_pred_value"]
-        self.search_pred_value[hi - 1] = 0.0
+        self.search[lo:hi - 1] = search
+        self.search[hi - 1] = SearchStats.padding((), self.sampled_actions, self.actions.shape[1])
         self.episode_start[lo:hi] = lo
         self.priorities[lo:hi - 1] = self.max_priority
         self.priorities[hi - 1] = 0.0
@@ -134,7 +172,29 @@ class MAZeroReplayBuffer:
         weights = weights / weights.max()
         return rows, torch.as_tensor(weights, dtype=torch.float32)
 
+    def sample_batch(self, batch_size, per_beta, unroll_steps, td_steps, age_per_step=None):
+        """A prioritised MAZeroBatch of `batch_size` start times with windows of unroll_steps + td_steps.
+
+        age_per_step: transitions collected per unit of n-step shrink (off_policy_td_steps); None keeps n.
+        """
+        rows, weights = self.sample(batch_size, per_beta)
+        rows = torch.as_tensor(rows, dtype=torch.long)
+        window, before_end = self.window(rows, unroll_steps + td_steps + 1)  # offsets 0..U+n
+        steps_left = self.steps_to_end(rows)
+        if age_per_step is None:
+            td = torch.full((len(rows),), td_steps, dtype=torch.long)
+        else:
+            td = off_policy_td_steps(self.transitions_collected - self.insert_count[rows], td_steps, age_per_step)
+        return MAZeroBatch(rows=rows, weights=weights, inputs=self.inputs[window],
+                           avail=self.avail[window[:, :unroll_steps + 1]],
+                           actions=self.actions[window[:, :unroll_steps]],
+                           rewards=self.rewards[window[:, :unroll_steps + td_steps]], before_end=before_end,
+                           steps_left=steps_left, terminated=self.episode_terminated[rows],
+                           horizons=bootstrap_offsets(steps_left, td, unroll_steps),
+                           search=self.search[window[:, :unroll_steps + 1]])
+
     def update_priorities(self, rows, priorities):
+        rows = np.asarray(rows)
         priorities = np.asarray(priorities, dtype=np.float64)
         live = self.episode_start[rows] >= 0  # a row overwritten since it was sampled keeps its new priority
         self.priorities[rows[live]] = priorities[live]

@@ -1,8 +1,9 @@
 """MAZero controller (`mazero_mac`): acts from a batched MCTS over the envs the runner asks about.
 
 Training: the root is searched with Dirichlet noise and the joint action is sampled from the root visit counts of
-the sampled joint actions (temperature 1); before the learner's first update (`training_started` False, set by the
-run loop) it is drawn uniformly among the root's sampled joint actions, as the official worker does (spec §5.2).
+the sampled joint actions (temperature 1); before the learner's first update (the run loop says when, through
+`set_training_started`) it is drawn uniformly among the root's sampled joint actions, as the official worker does
+(docs/mazero.md, "Acting").
 The search statistics go into the episode batch (`extra_scheme`).
 Test: noiseless search and the most visited joint action (`test_mcts: True`, the official default), or the argmax
 of each agent's masked policy without search (`test_mcts: False`, paper Table 8).
@@ -12,7 +13,7 @@ import time
 import numpy as np
 import torch
 
-from mcts.search import MCTSSearch, legal_or_all
+from mcts.search import MCTSSearch, SearchStats, legal_or_all
 from modules.agents import REGISTRY as agent_REGISTRY
 
 
@@ -25,20 +26,22 @@ class MAZeroMAC:
         self.agent = agent_REGISTRY[args.agent](self.input_shape, args).eval()
         self.search = MCTSSearch(args, seed=args.seed)
         self.rng = np.random.default_rng([args.seed, 1])  # action sampling; independent of the search's stream
-        self.search_seconds = 0.0  # wall-clock of self-play searches, read by the run loop's time profile
+        self.search_seconds = 0.0  # wall-clock of self-play searches (time_spent)
         self.test_search_seconds = 0.0
-        self.training_started = False  # set by the run loop once the learner has made an update
+        self.training_started = False  # set_training_started: the learner has made an update
 
     @staticmethod
     def extra_scheme(args):
-        """Search statistics of each step, stored for the non-reanalysed share of the policy targets."""
-        K, N = args.sampled_actions, args.n_agents
-        return {
-            "search_actions": {"vshape": (K, N), "dtype": torch.long},  # sampled joint actions, -1 padded
-            "search_visits": {"vshape": (K,)},  # root visit counts per sampled joint action
-            "search_qvalues": {"vshape": (K,)},  # r + gamma V^rho_lambda(child)
-            "search_pred_value": {"vshape": (1,)},  # network value of the root (advantage baseline)
-        }
+        """Search statistics of each step (mcts.search.SearchStats), stored for the non-reanalysed policy targets."""
+        return SearchStats.scheme(args.sampled_actions, args.n_agents)
+
+    def set_training_started(self, started):
+        """Whether the learner has made an update: before, joint actions are drawn uniformly among the sampled ones."""
+        self.training_started = started
+
+    def time_spent(self):
+        """Cumulative wall-clock seconds by part of the run's time profile."""
+        return {"selfplay_search": self.search_seconds}
 
     # --- inputs ------------------------------------------------------------------------------------------------
     def _get_input_shape(self, scheme):
@@ -76,37 +79,38 @@ class MAZeroMAC:
         legal = legal_or_all(ep_batch["avail_actions"][bs, t_ep])
         if test_mode and not self.args.test_mcts:
             _, policy_logits = self.agent.predict(self.agent.represent(inputs))
-            space = self.agent.action_space  # per-agent argmax for MAZero, joint argmax for model: flat
+            space = self.agent.action_space  # per-agent argmax for MAZero, joint argmax for agent: mazero_flat
             return space.decode(policy_logits.masked_fill(~space.legal(legal), -float("inf")).argmax(-1))
 
         start = time.perf_counter()
         result = self.search.run(self.agent, inputs, legal, add_noise=not test_mode)
         elapsed = time.perf_counter() - start
-        B = result.visits.shape[0]
+        stats = result.stats
+        B = stats.visits.shape[0]
         if test_mode:
             self.test_search_seconds += elapsed
-            choice = result.visits.argmax(1)
-            return torch.from_numpy(result.actions[np.arange(B), choice])
+            return stats.joint_actions[np.arange(B), stats.visits.argmax(1)]
         self.search_seconds += elapsed
         if self.training_started:
-            visits = result.visits.astype(np.float64)
+            visits = stats.visits.numpy().astype(np.float64)
             probs = visits / visits.sum(1, keepdims=True)  # temperature 1
         else:  # uniform among the sampled joint actions (rows padded with -1 are not sampled)
-            sampled = (result.actions[..., 0] >= 0).astype(np.float64)
+            sampled = (stats.joint_actions[..., 0] >= 0).numpy().astype(np.float64)
             probs = sampled / sampled.sum(1, keepdims=True)
         choice = np.array([self.rng.choice(probs.shape[1], p=p) for p in probs])
-        actions = torch.from_numpy(result.actions[np.arange(B), choice])
-        extras = {
-            "search_actions": torch.from_numpy(result.actions),
-            "search_visits": torch.from_numpy(result.visits),
-            "search_qvalues": torch.from_numpy(result.q_values),
-            "search_pred_value": torch.from_numpy(result.pred_values).unsqueeze(1),
-        }
-        return actions, extras
+        return stats.joint_actions[np.arange(B), choice], stats.episode_fields()
 
     # --- parameters --------------------------------------------------------------------------------------------
     def parameters(self):
         return self.agent.parameters()
+
+    def state_dict(self):
+        """What a resumed run needs besides the weights (agent.th): the action sampler's and the search's streams."""
+        return {"rng": self.rng.bit_generator.state, "search": self.search.state_dict()}
+
+    def load_state_dict(self, state):
+        self.rng.bit_generator.state = state["rng"]
+        self.search.load_state_dict(state["search"])
 
     def save_models(self, path):
         torch.save(self.agent.state_dict(), f"{path}/agent.th")

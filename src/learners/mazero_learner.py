@@ -1,11 +1,14 @@
-"""MAZero learner: K-step unroll with reward / value / policy (AWPO) / consistency losses (MAZero spec §4-§5).
+"""MAZero learner: K-step unroll with reward / value / policy (AWPO) / consistency losses (paper Eqs. 10-14;
+docs/mazero.md, "Learner"). K = unroll_steps throughout this file.
 
-Targets: n-step value targets bootstrapped from the target network's predicted value ("pred-re") with the
-off-policy n-shrink; policy targets from a search with the target network at o_{t..t+K} for a `reanalyse_ratio`
-share of the batch, the self-play search statistics stored at collection for the rest.
+One update is four steps on a `MAZeroBatch` from the replay: value targets (n-step returns bootstrapped from the
+target network, "pred-re", with the off-policy n-shrink the replay applied to the horizons), policy targets (a
+search with the target network at o_{t..t+K} for a `reanalyse_ratio` share of the batch, the stored self-play
+search statistics for the rest), the unroll losses, and the logged statistics.
 """
 import copy
 import time
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -17,20 +20,6 @@ from utils.value_transform import logits_to_scalar, scalar_to_two_hot
 # ---------------------------------------------------------------------------------------------------------------
 # Targets and loss terms as pure functions (unit-tested by hand in tests/test_mazero_learner.py)
 # ---------------------------------------------------------------------------------------------------------------
-def off_policy_td_steps(age, td_steps, age_per_step):
-    """n' = clip(n - floor(age / age_per_step), 1, n): older transitions bootstrap sooner (spec §5.4)."""
-    return (td_steps - torch.div(age, age_per_step, rounding_mode="floor").long()).clamp(1, td_steps)
-
-
-def bootstrap_offsets(steps_left, td_steps, unroll_steps):
-    """h_k = min(n', T - (t+k)), 0 past the end: the horizon of the value target at unroll step k.
-
-    steps_left [B] = T - t, td_steps [B] = n'. Returns [B, K+1].
-    """
-    k = torch.arange(unroll_steps + 1).unsqueeze(0)
-    return torch.minimum(td_steps.unsqueeze(1), steps_left.unsqueeze(1) - k).clamp(min=0)
-
-
 def n_step_value_targets(rewards, bootstrap_values, horizons, steps_left, terminated, gamma):
     """z_{t+k} = sum_{j<h_k} gamma^j u_{t+k+j} + gamma^{h_k} v̂(o_{t+k+h_k}).
 
@@ -54,7 +43,7 @@ def n_step_value_targets(rewards, bootstrap_values, horizons, steps_left, termin
 def policy_target_weights(advantages, mask, policy_loss, awpo_alpha, adv_clip):
     """Per-child weights w of the policy loss.
 
-    AWPO (spec §4.2): advantages normalised over every valid entry of the batch, w = min(exp(Ã / alpha), clip).
+    AWPO (paper Eq. 10; the batch normalisation and the clip are the official code's): advantages normalised over every valid entry of the batch, w = min(exp(Ã / alpha), clip).
     BC: w = 1 (Sampled MuZero's -sum omega log pi).
     """
     if policy_loss == "bc":
@@ -86,6 +75,66 @@ def scale_gradient(tensor, scale):
     return tensor * scale + tensor.detach() * (1.0 - scale)
 
 
+@dataclass
+class PolicyTargets:
+    """The policy loss's targets at unroll steps k = 0..K; Ks = sampled_actions."""
+    joint_actions: torch.Tensor  # [B, K+1, Ks, N] sampled joint actions, -1 padded
+    omega: torch.Tensor  # [B, K+1, Ks] visit shares n_j / S
+    advantages: torch.Tensor  # [B, K+1, Ks] Q(s, a_j) - v̂(s)
+    coef: torch.Tensor  # [B, K+1, Ks] omega * w: visit share times the AWPO (or BC) weight
+    mask: torch.Tensor  # [B, K+1, Ks] bool: a real child of a root before the episode end
+    weights: torch.Tensor  # [B, K+1, Ks] the AWPO (or BC) weights w
+    search_seconds: float  # wall-clock of the reanalysis search
+
+
+def value_targets(batch, target_model, args):
+    """z_{t+k} for k = 0..K (n_step_value_targets), bootstrapped from target_model's value at o_{t+k+h_k}."""
+    B, K1 = batch.horizons.shape
+    offsets = torch.arange(K1).unsqueeze(0) + batch.horizons
+    boot_inputs = batch.inputs[torch.arange(B).unsqueeze(1), offsets]  # [B, K+1, N, D]
+    _, boot_logits, _ = target_model.initial_inference(boot_inputs.flatten(0, 1))
+    boot_values = logits_to_scalar(boot_logits, args.value_support_size).view(B, K1)
+    return n_step_value_targets(batch.rewards, boot_values, batch.horizons, batch.steps_left, batch.terminated,
+                                args.gamma)
+
+
+def reanalyse_policy_targets(batch, target_model, search, args):
+    """Policy targets of a batch: a fresh search with target_model (eval mode) for the first reanalyse_ratio share
+    of the batch, the stored self-play statistics for the rest. Reads nothing but its arguments (and advances
+    `search`'s random state), so another process holding a copy of the target model can run it."""
+    stats = batch.search.clone()
+    B, K1 = stats.visits.shape[:2]
+    before_end = batch.before_end[:, :K1]
+    n_reanalyse = int(round(args.reanalyse_ratio * B))
+    seconds = 0.0
+    if n_reanalyse > 0:
+        # PER already samples at random, so the first n_reanalyse elements are a random share of the batch.
+        # Only roots before the episode end are searched: the policy loss masks the others.
+        searched = torch.zeros(B, K1, dtype=torch.bool)
+        searched[:n_reanalyse] = before_end[:n_reanalyse]
+        start = time.perf_counter()
+        result = search.run(target_model, batch.inputs[:, :K1][searched], legal_or_all(batch.avail[searched]),
+                            add_noise=True)
+        seconds = time.perf_counter() - start
+        stats[searched] = result.stats
+    mask = (stats.joint_actions[..., 0] >= 0) & before_end.unsqueeze(-1)
+    omega = stats.visits / stats.visits.sum(-1, keepdim=True).clamp(min=1.0)  # n_j / S (children visits sum to S)
+    advantages = stats.q_values - stats.network_value.unsqueeze(-1)
+    weights = policy_target_weights(advantages, mask, args.policy_loss, args.awpo_alpha, args.adv_clip)
+    return PolicyTargets(joint_actions=stats.joint_actions, omega=omega, advantages=advantages, coef=omega * weights,
+                         mask=mask, weights=weights, search_seconds=seconds)
+
+
+@dataclass
+class UnrollLosses:
+    """Per-sample loss terms [B], each summed over the unroll steps, and the network's root value v̂_0."""
+    reward: torch.Tensor
+    value: torch.Tensor
+    policy: torch.Tensor
+    consistency: torch.Tensor
+    root_value: torch.Tensor  # [B], detached
+
+
 class MAZeroLearner:
     def __init__(self, mac, scheme, logger, args):
         if args.policy_loss not in ("awpo", "bc"):
@@ -97,7 +146,7 @@ class MAZeroLearner:
         self.logger = logger
         self.model = mac.agent
         # Target network for reanalysis and value bootstraps. The official learner hands over the snapshot taken
-        # one interval earlier, so the target lags the online model by 1-2 intervals (spec §5.4).
+        # one interval earlier, so the target lags the online model by 1-2 intervals (docs/mazero.md, "Learner").
         self.target_model = copy.deepcopy(self.model).eval()
         self.target_snapshot = copy.deepcopy(self.model).eval()
         self.optimiser = torch.optim.Adam(self.model.parameters(), lr=args.lr, eps=args.optim_eps)
@@ -107,100 +156,39 @@ class MAZeroLearner:
         # auto_td_steps of the official code: the replay age (in transitions) per unit of n-shrink.
         self.off_policy_age_unit = max(1.0, args.off_policy_age_fraction * args.t_max)
         self.log_stats_t = -args.learner_log_interval - 1
-        self.reanalyse_seconds = 0.0  # read by the run loop for its time profile
+        self.reanalyse_seconds = 0.0  # wall-clock of reanalysis searches (time_spent)
+
+    def time_spent(self):
+        """Cumulative wall-clock seconds by part of the run's time profile."""
+        return {"reanalyse_search": self.reanalyse_seconds}
+
+    def state_dict(self):
+        """What a resumed run needs besides the files of save_models: the log clock and the search's streams."""
+        return {"log_stats_t": self.log_stats_t, "search": self.search.state_dict()}
+
+    def load_state_dict(self, state):
+        self.log_stats_t = state["log_stats_t"]
+        self.search.load_state_dict(state["search"])
 
     def per_beta(self):
-        """PER beta annealed linearly from per_beta to 1 over the run's updates."""
+        """PER beta annealed linearly from per_beta_start to 1 over the run's updates."""
         frac = min(1.0, self.update_count / self.total_updates)
-        return self.args.per_beta + (1.0 - self.args.per_beta) * frac
+        return self.args.per_beta_start + (1.0 - self.args.per_beta_start) * frac
 
-    def _policy_targets(self, buffer, window_rows, before_end):
-        """Sampled joint actions, omega, advantages and mask for unroll steps k = 0..K: [B, K+1, Ks, ...]."""
+    def train(self, replay, t_env):
         args = self.args
-        B, K1 = window_rows.shape
-        actions = buffer.search_actions[window_rows].clone()  # [B, K+1, Ks, N]
-        visits = buffer.search_visits[window_rows].clone()
-        qvalues = buffer.search_qvalues[window_rows].clone()
-        baseline = buffer.search_pred_value[window_rows].clone()  # [B, K+1]
-        n_reanalyse = int(round(args.reanalyse_ratio * B))
-        if n_reanalyse > 0:
-            # PER already samples at random, so the first n_reanalyse elements are a random share of the batch.
-            # Only roots before the episode end are searched: the policy loss masks the others.
-            searched = torch.zeros(B, K1, dtype=torch.bool)
-            searched[:n_reanalyse] = before_end[:n_reanalyse]
-            roots = window_rows[searched]
-            start = time.perf_counter()
-            self.target_model.eval()
-            result = self.search.run(self.target_model, buffer.inputs[roots], legal_or_all(buffer.avail[roots]),
-                                     add_noise=True)
-            self.reanalyse_seconds += time.perf_counter() - start
-            actions[searched] = torch.from_numpy(result.actions)
-            visits[searched] = torch.from_numpy(result.visits)
-            qvalues[searched] = torch.from_numpy(result.q_values)
-            baseline[searched] = torch.from_numpy(result.pred_values)
-        mask = (actions[..., 0] >= 0) & before_end.unsqueeze(-1)
-        omega = visits / visits.sum(-1, keepdim=True).clamp(min=1.0)  # n_j / S (children visits sum to S)
-        advantages = qvalues - baseline.unsqueeze(-1)
-        return actions, omega, advantages, mask
-
-    def train(self, buffer, t_env):
-        args = self.args
-        K, n = args.unroll_steps, args.td_steps
-        rows, is_weights = buffer.sample(args.batch_size, self.per_beta())
-        window_rows, before_end = buffer.window(rows, K + n + 1)  # offsets 0..K+n
-        B = len(rows)
-        steps_left = buffer.steps_to_end(rows)
-        terminated = buffer.episode_terminated[torch.as_tensor(rows)]
-        inputs = buffer.inputs[window_rows[:, :K + 1]]  # [B, K+1, N, D]
-        actions = buffer.actions[window_rows[:, :K]]  # [B, K, N] (0 past the end)
-        rewards = buffer.rewards[window_rows[:, :K + n]]  # [B, K+n] (0 past the end)
-
-        # --- value targets (pred-re): n-step returns bootstrapped from the target network ----------------------
+        age_per_step = self.off_policy_age_unit if args.use_off_policy_correction else None
+        batch = replay.sample_batch(args.batch_size, self.per_beta(), args.unroll_steps, args.td_steps, age_per_step)
         with torch.no_grad():
-            if args.use_off_policy_correction:
-                age = buffer.transitions_collected - buffer.insert_count[torch.as_tensor(rows)]
-                td = off_policy_td_steps(age, n, self.off_policy_age_unit)
-            else:
-                td = torch.full((B,), n, dtype=torch.long)
-            horizons = bootstrap_offsets(steps_left, td, K)  # [B, K+1]
-            boot_rows = window_rows.gather(1, torch.arange(K + 1).unsqueeze(0) + horizons)
             self.target_model.eval()
-            _, boot_logits, _ = self.target_model.initial_inference(buffer.inputs[boot_rows.reshape(-1)])
-            boot_values = logits_to_scalar(boot_logits, args.value_support_size).view(B, K + 1)
-            value_targets = n_step_value_targets(rewards, boot_values, horizons, steps_left, terminated, args.gamma)
-
-            target_actions, omega, advantages, policy_mask = self._policy_targets(
-                buffer, window_rows[:, :K + 1], before_end[:, :K + 1])
-            weights = policy_target_weights(advantages, policy_mask, args.policy_loss, args.awpo_alpha,
-                                            args.adv_clip)
-            policy_coef = omega * weights  # [B, K+1, Ks]
-
-            # consistency targets: stop-gradient projection of the online representation of the real o_{t+k}
-            real_latents = self.model.represent(inputs[:, 1:].flatten(0, 1))
-            consistency_targets = self.model.project(real_latents, with_predictor=False).view(B, K, -1)
-
-        # --- unroll ------------------------------------------------------------------------------------------------
-        self.model.train()
-        latent, value_logits, policy_logits = self.model.initial_inference(inputs[:, 0])
-        value_pred0 = logits_to_scalar(value_logits.detach(), args.value_support_size)
-        value_loss = self._ce(value_logits, value_targets[:, 0], args.value_support_size)
-        policy_loss = self._policy_loss(policy_logits, target_actions[:, 0], policy_coef[:, 0])
-        reward_loss = torch.zeros(B)
-        consistency_loss = torch.zeros(B)
-        for k in range(1, K + 1):
-            latent, reward_logits, value_logits, policy_logits = self.model.recurrent_inference(latent,
-                                                                                               actions[:, k - 1])
-            latent = scale_gradient(latent, 0.5)
-            reward_loss = reward_loss + self._ce(reward_logits, rewards[:, k - 1], args.reward_support_size)
-            value_loss = value_loss + self._ce(value_logits, value_targets[:, k], args.value_support_size)
-            policy_loss = policy_loss + self._policy_loss(policy_logits, target_actions[:, k], policy_coef[:, k])
-            predicted = self.model.project(latent, with_predictor=True)
-            consistency_loss = consistency_loss - F.cosine_similarity(predicted, consistency_targets[:, k - 1],
-                                                                      dim=-1)
-        per_sample = (args.reward_loss_coef * reward_loss + args.value_loss_coef * value_loss
-                      + args.policy_loss_coef * policy_loss + args.consistency_loss_coef * consistency_loss)
+            targets = value_targets(batch, self.target_model, args)
+            policy = reanalyse_policy_targets(batch, self.target_model, self.search, args)
+        self.reanalyse_seconds += policy.search_seconds
+        losses = self.unroll_losses(batch, targets, policy)
+        per_sample = (args.reward_loss_coef * losses.reward + args.value_loss_coef * losses.value
+                      + args.policy_loss_coef * losses.policy + args.consistency_loss_coef * losses.consistency)
         # 1/K scaling of the whole loss (EfficientZero's gradient hook), weighted by the PER importance weights.
-        loss = (is_weights * per_sample).mean() / K
+        loss = (batch.weights * per_sample).mean() / args.unroll_steps
 
         self.optimiser.zero_grad()
         loss.backward()
@@ -208,39 +196,69 @@ class MAZeroLearner:
         self.optimiser.step()
         self.model.eval()
 
-        buffer.update_priorities(rows, ((value_pred0 - value_targets[:, 0]).abs() + 1e-6).numpy())
+        replay.update_priorities(batch.rows, ((losses.root_value - targets[:, 0]).abs() + 1e-6).numpy())
         self.update_count += 1
         if self.update_count % args.target_model_interval == 0:
             self.target_model.load_state_dict(self.target_snapshot.state_dict())
             self.target_snapshot.load_state_dict(self.model.state_dict())
-
         if t_env - self.log_stats_t >= args.learner_log_interval:
-            valid = policy_mask
-            reward_loss, value_loss = reward_loss.detach(), value_loss.detach()
-            policy_loss, consistency_loss = policy_loss.detach(), consistency_loss.detach()
-            stats = {
-                "loss": float(loss.item()) * K,
-                "reward_loss": float(reward_loss.mean()),
-                "value_loss": float(value_loss.mean()),
-                "policy_loss": float(policy_loss.mean()),
-                "consistency_loss": float(consistency_loss.mean()),
-                "grad_norm": float(grad_norm),
-                "value_target_mean": float(value_targets[:, 0].mean()),
-                "value_pred_mean": float(value_pred0.mean()),
-                "awpo_weight_mean": float(weights[valid].mean()) if bool(valid.any()) else 0.0,
-                "per_beta": float(self.per_beta()),
-                "updates": float(self.update_count),
-            }
-            for key, value in stats.items():
-                self.logger.log_stat(key, value, t_env)
-            self.log_stats_t = t_env
+            self.log_stats(t_env, loss, losses, grad_norm, targets, policy)
+
+    def unroll_losses(self, batch, targets, policy):
+        """Unrolls the online model K steps from o_t with the real actions; targets [B, K+1] are the z_{t+k}."""
+        args = self.args
+        K = args.unroll_steps
+        inputs = batch.inputs[:, :K + 1]  # [B, K+1, N, D]
+        B = inputs.shape[0]
+        with torch.no_grad():  # consistency targets: stop-gradient projection of the online representation
+            real_latents = self.model.represent(inputs[:, 1:].flatten(0, 1))  # of the real o_{t+k}
+            consistency_targets = self.model.project(real_latents, with_predictor=False).view(B, K, -1)
+        self.model.train()
+        latent, value_logits, policy_logits = self.model.initial_inference(inputs[:, 0])
+        root_value = logits_to_scalar(value_logits.detach(), args.value_support_size)
+        value_loss = self._ce(value_logits, targets[:, 0], args.value_support_size)
+        policy_loss = self._policy_loss(policy_logits, policy.joint_actions[:, 0], policy.coef[:, 0])
+        reward_loss = torch.zeros(B)
+        consistency_loss = torch.zeros(B)
+        for k in range(1, K + 1):
+            latent, reward_logits, value_logits, policy_logits = self.model.recurrent_inference(
+                latent, batch.actions[:, k - 1])
+            latent = scale_gradient(latent, 0.5)
+            reward_loss = reward_loss + self._ce(reward_logits, batch.rewards[:, k - 1], args.reward_support_size)
+            value_loss = value_loss + self._ce(value_logits, targets[:, k], args.value_support_size)
+            policy_loss = policy_loss + self._policy_loss(policy_logits, policy.joint_actions[:, k],
+                                                          policy.coef[:, k])
+            predicted = self.model.project(latent, with_predictor=True)
+            consistency_loss = consistency_loss - F.cosine_similarity(predicted, consistency_targets[:, k - 1],
+                                                                      dim=-1)
+        return UnrollLosses(reward=reward_loss, value=value_loss, policy=policy_loss, consistency=consistency_loss,
+                            root_value=root_value)
+
+    def log_stats(self, t_env, loss, losses, grad_norm, targets, policy):
+        valid = policy.mask
+        stats = {
+            "loss": float(loss.item()) * self.args.unroll_steps,
+            "reward_loss": float(losses.reward.detach().mean()),
+            "value_loss": float(losses.value.detach().mean()),
+            "policy_loss": float(losses.policy.detach().mean()),
+            "consistency_loss": float(losses.consistency.detach().mean()),
+            "grad_norm": float(grad_norm),
+            "value_target_mean": float(targets[:, 0].mean()),
+            "value_pred_mean": float(losses.root_value.mean()),
+            "awpo_weight_mean": float(policy.weights[valid].mean()) if bool(valid.any()) else 0.0,
+            "per_beta": float(self.per_beta()),
+            "updates": float(self.update_count),
+        }
+        for key, value in stats.items():
+            self.logger.log_stat(key, value, t_env)
+        self.log_stats_t = t_env
 
     @staticmethod
     def _ce(logits, scalars, support_size):
         return -(scalar_to_two_hot(scalars, support_size) * F.log_softmax(logits, dim=-1)).sum(-1)
 
     def _policy_loss(self, policy_logits, joint_actions, coef):
-        # per-agent joint actions [B, Ks, N] -> the policy's action space (the joint index for model: flat)
+        # per-agent joint actions [B, Ks, N] -> the policy's action space (the joint index for agent: mazero_flat)
         policy_actions = self.model.action_space.encode(joint_actions)
         return -(coef * joint_log_probs(policy_logits, policy_actions)).sum(-1)
 

@@ -41,7 +41,7 @@ cdef extern from *:
     void omp_barrier "mcts_omp_barrier"() noexcept nogil
 
 cdef double U32_TO_UNIT = 1.0 / 4294967296.0  # 2**-32: u32 * this is an exact double in [0, 1)
-cdef double ROOT_PRIOR_FLOOR = 1e-4  # added to every legal action's probability at the root (spec §2)
+cdef double ROOT_PRIOR_FLOOR = 1e-4  # added to every legal action's probability at the root (docs/mcts.md, "Semantics")
 cdef double KEEP_EPS = 1e-9  # see ptree._KEEP_EPS
 # Sizes measured on random searches (S = 100, K = 10, 5 agents): nodes hold 4 returns on average, so regions start
 # at 2 slots and the regions of a tree, moves included, take about 5 slots per node.

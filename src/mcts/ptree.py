@@ -1,6 +1,6 @@
 """Pure-Python twin of `mcts.ctree`: the same API and, for the same seed and inputs, the same results.
 
-It is the readable reference of the search semantics (../shared/spec/mazero.md §2-§3) and the oracle the tests hold
+It is the readable reference of the search semantics (docs/mcts.md, "Semantics"; paper Eqs. 5-9) and the oracle the tests hold
 the compiled tree against. Every floating-point expression is evaluated in float64 in the same order as in
 ctree.pyx, and both trees draw from the same PCG32 streams, so selections agree exactly, not just approximately.
 """
@@ -16,7 +16,7 @@ _MASK64 = 0xFFFFFFFFFFFFFFFF
 _MASK32 = 0xFFFFFFFF
 _PCG_MULT = 6364136223846793005
 _U32_TO_UNIT = 1.0 / 4294967296.0  # 2**-32: u32 * this is an exact double in [0, 1)
-# Added to every legal action's probability at the root before normalising (official code, spec §2).
+# Added to every legal action's probability at the root before normalising (the official code does; docs/mcts.md, "Semantics").
 _ROOT_PRIOR_FLOOR = 1e-4
 # ceil(count * (1 - rho)) is taken after subtracting this, so 10 * (1 - 0.7) = 3.0000000000000004 keeps 3, not 4.
 _KEEP_EPS = 1e-9
@@ -116,7 +116,7 @@ class SampledTrees:
     returns ``parent_index[b]``, the pool index of the node to extend in tree b, so the caller gathers
     ``pool[parent_index, arange(B)]``, runs the network with ``actions`` and writes the result to ``pool[j + 1]``.
 
-    Semantics (spec mazero.md §2-§3): each expanded node draws ``sampled_actions`` (K) joint actions i.i.d. (each
+    Semantics (docs/mcts.md, "Semantics"): each expanded node draws ``sampled_actions`` (K) joint actions i.i.d. (each
     agent independently) and keeps the distinct ones as children, sorted lexicographically, with prior
     beta_hat = count / K (the Sampled-MuZero prior Π p / Π beta * beta_hat reduces to beta_hat with tau = 1 because
     p = beta at every node). The root samples from the masked prior normalise(m * ((1-eps) * pi~ + eps * eta~))

@@ -3,9 +3,9 @@
 Per search: one `initial_inference` on all roots, then per simulation one `select` over all trees, one gather of
 the parents' latents from a preallocated pool [S+1, B, N, H] with an index tensor, one batched
 `recurrent_inference`, one softmax, and one `expand`. The tree (`mcts.SampledTrees`) holds all statistics; this
-module only moves tensors (mcts spec §5, items 1-3).
+module only moves tensors (docs/mcts.md, "API").
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
@@ -25,14 +25,68 @@ def legal_or_all(legal):
 
 
 @dataclass
+class SearchStats:
+    """What a search leaves for the policy targets, per root; `...` is any batch shape, K = sampled_actions.
+
+    The controller stores these in the episode batch (`scheme`, one field per statistic under the same name), the
+    replay keeps them per transition, and the learner reads them for the roots it does not reanalyse.
+    """
+    joint_actions: torch.Tensor  # [..., K, N] long: the sampled joint actions of the root, -1 padded
+    visits: torch.Tensor  # [..., K] float: visit counts n(s, a), 0 for padding
+    q_values: torch.Tensor  # [..., K] float: r + gamma V^rho_lambda(child)
+    network_value: torch.Tensor  # [...] float: the network's value v̂ of the root (the advantage baseline)
+
+    @staticmethod
+    def scheme(sampled_actions, n_agents):
+        """EPyMARL episode-scheme entries, one per statistic (the scalar network_value is stored as [1])."""
+        return {"joint_actions": {"vshape": (sampled_actions, n_agents), "dtype": torch.long},
+                "visits": {"vshape": (sampled_actions,)},
+                "q_values": {"vshape": (sampled_actions,)},
+                "network_value": {"vshape": (1,)}}
+
+    @classmethod
+    def padding(cls, shape, sampled_actions, n_agents):
+        """Statistics of `shape` roots that were never searched: no sampled joint action (-1), zeros."""
+        return cls(joint_actions=torch.full((*shape, sampled_actions, n_agents), -1, dtype=torch.long),
+                   visits=torch.zeros(*shape, sampled_actions), q_values=torch.zeros(*shape, sampled_actions),
+                   network_value=torch.zeros(shape))
+
+    @classmethod
+    def from_episode_batch(cls, batch, index):
+        """The statistics stored in an episode batch (fields named by `scheme`) at `index`."""
+        stats = {f.name: batch[f.name][index] for f in fields(cls)}
+        stats["network_value"] = stats["network_value"][..., 0]
+        return cls(**stats)
+
+    def episode_fields(self):
+        """The statistics as episode-batch fields (see `scheme`)."""
+        stats = self.as_dict()
+        stats["network_value"] = stats["network_value"].unsqueeze(-1)
+        return stats
+
+    def as_dict(self):
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def __getitem__(self, index):
+        return SearchStats(**{name: value[index] for name, value in self.as_dict().items()})
+
+    def __setitem__(self, index, other):
+        for name, value in self.as_dict().items():
+            value[index] = getattr(other, name)
+
+    def clone(self):
+        return SearchStats(**{name: value.clone() for name, value in self.as_dict().items()})
+
+    def to(self, device):
+        return SearchStats(**{name: value.to(device) for name, value in self.as_dict().items()})
+
+
+@dataclass
 class SearchResult:
-    """Root statistics of one batched search; K = sampled_actions, children padded to K."""
+    """Everything one batched search returns: the stored statistics and the root's other outputs."""
+    stats: SearchStats  # [B, ...]
     root_values: np.ndarray  # [B] V^rho_lambda(root)
-    pred_values: np.ndarray  # [B] network value v̂ of the root (the advantage baseline)
-    policy_logits: torch.Tensor  # [B, N, A] network policy at the root ([B, 1, A^N] for model: flat)
-    actions: np.ndarray  # [B, K, N] sampled joint actions, -1 padded
-    visits: np.ndarray  # [B, K] visit counts n(s, a), 0 for padding
-    q_values: np.ndarray  # [B, K] r + gamma V^rho_lambda(child)
+    policy_logits: torch.Tensor  # [B, N, A] network policy at the root ([B, 1, A^N] for agent: mazero_flat)
     num_children: np.ndarray  # [B] |T(root)|
 
 
@@ -72,7 +126,7 @@ class MCTSSearch:
         # derived from the driver's seed and a call counter, so searches are reproducible but not correlated.
         seed = (self.seed * 1000003 + self.num_searches) % (2 ** 63)
         self.num_searches += 1
-        # The tree works in the model's action space: N agents x A actions (MAZero) or 1 x A^N (model: flat).
+        # The tree works in the model's action space: N agents x A actions (MAZero) or 1 x A^N (agent: mazero_flat).
         return self.tree_cls(num_roots, action_space.n_factors, action_space.factor_size, self.sampled_actions,
                              self.num_simulations, seed=seed, **self.tree_kwargs)
 
@@ -91,7 +145,7 @@ class MCTSSearch:
         model: a MAZero-family model (put in eval mode by the caller); inputs [B, N, D] float tensor; legal
         [B, N, A] bool (numpy or tensor), each agent needs at least one legal action; add_noise: root Dirichlet
         noise (self-play and reanalysis) or none (evaluation). The tree runs in `model.action_space`; the result's
-        actions are per-agent actions [B, K, N].
+        joint actions are per-agent actions [B, K, N].
         """
         legal = torch.as_tensor(legal).bool()
         B = legal.shape[0]
@@ -122,11 +176,11 @@ class MCTSSearch:
             trees.expand(values, rewards, leaf_probs)
 
         children = trees.root_children()
-        return SearchResult(root_values=np.asarray(trees.root_values(), dtype=np.float32),
-                            pred_values=pred_values,
+        joint_actions = space.decode(torch.from_numpy(np.asarray(children["actions"], dtype=np.int64)))
+        stats = SearchStats(joint_actions=joint_actions,
+                            visits=torch.from_numpy(np.asarray(children["visits"], dtype=np.float32)),
+                            q_values=torch.from_numpy(np.asarray(children["q_values"], dtype=np.float32)),
+                            network_value=torch.from_numpy(pred_values))
+        return SearchResult(stats=stats, root_values=np.asarray(trees.root_values(), dtype=np.float32),
                             policy_logits=policy_logits,
-                            actions=space.decode(torch.from_numpy(np.asarray(children["actions"], dtype=np.int64)))
-                            .numpy(),
-                            visits=np.asarray(children["visits"], dtype=np.float32),
-                            q_values=np.asarray(children["q_values"], dtype=np.float32),
                             num_children=np.asarray(children["num_children"], dtype=np.int64))

@@ -1,7 +1,9 @@
-"""Pieces every run loop shares: args, paths, logger, scheme, runner construction, checkpoints, evaluation."""
+"""What every run loop shares: the entry, the collect / train / test / log / save skeleton, args, paths, logger,
+scheme, runner construction, checkpoint loading and evaluation. A loop file supplies only its algorithm's steps."""
 import os
 import pprint
 import time
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import torch
@@ -14,7 +16,7 @@ from learners import REGISTRY as learner_REGISTRY
 from modules.agents import REGISTRY as agent_REGISTRY
 from modules.mixers import REGISTRY as mixer_REGISTRY
 from runners import REGISTRY as runner_REGISTRY
-from utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from utils.checkpoint import CheckpointError, load_checkpoint
 from utils.logging import Logger
 from utils.run_identity import trained_on, unique_token
 from utils.timehelper import time_left, time_str
@@ -41,6 +43,10 @@ REGISTRIES = {"runner": runner_REGISTRY, "mac": mac_REGISTRY, "learner": learner
 
 def args_sanity_check(config, log):
     """Fixes up settings that cannot work as given (EPyMARL semantics); raises ValueError for invalid ones."""
+    if "model" in config:  # the MAZero model used to be chosen by `agent: mazero` plus `model:`
+        flat = config["model"] == "flat"
+        raise ValueError(f"config key `model` is gone: instead of `model: {config['model']}` write "
+                         f"`agent: {'mazero_flat' if flat else 'mazero'}` and drop `model`")
     for key, registry in REGISTRIES.items():
         value = config.get(key)
         if value is not None and value not in registry:
@@ -112,23 +118,81 @@ def build_scheme(args, env_info, mac_cls):
     return scheme, groups, preprocess
 
 
-def run_loop(run_sequential, _run, _config, _log):
-    """Entry shared by the run loops: args and logger around `run_sequential(args, logger)`."""
+def env_scheme(args, runner):
+    """Copies the env's sizes into args; returns (env_info, the controller class, build_scheme's triple)."""
+    env_info = runner.get_env_info()
+    add_env_info(args, env_info)
+    mac_cls = mac_REGISTRY[args.mac]
+    return env_info, mac_cls, build_scheme(args, env_info, mac_cls)
+
+
+def run(loop_cls, _run, _config, _log):
+    """The entry of every run loop (REGISTRY binds loop_cls): args and logger around run_sequential."""
     args = make_args(_config, _log)
     logger = setup_logger(_run, _log, args)
     try:
-        run_sequential(args, logger)
+        run_sequential(loop_cls, args, logger)
     finally:
         logger.finish()
 
 
-def with_runner(train, args, logger):
-    """Calls `train(args, logger, runner)` with the configured runner and closes its envs afterwards."""
+def run_sequential(loop_cls, args, logger):
+    """Builds the runner and `loop_cls(args, logger, runner)`, then evaluates or trains; closes the envs after."""
     runner = make_runner(runner_REGISTRY[args.runner], args, logger)
     try:
-        train(args, logger, runner)
+        loop = loop_cls(args, logger, runner)
+        counters = LoopCounters(episode=0, last_test_T=-args.test_interval - 1, last_log_T=0, last_save_T=0)
+        if args.checkpoint_path:
+            counters = loop.restore(counters)
+        elif args.evaluate:
+            logger.console_logger.warning("evaluate=True without checkpoint_path: evaluating an untrained model")
+        if args.evaluate:
+            evaluate_sequential(args, runner, logger)
+        else:
+            train_sequential(args, logger, runner, loop, counters)
     finally:
         runner.close_env()
+
+
+@dataclass
+class LoopCounters:
+    """The run loop's own counters (EPyMARL's names; t_env of the last test, log and checkpoint)."""
+    episode: int
+    last_test_T: int
+    last_log_T: int
+    last_save_T: int
+
+
+def train_sequential(args, logger, runner, loop, counters):
+    """EPyMARL's cycle: collect, train, test, log, checkpoint, until t_env passes t_max.
+
+    `loop` supplies the algorithm's steps: start(), collect(), train(episode) (episodes collected before this
+    cycle), test(), log(t_env) (extra statistics at each log) and save(counters). The checkpoint is last in the cycle, so a resumed run starts the next cycle
+    exactly where this one would.
+    """
+    progress = Progress(runner.t_env, args.t_max)
+    logger.info(f"Beginning training for {args.t_max} timesteps")
+    logger.setup_progress(args.t_max, runner.t_env)
+    loop.start()
+    while runner.t_env <= args.t_max:
+        loop.collect()
+        loop.train(counters.episode)
+        if runner.t_env - counters.last_test_T >= args.test_interval:
+            logger.info(progress.message(runner.t_env))
+            counters.last_test_T = runner.t_env
+            loop.test()
+        counters.episode += args.batch_size_run
+        if runner.t_env - counters.last_log_T >= args.log_interval:
+            logger.log_stat("episode", counters.episode, runner.t_env)
+            loop.log(runner.t_env)
+            logger.print_recent_stats()
+            counters.last_log_T = runner.t_env
+        logger.update_progress(runner.t_env)
+        if args.save_model and (runner.t_env - counters.last_save_T >= args.save_model_interval
+                                or counters.last_save_T == 0):
+            counters.last_save_T = runner.t_env
+            loop.save(counters)
+    logger.info("Finished training")
 
 
 def make_runner(runner_cls, args, logger):
@@ -143,12 +207,6 @@ def make_runner(runner_cls, args, logger):
 
 def models_dir(args):
     return os.path.join(results_root(args.local_results_path), "models", args.unique_token)
-
-
-def save_models(args, learner, t_env, logger):
-    path = save_checkpoint(models_dir(args), t_env, learner.save_models, trained_on=trained_on(args))
-    logger.info(f"Saved models to {path}")
-    return path
 
 
 def load_models(args, learner, logger):

@@ -1,48 +1,39 @@
-"""The `mazero` run loop: synchronous collect / train like the official `train_sync` (MAZero spec §5.1).
+"""The `mazero` run loop's steps: synchronous collect / train like the official `train_sync` (docs/mazero.md,
+"Run loop"); the cycle (test, log and checkpoint timing) is run.common.train_sequential.
 
 Each cycle collects one episode in each of the `batch_size_run` envs through the harness's runner (the mazero_mac
 searches for every acting env at every step), stores the episodes transition by transition in MAZero's
 prioritised replay, then trains until updates = updates_per_env_step * t_env (training starts once `batch_size`
-transitions are stored). Evaluation, logging and checkpoints follow the EPyMARL conventions of the default loop.
+transitions are stored).
 
 The log states where wall-clock goes (self-play search, env stepping and batch bookkeeping, reanalysis search,
 gradient steps, evaluation) so that users can size the budget keys (num_simulations, sampled_actions, batch_size,
 reanalyse_ratio, updates_per_env_step).
 
 Checkpoints hold everything a run needs to continue exactly ("Exact resume" in docs/mazero.md): the learner's
-files, the replay buffer (`replay.th`) and `run_state.th` (loop, runner and logger counters and every RNG stream).
-They are taken at the end of a loop cycle, between runner.run() calls, and the last KEEP_CHECKPOINTS are kept.
+files, the replay buffer (`replay.th`) and `run_state.th` (the state_dict of the loop counters, runner, controller,
+learner and logger, and every global RNG stream). They are taken at the end of a loop cycle, between runner.run()
+calls, and the last KEEP_CHECKPOINTS are kept.
 """
 import random
 import time
-from dataclasses import asdict, dataclass
+from contextlib import contextmanager
+from dataclasses import asdict
 
 import numpy as np
 import torch
 
 from components.mazero_replay import MAZeroReplayBuffer
-from controllers import REGISTRY as mac_REGISTRY
 from learners import REGISTRY as le_REGISTRY
-from run.common import (
-    Progress, add_env_info, build_scheme, evaluate_sequential, load_models, models_dir,
-    run_loop, run_test_episodes, with_runner,
-)
+from mcts.search import SearchStats
+from run.common import LoopCounters, env_scheme, load_models, models_dir, run_test_episodes
 from utils.checkpoint import find_checkpoint, save_checkpoint
 from utils.run_identity import trained_on
 
-SEARCH_FIELDS = ("search_actions", "search_visits", "search_qvalues", "search_pred_value")
 PROFILE_PARTS = ("selfplay_search", "env", "reanalyse_search", "gradient", "test")
 KEEP_CHECKPOINTS = 2
 REPLAY_FILE = "replay.th"
 RUN_STATE_FILE = "run_state.th"
-
-
-def run(_run, _config, _log):
-    run_loop(run_sequential, _run, _config, _log)
-
-
-def run_sequential(args, logger):
-    with_runner(_train, args, logger)
 
 
 def store_episodes(episode_batch, mac, buffer):
@@ -53,23 +44,9 @@ def store_episodes(episode_batch, mac, buffer):
     avail = episode_batch["avail_actions"].bool()
     rewards = episode_batch["reward"][..., 0]
     terminated = episode_batch["terminated"][..., 0]
-    search = {field: episode_batch[field] for field in SEARCH_FIELDS}
     for b, T in enumerate(lengths.tolist()):
         buffer.add_episode(inputs[b, :T + 1], actions[b, :T], avail[b, :T + 1], rewards[b, :T],
-                           bool(terminated[b, T - 1]),
-                           {"search_actions": search["search_actions"][b, :T],
-                            "search_visits": search["search_visits"][b, :T],
-                            "search_qvalues": search["search_qvalues"][b, :T],
-                            "search_pred_value": search["search_pred_value"][b, :T, 0]})
-
-
-@dataclass
-class LoopCounters:
-    """The run loop's own counters (EPyMARL's names), saved in every checkpoint."""
-    episode: int
-    last_test_T: int
-    last_log_T: int
-    model_save_time: int
+                           bool(terminated[b, T - 1]), SearchStats.from_episode_batch(episode_batch, (b, slice(0, T))))
 
 
 def save_run_state(path, counters, runner, mac, learner, buffer, logger):
@@ -78,21 +55,33 @@ def save_run_state(path, counters, runner, mac, learner, buffer, logger):
     torch.save({
         "counters": asdict(counters),
         "runner": runner.state_dict(),
-        "learner_log_stats_t": learner.log_stats_t,
-        "learner_search": learner.search.state_dict(),
-        "mac_rng": mac.rng.bit_generator.state,
-        "mac_search": mac.search.state_dict(),
+        "mac": mac.state_dict(),
+        "learner": learner.state_dict(),
+        "logger": logger.state_dict(),
         "python_rng": random.getstate(),
         "numpy_rng": np.random.get_state(),
         "torch_rng": torch.get_rng_state(),
-        "logger_recent_stats": {key: list(values) for key, values in logger.stats.items()},
     }, f"{path}/{RUN_STATE_FILE}")
+
+
+def upgrade_run_state(state):
+    """A run_state.th written before the objects owned their state (flat keys, `model_save_time`) in today's form."""
+    if "mac" in state:
+        return state
+    state = dict(state)
+    state["mac"] = {"rng": state.pop("mac_rng"), "search": state.pop("mac_search")}
+    state["learner"] = {"log_stats_t": state.pop("learner_log_stats_t"), "search": state.pop("learner_search")}
+    state["logger"] = {"recent_stats": state.pop("logger_recent_stats")}
+    counters = dict(state["counters"])
+    counters["last_save_T"] = counters.pop("model_save_time")
+    state["counters"] = counters
+    return state
 
 
 def load_run_state(path, runner, mac, learner, buffer, logger):
     """Restores save_run_state(path, ...) and returns the LoopCounters; the learner's files are loaded already."""
     try:
-        state = torch.load(f"{path}/{RUN_STATE_FILE}", weights_only=False)
+        state = upgrade_run_state(torch.load(f"{path}/{RUN_STATE_FILE}", weights_only=False))
     except FileNotFoundError:
         raise SystemExit(f"ERROR: checkpoint {path} has no {RUN_STATE_FILE} (written before exact resume "
                          f"existed): it can be evaluated (evaluate=True) but not resumed") from None
@@ -100,12 +89,9 @@ def load_run_state(path, runner, mac, learner, buffer, logger):
     if not runner.load_state_dict(state["runner"]):
         logger.info(f"env {runner.args.env!r} exposes no RNG state: its envs continue from their seeds (exact "
                     f"for deterministic envs such as the matrix games)")
-    learner.log_stats_t = state["learner_log_stats_t"]
-    learner.search.load_state_dict(state["learner_search"])
-    mac.rng.bit_generator.state = state["mac_rng"]
-    mac.search.load_state_dict(state["mac_search"])
-    for key, values in state["logger_recent_stats"].items():
-        logger.stats[key].extend(values)
+    mac.load_state_dict(state["mac"])
+    learner.load_state_dict(state["learner"])
+    logger.load_state_dict(state["logger"])
     random.setstate(state["python_rng"])
     np.random.set_state(state["numpy_rng"])
     torch.set_rng_state(state["torch_rng"])
@@ -117,16 +103,31 @@ def load_run_state(path, runner, mac, learner, buffer, logger):
 class TimeProfile:
     """Wall-clock seconds per part of the loop, logged as shares of the run's wall-clock so far."""
 
-    def __init__(self):
+    def __init__(self, t_start, updates_start):
         self.start = time.perf_counter()
         self.seconds = dict.fromkeys(PROFILE_PARTS, 0.0)
+        self.t_start, self.updates_start = t_start, updates_start
 
-    def log(self, logger, t_env, updates, t_start, updates_start):
+    @contextmanager
+    def measure(self, part, *sources):
+        """Adds the block's wall-clock to `part`, less what `sources` report spending in their own parts
+        (their `time_spent()`, cumulative seconds by part)."""
+        before = [source.time_spent() for source in sources]
+        start = time.perf_counter()
+        yield
+        elapsed = time.perf_counter() - start
+        for source, spent_before in zip(sources, before):
+            for name, seconds in source.time_spent().items():
+                self.seconds[name] += seconds - spent_before[name]
+                elapsed -= seconds - spent_before[name]
+        self.seconds[part] += elapsed
+
+    def log(self, logger, t_env, updates):
         wall = time.perf_counter() - self.start
         for part in PROFILE_PARTS:
             logger.log_stat(f"time_share_{part}", self.seconds[part] / wall, t_env)
-        env_steps_per_s = (t_env - t_start) / wall
-        updates_per_s = (updates - updates_start) / wall
+        env_steps_per_s = (t_env - self.t_start) / wall
+        updates_per_s = (updates - self.updates_start) / wall
         logger.log_stat("env_steps_per_second", env_steps_per_s, t_env)
         logger.log_stat("updates_per_second", updates_per_s, t_env)
         shares = ", ".join(f"{part} {100 * self.seconds[part] / wall:.1f}%" for part in PROFILE_PARTS)
@@ -135,84 +136,55 @@ class TimeProfile:
                     f"{updates_per_s:.2f} updates/s")
 
 
-def _train(args, logger, runner):
-    env_info = runner.get_env_info()
-    add_env_info(args, env_info)
-    mac_cls = mac_REGISTRY[args.mac]
-    scheme, groups, preprocess = build_scheme(args, env_info, mac_cls)
-    missing = [field for field in SEARCH_FIELDS if field not in scheme]
-    if missing:
-        raise ValueError(f"run 'mazero' needs a controller that stores the search statistics {missing} "
-                         f"(mac: mazero_mac), got mac {args.mac!r}")
-    mac = mac_cls(scheme, groups, args)
-    runner.setup(scheme=scheme, groups=groups, preprocess=preprocess, mac=mac)
-    learner = le_REGISTRY[args.learner](mac, scheme, logger, args)
-    buffer = MAZeroReplayBuffer(args.buffer_size, args.n_agents, mac.input_shape, args.n_actions,
-                                args.sampled_actions, args.per_alpha, args.seed)
+class MAZeroLoop:
+    def __init__(self, args, logger, runner):
+        self.args, self.logger, self.runner = args, logger, runner
+        _, mac_cls, (scheme, groups, preprocess) = env_scheme(args, runner)
+        missing = [field for field in SearchStats.scheme(args.sampled_actions, args.n_agents) if field not in scheme]
+        if missing:
+            raise ValueError(f"run 'mazero' needs a controller that stores the search statistics {missing} "
+                             f"(mac: mazero_mac), got mac {args.mac!r}")
+        self.mac = mac_cls(scheme, groups, args)
+        runner.setup(scheme=scheme, groups=groups, preprocess=preprocess, mac=self.mac)
+        self.learner = le_REGISTRY[args.learner](self.mac, scheme, logger, args)
+        self.buffer = MAZeroReplayBuffer(args.buffer_size, args.n_agents, self.mac.input_shape, args.n_actions,
+                                         args.sampled_actions, args.per_alpha, args.seed)
+        self.profile = None
 
-    counters = LoopCounters(episode=0, last_test_T=-args.test_interval - 1, last_log_T=0, model_save_time=0)
-    if args.checkpoint_path:
-        runner.t_env = load_models(args, learner, logger)
-        if not args.evaluate:
-            path, _ = find_checkpoint(args.checkpoint_path, args.load_step)
-            counters = load_run_state(path, runner, mac, learner, buffer, logger)
-    elif args.evaluate:
-        logger.console_logger.warning("evaluate=True without checkpoint_path: evaluating an untrained model")
-    if args.evaluate:
-        evaluate_sequential(args, runner, logger)
-        return
+    def restore(self, counters):
+        """Loads the learner's files and, unless evaluating, the replay and run state for an exact resume."""
+        self.runner.t_env = load_models(self.args, self.learner, self.logger)
+        if self.args.evaluate:
+            return counters
+        path, _ = find_checkpoint(self.args.checkpoint_path, self.args.load_step)
+        return load_run_state(path, self.runner, self.mac, self.learner, self.buffer, self.logger)
 
-    t_start, updates_start = runner.t_env, learner.update_count
-    progress = Progress(runner.t_env, args.t_max)
-    profile = TimeProfile()
-    logger.info(f"Beginning training for {args.t_max} timesteps")
-    logger.setup_progress(args.t_max, runner.t_env)
+    def start(self):
+        self.profile = TimeProfile(self.runner.t_env, self.learner.update_count)
 
-    while runner.t_env <= args.t_max:
-        mac.training_started = learner.update_count > 0  # before the first update: uniform sampled joint actions
-        search_before = mac.search_seconds
-        start = time.perf_counter()
-        episode_batch = runner.run(test_mode=False)
-        store_episodes(episode_batch, mac, buffer)
-        collect = time.perf_counter() - start
-        profile.seconds["selfplay_search"] += mac.search_seconds - search_before
-        profile.seconds["env"] += collect - (mac.search_seconds - search_before)
+    def collect(self):
+        self.mac.set_training_started(self.learner.update_count > 0)
+        with self.profile.measure("env", self.mac):
+            store_episodes(self.runner.run(test_mode=False), self.mac, self.buffer)
 
-        reanalyse_before = learner.reanalyse_seconds
-        start = time.perf_counter()
-        while (learner.update_count < int(args.updates_per_env_step * runner.t_env)
-               and buffer.can_sample(args.batch_size)):
-            learner.train(buffer, runner.t_env)
-        train = time.perf_counter() - start
-        profile.seconds["reanalyse_search"] += learner.reanalyse_seconds - reanalyse_before
-        profile.seconds["gradient"] += train - (learner.reanalyse_seconds - reanalyse_before)
+    def train(self, episode):
+        with self.profile.measure("gradient", self.learner):
+            while (self.learner.update_count < int(self.args.updates_per_env_step * self.runner.t_env)
+                   and self.buffer.can_sample(self.args.batch_size)):
+                self.learner.train(self.buffer, self.runner.t_env)
 
-        if runner.t_env - counters.last_test_T > args.test_interval:
-            logger.info(progress.message(runner.t_env))
-            counters.last_test_T = runner.t_env
-            start = time.perf_counter()
-            run_test_episodes(args, runner)
-            profile.seconds["test"] += time.perf_counter() - start
+    def test(self):
+        with self.profile.measure("test"):
+            run_test_episodes(self.args, self.runner)
 
-        counters.episode += args.batch_size_run
-        if runner.t_env - counters.last_log_T >= args.log_interval:
-            logger.log_stat("episode", counters.episode, runner.t_env)
-            profile.log(logger, runner.t_env, learner.update_count, t_start, updates_start)
-            logger.print_recent_stats()
-            counters.last_log_T = runner.t_env
-        logger.update_progress(runner.t_env)
+    def log(self, t_env):
+        self.profile.log(self.logger, t_env, self.learner.update_count)
 
-        # last in the cycle, so that a resumed run starts the next cycle exactly where this one would
-        if args.save_model and (runner.t_env - counters.model_save_time >= args.save_model_interval
-                                or counters.model_save_time == 0):
-            counters.model_save_time = runner.t_env
+    def save(self, counters):
+        def write(path):
+            self.learner.save_models(path)
+            save_run_state(path, counters, self.runner, self.mac, self.learner, self.buffer, self.logger)
 
-            def save(path):
-                learner.save_models(path)
-                save_run_state(path, counters, runner, mac, learner, buffer, logger)
-
-            path = save_checkpoint(models_dir(args), runner.t_env, save, keep=KEEP_CHECKPOINTS,
-                                   trained_on=trained_on(args))
-            logger.info(f"Saved checkpoint ({buffer.num_transitions} transitions in replay) to {path}")
-
-    logger.info("Finished training")
+        path = save_checkpoint(models_dir(self.args), self.runner.t_env, write, keep=KEEP_CHECKPOINTS,
+                               trained_on=trained_on(self.args))
+        self.logger.info(f"Saved checkpoint ({self.buffer.num_transitions} transitions in replay) to {path}")

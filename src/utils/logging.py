@@ -67,6 +67,14 @@ class Logger:
                     self._progress_postfix[label] = f"{value:.3g}"
                     self.progress.set_postfix(self._progress_postfix, refresh=False)
 
+    def state_dict(self):
+        """The recent-stats window the console prints from, for an exact resume."""
+        return {"recent_stats": {key: list(values) for key, values in self.stats.items()}}
+
+    def load_state_dict(self, state):
+        for key, values in state["recent_stats"].items():
+            self.stats[key].extend(values)
+
     def print_recent_stats(self):
         """Console summary: each stat's latest logged value (itself the mean over its logging window, e.g.
         return_mean over the episodes since the last runner log), for the stats logged since the previous summary.

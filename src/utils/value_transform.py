@@ -1,4 +1,5 @@
-"""Scalar <-> categorical transform of MuZero-family value and reward heads (MAZero spec §1.2).
+"""Scalar <-> categorical transform of MuZero-family value and reward heads (MuZero's, Schrittwieser et al. 2020, App. F;
+docs/mazero.md, "Model").
 
 A scalar x is squashed with h(x) = sign(x)(sqrt(|x|+1) - 1) + eps*x, then written as a "two-hot" distribution over
 the integer support [-support_size, support_size]. The network predicts logits over that support; the scalar

@@ -1,19 +1,14 @@
-"""Agent network registry (key `agent`): constructors called as REGISTRY[name](input_shape, args)."""
-from modules.agents.mazero_agent import MAZeroAgent
-from modules.agents.mazero_flat_agent import FlatMuZeroAgent
+"""Agent network registry (key `agent`): constructors called as REGISTRY[name](input_shape, args).
+
+`mazero` and `mazero_flat` are MAZero's centralised world models (src/modules/mazero/), not per-agent networks: the
+`mazero_mac` builds one for all agents.
+"""
 from modules.agents.rnn_agent import RNNAgent
-
-MAZERO_MODELS = {"mazero": MAZeroAgent, "flat": FlatMuZeroAgent}
-
-
-def mazero_model(input_shape, args):
-    """`agent: mazero`: the model chosen by `model` (MAZero, or the flat single-agent MuZero baseline)."""
-    if args.model not in MAZERO_MODELS:
-        raise ValueError(f"model must be one of {sorted(MAZERO_MODELS)}, got {args.model!r}")
-    return MAZERO_MODELS[args.model](input_shape, args)
-
+from modules.mazero.flat_model import FlatMuZeroModel
+from modules.mazero.model import MAZeroModel
 
 REGISTRY = {
     "rnn": RNNAgent,
-    "mazero": mazero_model,
+    "mazero": MAZeroModel,
+    "mazero_flat": FlatMuZeroModel,
 }

@@ -1,8 +1,8 @@
-"""`model: flat`: single-agent MuZero over the joint observation and the joint action (the paper's Fig. 6 baseline).
+"""`agent: mazero_flat`: single-agent MuZero over the joint observation and the joint action (the paper's Fig. 6 baseline).
 
 One latent of `latent_dim` for the concatenated observations of all N agents, one policy head over the A^N joint
 actions, dynamics, reward and value over that latent and the one-hot joint action: MAZero's model with one agent and
-A^N actions (no communication, nothing per agent). It speaks the same interface as MAZeroAgent: inputs [B, N, D],
+A^N actions (no communication, nothing per agent). It speaks the same interface as MAZeroModel: inputs [B, N, D],
 per-agent actions [B, N] in `dynamics`; latents are [B, 1, H] and policy logits [B, 1, A^N], in the space of
 `action_space` (JointActions), which the search driver, the learner and the controller map to and from per-agent
 actions.
@@ -11,28 +11,28 @@ from types import SimpleNamespace
 
 import torch.nn as nn
 
-from modules.agents.mazero_actions import JointActions
-from modules.agents.mazero_agent import MAZeroAgent
+from modules.mazero.action_space import JointActions
+from modules.mazero.model import MAZeroModel
 
 # Largest joint action space the flat model accepts: one-hot joint actions feed the dynamics and reward networks
 # and the policy head has one logit per joint action (4096 = e.g. 8 actions for 4 agents, 9 for 3 agents: 729).
 MAX_JOINT_ACTIONS = 4096
 
 
-class FlatMuZeroAgent(nn.Module):
+class FlatMuZeroModel(nn.Module):
     def __init__(self, input_shape, args):
         super().__init__()
         joint_size = args.n_actions ** args.n_agents
         if joint_size > MAX_JOINT_ACTIONS:
-            raise ValueError(f"model: flat needs one policy output per joint action, and this env has "
+            raise ValueError(f"agent: mazero_flat needs one policy output per joint action, and this env has "
                              f"n_actions ** n_agents = {args.n_actions} ** {args.n_agents} = {joint_size} joint "
-                             f"actions (limit {MAX_JOINT_ACTIONS}); use model: mazero for this map")
+                             f"actions (limit {MAX_JOINT_ACTIONS}); use agent: mazero for this map")
         self.n_agents = args.n_agents
         self.action_space = JointActions(args.n_agents, args.n_actions)
         single = SimpleNamespace(**vars(args))
         single.n_agents, single.n_actions = 1, joint_size
         single.use_communication, single.share_parameters = False, True
-        self.core = MAZeroAgent(self.n_agents * input_shape, single)
+        self.core = MAZeroModel(self.n_agents * input_shape, single)
 
     def represent(self, obs):
         """[B, N, D] -> latent [B, 1, H] of the concatenated observations."""

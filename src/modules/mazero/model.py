@@ -1,4 +1,4 @@
-"""MAZero's centralised learned model (Liu et al., ICLR 2024, Eq. 4; MAZero spec §1).
+"""MAZero's centralised learned model (Liu et al., ICLR 2024, Eq. 4; docs/mazero.md, "Model").
 
 Six functions over N agents with latent size H:
   representation  s^i_0 = h(o^i)                      per agent, shared weights (share_parameters: False = per agent)
@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from modules.agents.mazero_actions import PerAgentActions
+from modules.mazero.action_space import PerAgentActions
 
 
 def _orthogonal_init(linear, zero=False):
@@ -129,7 +129,7 @@ class Communication(nn.Module):
         return self.encoder(x)
 
 
-class MAZeroAgent(nn.Module):
+class MAZeroModel(nn.Module):
     """MAZero model. `input_shape` is the per-agent input size built by the mazero controller."""
 
     def __init__(self, input_shape, args):

@@ -6,7 +6,7 @@ import mcts
 from mazero_args import mazero_args
 from mcts import ptree
 from mcts.search import MCTSSearch
-from modules.agents.mazero_agent import MAZeroAgent
+from modules.mazero.model import MAZeroModel
 from utils.value_transform import logits_to_scalar
 
 torch.set_num_threads(1)
@@ -16,7 +16,7 @@ N, A, D = 3, 5, 7
 
 def _model(args):
     torch.manual_seed(1)
-    model = MAZeroAgent(D, args).eval()
+    model = MAZeroModel(D, args).eval()
     # Non-zero heads so that priors, values and rewards differ between nodes.
     with torch.no_grad():
         for head in (model.value_head, model.reward_head, model.policy_head):
@@ -60,11 +60,11 @@ def test_driver_matches_plain_ptree_loop():
     search = MCTSSearch(args, seed=5, tree_cls=ptree.SampledTrees)
     result = search.run(model, inputs, legal, add_noise=False)
     ref_values, ref_children = _reference_search(model, args, inputs, legal, None, seed=5 * 1000003)
-    np.testing.assert_array_equal(result.actions, ref_children["actions"])
-    np.testing.assert_array_equal(result.visits, ref_children["visits"])
+    np.testing.assert_array_equal(result.stats.joint_actions.numpy(), ref_children["actions"])
+    np.testing.assert_array_equal(result.stats.visits.numpy(), ref_children["visits"])
     np.testing.assert_allclose(result.root_values, ref_values, rtol=1e-6)
-    np.testing.assert_allclose(result.q_values, ref_children["q_values"], rtol=1e-6)
-    assert (result.visits.sum(1) == args.num_simulations).all()
+    np.testing.assert_allclose(result.stats.q_values.numpy(), ref_children["q_values"], rtol=1e-6)
+    assert (result.stats.visits.sum(1) == args.num_simulations).all()
 
 
 @pytest.mark.skipif(mcts.ctree is None, reason="mcts.ctree not built")
@@ -74,8 +74,8 @@ def test_driver_same_results_with_compiled_tree():
     inputs, legal = _inputs(4)
     results = [MCTSSearch(args, seed=5, tree_cls=cls).run(model, inputs, legal, add_noise=True)
                for cls in (ptree.SampledTrees, mcts.ctree.SampledTrees)]
-    np.testing.assert_array_equal(results[0].actions, results[1].actions)
-    np.testing.assert_array_equal(results[0].visits, results[1].visits)
+    np.testing.assert_array_equal(results[0].stats.joint_actions, results[1].stats.joint_actions)
+    np.testing.assert_array_equal(results[0].stats.visits, results[1].stats.visits)
     np.testing.assert_allclose(results[0].root_values, results[1].root_values, rtol=1e-5)
 
 
@@ -87,11 +87,11 @@ def test_root_children_legal_and_noise_changes_samples():
     noisy = search.run(model, inputs, legal, add_noise=True)
     for b in range(16):
         for k in range(noisy.num_children[b]):
-            assert all(legal[b, i, noisy.actions[b, k, i]] for i in range(N))
-        assert (noisy.actions[b, noisy.num_children[b]:] == -1).all()
+            assert all(legal[b, i, noisy.stats.joint_actions[b, k, i]] for i in range(N))
+        assert (noisy.stats.joint_actions[b, noisy.num_children[b]:] == -1).all()
     # Same seed without noise: the sampled root children differ somewhere (the noise reached the root prior).
     clean = MCTSSearch(args, seed=0, tree_cls=ptree.SampledTrees).run(model, inputs, legal, add_noise=False)
-    assert not np.array_equal(noisy.actions, clean.actions)
+    assert not torch.equal(noisy.stats.joint_actions, clean.stats.joint_actions)
 
 
 def test_rejects_agent_without_legal_action():
