@@ -154,6 +154,7 @@ def _train(args, logger, runner):
         logger.console_logger.warning("evaluate=True without checkpoint_path: evaluating an untrained model")
     if args.evaluate:
         evaluate_sequential(args, runner, logger)
+        learner.close()
         return
 
     t_start, updates_start = runner.t_env, learner.update_count
@@ -208,4 +209,5 @@ def _train(args, logger, runner):
             path = save_checkpoint(models_dir(args), runner.t_env, save, keep=KEEP_CHECKPOINTS)
             logger.info(f"Saved checkpoint ({buffer.num_transitions} transitions in replay) to {path}")
 
+    learner.close()  # the reanalysis workers (reanalyse_workers >= 1)
     logger.info("Finished training")
