@@ -4,7 +4,9 @@ docs/mazero.md, "Learner"). K = unroll_steps throughout this file.
 One update is four steps on a `MAZeroBatch` from the replay: value targets (n-step returns bootstrapped from the
 target network, "pred-re", with the off-policy n-shrink the replay applied to the horizons), policy targets (a
 search with the target network at o_{t..t+K} for a `reanalyse_ratio` share of the batch, the stored self-play
-search statistics for the rest), the unroll losses, and the logged statistics.
+search statistics for the rest), the unroll losses, and the logged statistics. The policy targets are computed
+`reanalyse_prefetch` batches ahead, in process or on Ray workers (learners/mazero_reanalyse.py); the batch moves
+to `args.device` once, after them (docs/mazero_scaleout.md).
 """
 import copy
 import os

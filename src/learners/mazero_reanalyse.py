@@ -14,6 +14,7 @@ drains the batches in flight (`state_dict`), so a resumed run continues with the
 import copy
 import logging
 import os
+import socket
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -84,6 +85,18 @@ def import_ray(args):
     return ray
 
 
+def unreachable(address):
+    """Why nothing answers at a "host:port" address (ray.init would retry it for minutes), or None."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():  # "auto", or a form Ray resolves itself
+        return None
+    try:
+        socket.create_connection((host.split("://")[-1], int(port)), timeout=10).close()
+    except OSError as exc:
+        return str(exc)
+    return None
+
+
 def connect_ray(ray, args):
     """Starts a local Ray (ray_address null) or joins the cluster at ray_address, unless Ray is running already
     in this process; exits with a message when the cluster cannot be reached or lacks the workers' resources."""
@@ -92,12 +105,16 @@ def connect_ray(ray, args):
             runtime_env = {"env_vars": {"PYTHONPATH": SRC_DIR}}
         else:  # a cluster's nodes get src/ uploaded as the job's working directory
             runtime_env = {"working_dir": SRC_DIR, "excludes": ["__pycache__"]}
-        try:
-            ray.init(address=args.ray_address, include_dashboard=False, log_to_driver=False,
-                     runtime_env=runtime_env)
-        except (ConnectionError, RuntimeError, ValueError) as exc:
+        error = unreachable(str(args.ray_address)) if args.ray_address is not None else None
+        if error is None:
+            try:
+                ray.init(address=args.ray_address, include_dashboard=False, log_to_driver=False,
+                         runtime_env=runtime_env)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                error = str(exc)
+        if error is not None:
             raise SystemExit(f"ERROR: cannot reach the Ray cluster at ray_address={args.ray_address!r} "
-                             f"(null starts a local Ray, 'auto' joins the one on this machine): {exc}") from None
+                             f"(null starts a local Ray, 'auto' joins the one on this machine): {error}")
     total = ray.cluster_resources()
     for key, per_worker in (("CPU", args.reanalyse_num_cpus), ("GPU", args.reanalyse_num_gpus)):
         needed = args.reanalyse_workers * per_worker

@@ -73,7 +73,6 @@ def save_run_state(path, counters, runner, mac, learner, buffer, logger):
         "counters": asdict(counters),
         "runner": runner.state_dict(),
         "learner_log_stats_t": learner.log_stats_t,
-        "learner_search": learner.search.state_dict(),
         "mac_rng": mac.rng.bit_generator.state,
         "mac_search": mac.search.state_dict(),
         "python_rng": random.getstate(),
@@ -95,7 +94,6 @@ def load_run_state(path, runner, mac, learner, buffer, logger):
         logger.info(f"env {runner.args.env!r} exposes no RNG state: its envs continue from their seeds (exact "
                     f"for deterministic envs such as the matrix games)")
     learner.log_stats_t = state["learner_log_stats_t"]
-    learner.search.load_state_dict(state["learner_search"])
     mac.rng.bit_generator.state = state["mac_rng"]
     mac.search.load_state_dict(state["mac_search"])
     for key, values in state["logger_recent_stats"].items():
