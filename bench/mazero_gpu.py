@@ -29,7 +29,7 @@ import torch  # noqa: E402
 
 from mazero_update_cost import NullLogger, build_args, filled_replay  # noqa: E402
 from mazero_search import MAPS  # noqa: E402
-RUN_LOG_INTERVAL = 200  # env steps between the run's logged rates (mazero.yaml: 2000)
+RUN_LOG_INTERVAL = 200  # env steps between the run's logged rates (mazero.yaml: 2000), at most t_max / 2
 
 
 def time_updates(cli, device):
@@ -70,8 +70,8 @@ def short_run(cli, device):
     with tempfile.TemporaryDirectory() as results:
         cmd = [sys.executable, os.path.join(ROOT, "src", "main.py"), f"--config={cli.config}", "--env-config=smax",
                "with", f"env_args.map_name={cli.map}", f"t_max={cli.t_max}", f"use_cuda={device == 'cuda'}",
-               f"log_interval={RUN_LOG_INTERVAL}", "save_model=False", f"local_results_path={results}",
-               *cli.overrides]
+               f"log_interval={min(RUN_LOG_INTERVAL, max(1, cli.t_max // 2))}", "save_model=False",
+               f"local_results_path={results}", *cli.overrides]
         start = time.perf_counter()
         proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         try:
@@ -84,8 +84,11 @@ def short_run(cli, device):
             proc.communicate()
             finished = False
         wall = time.perf_counter() - start
-        paths = [os.path.join(d, "metrics.json") for d, _, files in os.walk(results) if "metrics.json" in files]
-        metrics = json.load(open(paths[0])) if paths else {}
+        metrics = {}
+        for directory, _, files in os.walk(results):
+            if "metrics.json" in files:
+                with open(os.path.join(directory, "metrics.json")) as f:
+                    metrics = json.load(f)
     t_env = metrics["env_steps_per_second"]["steps"][-1] if "env_steps_per_second" in metrics else 0
     print(f"run {'completed' if finished else f'stopped after {cli.minutes} min'}: --config={cli.config} SMAX "
           f"{cli.map}, t_max {cli.t_max}, {wall:.0f} s wall; at t_env {t_env}: "
