@@ -37,8 +37,8 @@ class NullLogger:
         pass
 
 
-def build_args(config, n_agents, n_actions, overrides):
-    args = alg_args(config, n_agents=n_agents, n_actions=n_actions, seed=0)
+def build_args(config, n_agents, n_actions, overrides, device="cpu"):
+    args = alg_args(config, n_agents=n_agents, n_actions=n_actions, seed=0, device=device)
     for item in overrides:
         key, _, value = item.partition("=")
         if not hasattr(args, key):

@@ -8,6 +8,6 @@ SMALL = dict(latent_dim=16, representation_hidden=[16], dynamics_hidden=[16], he
 
 
 def mazero_args(n_agents=3, n_actions=9, **overrides):
-    settings = dict(n_agents=n_agents, n_actions=n_actions, seed=0, learner_log_interval=10000)
+    settings = dict(n_agents=n_agents, n_actions=n_actions, seed=0, learner_log_interval=10000, device="cpu")
     settings.update(overrides)
     return config_args("mazero", "matrix", **settings)

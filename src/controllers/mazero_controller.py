@@ -23,7 +23,7 @@ class MAZeroMAC:
         self.n_agents = args.n_agents
         self.n_actions = args.n_actions
         self.input_shape = self._get_input_shape(scheme)
-        self.agent = agent_REGISTRY[args.agent](self.input_shape, args).eval()
+        self.agent = agent_REGISTRY[args.agent](self.input_shape, args).to(args.device).eval()
         self.search = MCTSSearch(args, seed=args.seed)
         self.rng = np.random.default_rng([args.seed, 1])  # action sampling; independent of the search's stream
         self.search_seconds = 0.0  # wall-clock of self-play searches (time_spent)
@@ -78,9 +78,10 @@ class MAZeroMAC:
         inputs = self.build_inputs(ep_batch, t_ep)[bs]
         legal = legal_or_all(ep_batch["avail_actions"][bs, t_ep])
         if test_mode and not self.args.test_mcts:
-            _, policy_logits = self.agent.predict(self.agent.represent(inputs))
+            _, policy_logits = self.agent.predict(self.agent.represent(inputs.to(self.args.device)))
             space = self.agent.action_space  # per-agent argmax for MAZero, joint argmax for agent: mazero_flat
-            return space.decode(policy_logits.masked_fill(~space.legal(legal), -float("inf")).argmax(-1))
+            masked = policy_logits.cpu().masked_fill(~space.legal(legal), -float("inf"))
+            return space.decode(masked.argmax(-1))
 
         start = time.perf_counter()
         result = self.search.run(self.agent, inputs, legal, add_noise=not test_mode)

@@ -4,17 +4,23 @@ docs/mazero.md, "Learner"). K = unroll_steps throughout this file.
 One update is four steps on a `MAZeroBatch` from the replay: value targets (n-step returns bootstrapped from the
 target network, "pred-re", with the off-policy n-shrink the replay applied to the horizons), policy targets (a
 search with the target network at o_{t..t+K} for a `reanalyse_ratio` share of the batch, the stored self-play
-search statistics for the rest), the unroll losses, and the logged statistics.
+search statistics for the rest), the unroll losses, and the logged statistics. The policy targets are computed
+`reanalyse_prefetch` batches ahead, in process or on Ray workers (learners/mazero_reanalyse.py); the batch moves
+to `args.device` once, after them (docs/mazero_scaleout.md).
 """
 import copy
+import os
 import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from learners.mazero_reanalyse import ReanalysisPool
 from mcts.search import MCTSSearch, legal_or_all
 from utils.value_transform import logits_to_scalar, scalar_to_two_hot
+
+REANALYSIS_FILE = "reanalysis_queue.th"  # the prefetched batches and their targets (ReanalysisPool.state_dict)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -28,15 +34,17 @@ def n_step_value_targets(rewards, bootstrap_values, horizons, steps_left, termin
     (t+k+h_k = T of a terminated episode) and kept at a time-out; past the end (t+k >= T) the target is 0.
     """
     B, K1 = horizons.shape
-    z = torch.zeros(B, K1)
-    for j in range(int(horizons.max().item()) if horizons.numel() else 0):
-        k_plus_j = torch.arange(K1).unsqueeze(0) + j
+    device = horizons.device
+    z = torch.zeros(B, K1, device=device)
+    # every h_k <= n = rewards' width - K; terms j >= h_k are zero (no host sync on horizons.max())
+    for j in range(rewards.shape[1] - K1 + 1):
+        k_plus_j = torch.arange(K1, device=device).unsqueeze(0) + j
         z += (gamma ** j) * rewards.gather(1, k_plus_j.expand(B, -1)) * (j < horizons)
-    k = torch.arange(K1).unsqueeze(0)
+    k = torch.arange(K1, device=device).unsqueeze(0)
     inside = k < steps_left.unsqueeze(1)
     at_terminal = (k + horizons == steps_left.unsqueeze(1)) & terminated.unsqueeze(1)
     use_bootstrap = inside & ~at_terminal
-    z += torch.where(use_bootstrap, (gamma ** horizons.float()) * bootstrap_values, torch.zeros(()))
+    z += torch.where(use_bootstrap, (gamma ** horizons.float()) * bootstrap_values, torch.zeros((), device=device))
     return z
 
 
@@ -86,12 +94,16 @@ class PolicyTargets:
     weights: torch.Tensor  # [B, K+1, Ks] the AWPO (or BC) weights w
     search_seconds: float  # wall-clock of the reanalysis search
 
+    def to(self, device):
+        return PolicyTargets(**{name: value.to(device) if isinstance(value, torch.Tensor) else value
+                                for name, value in vars(self).items()})
+
 
 def value_targets(batch, target_model, args):
     """z_{t+k} for k = 0..K (n_step_value_targets), bootstrapped from target_model's value at o_{t+k+h_k}."""
     B, K1 = batch.horizons.shape
-    offsets = torch.arange(K1).unsqueeze(0) + batch.horizons
-    boot_inputs = batch.inputs[torch.arange(B).unsqueeze(1), offsets]  # [B, K+1, N, D]
+    offsets = torch.arange(K1, device=batch.horizons.device).unsqueeze(0) + batch.horizons
+    boot_inputs = batch.inputs[torch.arange(B, device=offsets.device).unsqueeze(1), offsets]  # [B, K+1, N, D]
     _, boot_logits, _ = target_model.initial_inference(boot_inputs.flatten(0, 1))
     boot_values = logits_to_scalar(boot_logits, args.value_support_size).view(B, K1)
     return n_step_value_targets(batch.rewards, boot_values, batch.horizons, batch.steps_left, batch.terminated,
@@ -151,6 +163,8 @@ class MAZeroLearner:
         self.target_snapshot = copy.deepcopy(self.model).eval()
         self.optimiser = torch.optim.Adam(self.model.parameters(), lr=args.lr, eps=args.optim_eps)
         self.search = MCTSSearch(args, seed=args.seed + 1)
+        # Reanalysis of the next reanalyse_prefetch batches, in process or on reanalyse_workers Ray actors.
+        self.reanalysis = ReanalysisPool(args, self.target_model, self.search, reanalyse_policy_targets)
         self.update_count = 0
         self.total_updates = max(1, int(args.t_max * args.updates_per_env_step))
         # auto_td_steps of the official code: the replay age (in transitions) per unit of n-shrink.
@@ -175,15 +189,27 @@ class MAZeroLearner:
         frac = min(1.0, self.update_count / self.total_updates)
         return self.args.per_beta_start + (1.0 - self.args.per_beta_start) * frac
 
-    def train(self, replay, t_env):
+    def next_batch(self, replay):
+        """The oldest prefetched batch (CPU) and its policy targets; first tops the queue up to
+        reanalyse_prefetch batches beyond it; each is submitted with the number of the update that trains on it."""
         args = self.args
         age_per_step = self.off_policy_age_unit if args.use_off_policy_correction else None
-        batch = replay.sample_batch(args.batch_size, self.per_beta(), args.unroll_steps, args.td_steps, age_per_step)
+        reanalyse_before = self.reanalysis.seconds
+        while len(self.reanalysis) <= args.reanalyse_prefetch:
+            batch = replay.sample_batch(args.batch_size, self.per_beta(), args.unroll_steps, args.td_steps,
+                                        age_per_step)
+            self.reanalysis.submit(batch, self.update_count + len(self.reanalysis))
+        batch, policy = self.reanalysis.next()
+        self.reanalyse_seconds += self.reanalysis.seconds - reanalyse_before
+        return batch, policy
+
+    def train(self, replay, t_env):
+        args = self.args
+        cpu_batch, policy = self.next_batch(replay)
+        batch, policy = cpu_batch.to(args.device), policy.to(args.device)  # one copy per update
         with torch.no_grad():
             self.target_model.eval()
             targets = value_targets(batch, self.target_model, args)
-            policy = reanalyse_policy_targets(batch, self.target_model, self.search, args)
-        self.reanalyse_seconds += policy.search_seconds
         losses = self.unroll_losses(batch, targets, policy)
         per_sample = (args.reward_loss_coef * losses.reward + args.value_loss_coef * losses.value
                       + args.policy_loss_coef * losses.policy + args.consistency_loss_coef * losses.consistency)
@@ -196,11 +222,12 @@ class MAZeroLearner:
         self.optimiser.step()
         self.model.eval()
 
-        replay.update_priorities(batch.rows, ((losses.root_value - targets[:, 0]).abs() + 1e-6).numpy())
+        replay.update_priorities(cpu_batch.rows, ((losses.root_value - targets[:, 0]).abs() + 1e-6).cpu().numpy())
         self.update_count += 1
         if self.update_count % args.target_model_interval == 0:
             self.target_model.load_state_dict(self.target_snapshot.state_dict())
             self.target_snapshot.load_state_dict(self.model.state_dict())
+            self.reanalysis.refresh(self.target_model)
         if t_env - self.log_stats_t >= args.learner_log_interval:
             self.log_stats(t_env, loss, losses, grad_norm, targets, policy)
 
@@ -218,8 +245,8 @@ class MAZeroLearner:
         root_value = logits_to_scalar(value_logits.detach(), args.value_support_size)
         value_loss = self._ce(value_logits, targets[:, 0], args.value_support_size)
         policy_loss = self._policy_loss(policy_logits, policy.joint_actions[:, 0], policy.coef[:, 0])
-        reward_loss = torch.zeros(B)
-        consistency_loss = torch.zeros(B)
+        reward_loss = torch.zeros(B, device=inputs.device)
+        consistency_loss = torch.zeros(B, device=inputs.device)
         for k in range(1, K + 1):
             latent, reward_logits, value_logits, policy_logits = self.model.recurrent_inference(
                 latent, batch.actions[:, k - 1])
@@ -268,6 +295,7 @@ class MAZeroLearner:
         torch.save(self.target_snapshot.state_dict(), f"{path}/target_snapshot.th")
         torch.save(self.optimiser.state_dict(), f"{path}/opt.th")
         torch.save({"update_count": self.update_count}, f"{path}/learner_state.th")
+        torch.save(self.reanalysis.state_dict(), f"{path}/{REANALYSIS_FILE}")
 
     def load_models(self, path):
         self.mac.load_models(path)
@@ -275,3 +303,10 @@ class MAZeroLearner:
         self.target_snapshot.load_state_dict(torch.load(f"{path}/target_snapshot.th", map_location="cpu"))
         self.optimiser.load_state_dict(torch.load(f"{path}/opt.th", map_location="cpu"))
         self.update_count = torch.load(f"{path}/learner_state.th")["update_count"]
+        self.reanalysis.refresh(self.target_model)
+        if os.path.exists(f"{path}/{REANALYSIS_FILE}"):  # absent in checkpoints written before prefetching
+            self.reanalysis.load_state_dict(torch.load(f"{path}/{REANALYSIS_FILE}", weights_only=False))
+
+    def close(self):
+        """Stops the reanalysis workers (if any)."""
+        self.reanalysis.close()

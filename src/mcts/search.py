@@ -130,11 +130,21 @@ class MCTSSearch:
         return self.tree_cls(num_roots, action_space.n_factors, action_space.factor_size, self.sampled_actions,
                              self.num_simulations, seed=seed, **self.tree_kwargs)
 
-    def _pool_for(self, num_roots, latent_shape, dtype):
-        """View [S+1, B, N, H] of one preallocated latent pool, grown when a larger batch comes."""
+    def reseed(self, seed):
+        """Restarts the random streams from `seed`: the Dirichlet noise and the trees' seeds. The learner reseeds
+        per batch, so a batch's reanalysis targets depend on its seed only, whichever process searches it."""
+        self.seed = seed
+        self.rng = np.random.default_rng(seed)
+        self.num_searches = 0
+
+    def _pool_for(self, num_roots, latent):
+        """View [S+1, B, N, H] of one preallocated latent pool on the latent's device, grown when a larger batch
+        comes."""
         pool = self._pool
-        if pool is None or pool.shape[1] < num_roots or pool.shape[2:] != latent_shape or pool.dtype != dtype:
-            pool = torch.empty(self.num_simulations + 1, num_roots, *latent_shape, dtype=dtype)
+        if (pool is None or pool.shape[1] < num_roots or pool.shape[2:] != latent.shape[1:]
+                or pool.dtype != latent.dtype or pool.device != latent.device):
+            pool = torch.empty(self.num_simulations + 1, num_roots, *latent.shape[1:], dtype=latent.dtype,
+                               device=latent.device)
             self._pool = pool
         return pool[:, :num_roots]
 
@@ -142,37 +152,41 @@ class MCTSSearch:
     def run(self, model, inputs, legal, add_noise):
         """Search from B roots.
 
-        model: a MAZero-family model (put in eval mode by the caller); inputs [B, N, D] float tensor; legal
-        [B, N, A] bool (numpy or tensor), each agent needs at least one legal action; add_noise: root Dirichlet
-        noise (self-play and reanalysis) or none (evaluation). The tree runs in `model.action_space`; the result's
-        joint actions are per-agent actions [B, K, N].
+        model: a MAZero-family model (put in eval mode by the caller), on any device; inputs [B, N, D] float
+        tensor (moved to the model's device); legal [B, N, A] bool (numpy or tensor), each agent needs at least
+        one legal action; add_noise: root Dirichlet noise (self-play and reanalysis) or none (evaluation). The tree
+        runs in `model.action_space` on the CPU; the result's joint actions are per-agent actions [B, K, N], and
+        the result is on the CPU except `policy_logits` (on the model's device).
         """
         legal = torch.as_tensor(legal).bool()
         B = legal.shape[0]
         if not bool(legal.any(-1).all()):
             raise ValueError("every agent needs at least one legal action at the root")
         space = model.action_space
-        latent, value_logits, policy_logits = model.initial_inference(inputs)
-        pred_values = logits_to_scalar(value_logits, self.value_support_size).float().numpy()
-        probs = torch.softmax(policy_logits, dim=-1).float().numpy()
+        device = next(model.parameters()).device
+        latent, value_logits, policy_logits = model.initial_inference(inputs.to(device))
+        pred_values, probs = to_host(logits_to_scalar(value_logits, self.value_support_size),
+                                     torch.softmax(policy_logits, dim=-1))
         noise = self.rng.dirichlet(np.full(space.factor_size, self.dirichlet_alpha),
                                    size=(B, space.n_factors)).astype(np.float32) if add_noise else None
         trees = self._new_trees(B, space)
-        trees.prepare(pred_values.astype(np.float32), probs, space.legal(legal).numpy(), noise,
-                      self.exploration_fraction)
+        trees.prepare(pred_values, probs, space.legal(legal).numpy(), noise, self.exploration_fraction)
 
-        pool = self._pool_for(B, latent.shape[1:], latent.dtype)
+        pool = self._pool_for(B, latent)
         pool[0] = latent
-        batch_index = torch.arange(B)
+        batch_index = torch.arange(B, device=device)
         for sim in range(self.num_simulations):
+            # Per simulation the tree's inputs go to the device and its outputs come back, one copy each way.
             parent_index, actions = trees.select()
-            parents = pool[torch.from_numpy(np.asarray(parent_index, dtype=np.int64)), batch_index]
-            actions = space.decode(torch.from_numpy(np.asarray(actions, dtype=np.int64)))
-            next_latent, reward_logits, value_logits, leaf_logits = model.recurrent_inference(parents, actions)
+            tree_inputs = torch.from_numpy(np.concatenate([np.asarray(parent_index, dtype=np.int64)[:, None],
+                                                           np.asarray(actions, dtype=np.int64)], 1)).to(device)
+            parents = pool[tree_inputs[:, 0], batch_index]
+            next_latent, reward_logits, value_logits, leaf_logits = model.recurrent_inference(
+                parents, space.decode(tree_inputs[:, 1:]))
             pool[sim + 1] = next_latent
-            values = logits_to_scalar(value_logits, self.value_support_size).float().numpy()
-            rewards = logits_to_scalar(reward_logits, self.reward_support_size).float().numpy()
-            leaf_probs = torch.softmax(leaf_logits, dim=-1).float().numpy()
+            values, rewards, leaf_probs = to_host(logits_to_scalar(value_logits, self.value_support_size),
+                                                  logits_to_scalar(reward_logits, self.reward_support_size),
+                                                  torch.softmax(leaf_logits, dim=-1))
             trees.expand(values, rewards, leaf_probs)
 
         children = trees.root_children()
@@ -184,3 +198,14 @@ class MCTSSearch:
         return SearchResult(stats=stats, root_values=np.asarray(trees.root_values(), dtype=np.float32),
                             policy_logits=policy_logits,
                             num_children=np.asarray(children["num_children"], dtype=np.int64))
+
+
+def to_host(*tensors):
+    """float32 numpy copies of tensors [B, ...] that share the batch dimension, in one device-to-host copy."""
+    flat = torch.cat([t.float().reshape(t.shape[0], -1) for t in tensors], dim=1).cpu().numpy()
+    arrays, start = [], 0
+    for t in tensors:
+        size = int(np.prod(t.shape[1:], dtype=np.int64))
+        arrays.append(np.ascontiguousarray(flat[:, start:start + size]).reshape(t.shape))
+        start += size
+    return arrays

@@ -139,6 +139,7 @@ def run(loop_cls, _run, _config, _log):
 def run_sequential(loop_cls, args, logger):
     """Builds the runner and `loop_cls(args, logger, runner)`, then evaluates or trains; closes the envs after."""
     runner = make_runner(runner_REGISTRY[args.runner], args, logger)
+    loop = None
     try:
         loop = loop_cls(args, logger, runner)
         counters = LoopCounters(episode=0, last_test_T=-args.test_interval - 1, last_log_T=0, last_save_T=0)
@@ -151,6 +152,8 @@ def run_sequential(loop_cls, args, logger):
         else:
             train_sequential(args, logger, runner, loop, counters)
     finally:
+        if loop is not None:
+            loop.close()
         runner.close_env()
 
 
@@ -167,8 +170,9 @@ def train_sequential(args, logger, runner, loop, counters):
     """EPyMARL's cycle: collect, train, test, log, checkpoint, until t_env passes t_max.
 
     `loop` supplies the algorithm's steps: start(), collect(), train(episode) (episodes collected before this
-    cycle), test(), log(t_env) (extra statistics at each log) and save(counters). The checkpoint is last in the cycle, so a resumed run starts the next cycle
-    exactly where this one would.
+    cycle), test(), log(t_env) (extra statistics at each log), save(counters) and close() (run_sequential calls it
+    at the end). The checkpoint is last in the cycle, so a resumed run starts the next cycle exactly where this
+    one would.
     """
     progress = Progress(runner.t_env, args.t_max)
     logger.info(f"Beginning training for {args.t_max} timesteps")

@@ -53,3 +53,6 @@ class DefaultLoop:
         path = save_checkpoint(models_dir(self.args), self.runner.t_env, self.learner.save_models,
                                trained_on=trained_on(self.args))
         self.logger.info(f"Saved models to {path}")
+
+    def close(self):
+        pass

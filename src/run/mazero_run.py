@@ -188,3 +188,6 @@ class MAZeroLoop:
         path = save_checkpoint(models_dir(self.args), self.runner.t_env, write, keep=KEEP_CHECKPOINTS,
                                trained_on=trained_on(self.args))
         self.logger.info(f"Saved checkpoint ({self.buffer.num_transitions} transitions in replay) to {path}")
+
+    def close(self):
+        self.learner.close()  # the reanalysis workers (reanalyse_workers >= 1)

@@ -43,12 +43,13 @@ class JointActions:
 
     def encode(self, actions):
         actions = torch.as_tensor(actions)
-        index = (actions.clamp(min=0) * self.place).sum(-1, keepdim=True)
+        index = (actions.clamp(min=0) * self.place.to(actions.device)).sum(-1, keepdim=True)
         return torch.where((actions < 0).any(-1, keepdim=True), torch.full_like(index, -1), index)
 
     def decode(self, actions):
         actions = torch.as_tensor(actions)
-        per_agent = torch.div(actions.clamp(min=0), self.place, rounding_mode="floor") % self.n_actions
+        per_agent = torch.div(actions.clamp(min=0), self.place.to(actions.device),
+                              rounding_mode="floor") % self.n_actions
         return torch.where(actions < 0, torch.full_like(per_agent, -1), per_agent)
 
     def legal(self, avail):

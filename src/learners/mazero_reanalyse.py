@@ -1,0 +1,247 @@
+"""Reanalysis of upcoming batches, in the learner's process or on Ray actors (docs/mazero_scaleout.md).
+
+The learner samples `reanalyse_prefetch` batches ahead of the one it trains on and submits each, with its own seed,
+to a `ReanalysisPool`. With `reanalyse_workers: 0` the pool computes the policy targets at once, in process (Ray
+is not imported); with N >= 1 it hands them to N Ray actors, each holding a copy of the target model and its own
+search trees, which compute them while the learner trains on batches already done. The batch's seed and the
+target weights in force at submission fix its targets, so 0 and N workers give identical targets batch for batch.
+
+Collection, the prioritised replay and the gradient steps stay in the learner's process. The target weights go to
+the object store once per target-network refresh (one `ray.put`); a worker loads them at its first batch after a
+refresh. A worker that dies is restarted and its batches are computed again from the same inputs; a checkpoint
+drains the batches in flight (`state_dict`), so a resumed run continues with the same targets.
+"""
+import copy
+import logging
+import os
+import socket
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from mcts.search import MCTSSearch
+
+SRC_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the workers import our modules from here
+REANALYSE_STREAM = 2  # tag of the reanalysis seeds in the run's seed sequence
+MAX_ATTEMPTS = 3  # computations of one batch (the first and two restarts) before the run stops
+log = logging.getLogger(__name__)
+
+
+def batch_seed(run_seed, batch_index):
+    """The reanalysis seed of the learner's batch_index-th batch (the update that will train on it)."""
+    return int(np.random.SeedSequence([run_seed, REANALYSE_STREAM, batch_index]).generate_state(1)[0])
+
+
+def reanalyse_with_seed(reanalyse, batch, seed, model, search, args):
+    """`reanalyse(batch, model, search, args)` with the search's random streams started from `seed`."""
+    search.reseed(seed)
+    with torch.no_grad():
+        return reanalyse(batch, model, search, args)
+
+
+@dataclass
+class PendingBatch:
+    """A submitted batch: its targets (in process) or the Ray reference of the worker computing them."""
+    batch: object  # MAZeroBatch, on the CPU
+    seed: int
+    weights: tuple  # (version, [ObjectRef]) of the target weights in force at submission; () in process
+    result: object  # PolicyTargets, or an ObjectRef of them
+    worker: int  # index of the worker computing it; -1 in process
+    attempts: int = 1
+
+
+class ReanalysisWorker:
+    """Body of a Ray actor: a copy of the target model, its own search, and the policy-target function."""
+
+    def __init__(self, model, args, reanalyse, device, threads):
+        torch.set_num_threads(threads)
+        self.model = model.to(device).eval()
+        self.search = MCTSSearch(args, seed=0)  # reseeded per batch
+        self.args = args
+        self.reanalyse = reanalyse
+        self.version = None
+
+    def pid(self):
+        return os.getpid()
+
+    def reanalyse_batch(self, version, weights, batch, seed):
+        import ray
+
+        if version != self.version:  # the first batch after a target-network refresh
+            self.model.load_state_dict(ray.get(weights[0]))
+            self.version = version
+        return reanalyse_with_seed(self.reanalyse, batch, seed, self.model, self.search, self.args)
+
+
+def import_ray(args):
+    try:
+        import ray
+    except ImportError:
+        raise SystemExit(f"ERROR: reanalyse_workers={args.reanalyse_workers} needs Ray, which is not installed: "
+                         f"pip install -r requirements.txt (or set reanalyse_workers=0)") from None
+    return ray
+
+
+def unreachable(address):
+    """Why nothing answers at a "host:port" address (ray.init would retry it for minutes), or None."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():  # "auto", or a form Ray resolves itself
+        return None
+    try:
+        socket.create_connection((host.split("://")[-1], int(port)), timeout=10).close()
+    except OSError as exc:
+        return str(exc)
+    return None
+
+
+def connect_ray(ray, args):
+    """Starts a local Ray (ray_address null) or joins the cluster at ray_address, unless Ray is running already
+    in this process; exits with a message when the cluster cannot be reached or lacks the workers' resources."""
+    if not ray.is_initialized():
+        if args.ray_address is None:  # a local Ray, whose workers import our modules from src/
+            runtime_env = {"env_vars": {"PYTHONPATH": SRC_DIR}}
+        else:  # a cluster's nodes get src/ uploaded as the job's working directory
+            runtime_env = {"working_dir": SRC_DIR, "excludes": ["__pycache__"]}
+        error = unreachable(str(args.ray_address)) if args.ray_address is not None else None
+        if error is None:
+            try:
+                ray.init(address=args.ray_address, include_dashboard=False, log_to_driver=False,
+                         runtime_env=runtime_env)
+            except (ConnectionError, RuntimeError, ValueError) as exc:
+                error = str(exc)
+        if error is not None:
+            raise SystemExit(f"ERROR: cannot reach the Ray cluster at ray_address={args.ray_address!r} "
+                             f"(null starts a local Ray, 'auto' joins the one on this machine): {error}")
+    total = ray.cluster_resources()
+    for key, per_worker in (("CPU", args.reanalyse_num_cpus), ("GPU", args.reanalyse_num_gpus)):
+        needed = args.reanalyse_workers * per_worker
+        if needed > total.get(key, 0.0) + 1e-9:
+            raise SystemExit(f"ERROR: reanalyse_workers={args.reanalyse_workers} x reanalyse_num_{key.lower()}s="
+                             f"{per_worker} needs {needed:g} {key}s, the Ray cluster has {total.get(key, 0.0):g}: "
+                             f"use fewer workers or a smaller reanalyse_num_{key.lower()}s")
+
+
+class ReanalysisPool:
+    """Policy targets of the learner's upcoming batches, computed in order of submission (see module docstring).
+
+    reanalyse(batch, target_model, search, args) -> PolicyTargets is the learner's pure reanalysis function;
+    `search` is the learner's search driver, used in process.
+    """
+
+    def __init__(self, args, target_model, search, reanalyse):
+        if args.reanalyse_workers < 0 or args.reanalyse_prefetch < 0:
+            raise ValueError(f"reanalyse_workers and reanalyse_prefetch must be >= 0, got "
+                             f"{args.reanalyse_workers} and {args.reanalyse_prefetch}")
+        self.args = args
+        self.reanalyse = reanalyse
+        self.search = search
+        self.queue = deque()
+        self.seconds = 0.0  # the learner's wall-clock in reanalysis: computing it (in process) or waiting for it
+        self.restarts = 0  # workers restarted after they died
+        self.workers = []
+        self.ray = None
+        self.version = 0
+        self.weights = ()
+        self.target_model = target_model
+        self.run_seed = args.seed  # saved: a resumed run keeps the seeds of the run it continues
+        if args.reanalyse_workers > 0:
+            self.ray = import_ray(args)
+            connect_ray(self.ray, args)
+            self.refresh(target_model)
+            self.workers = [self._new_worker() for _ in range(args.reanalyse_workers)]
+            log.info(f"{len(self.workers)} reanalysis workers on Ray, pids {self.worker_pids()}")
+
+    def __len__(self):
+        return len(self.queue)
+
+    def refresh(self, target_model):
+        """After a target-network refresh: batches submitted from now on are reanalysed with these weights."""
+        self.target_model = target_model
+        if self.ray is not None:
+            self.version += 1
+            state = {key: value.cpu() for key, value in target_model.state_dict().items()}
+            self.weights = (self.version, [self.ray.put(state)])  # in a list: workers fetch it once, not per call
+
+    def submit(self, batch, batch_index):
+        """Reanalyses `batch`, the batch the learner's update number `batch_index` will train on."""
+        seed = batch_seed(self.run_seed, batch_index)
+        item = PendingBatch(batch=batch, seed=seed, weights=self.weights, result=None, worker=-1)
+        if self.workers:
+            item.worker = (self.queue[-1].worker + 1) % len(self.workers) if self.queue else 0
+            item.result = self._remote(item)
+        else:
+            start = time.perf_counter()
+            item.result = reanalyse_with_seed(self.reanalyse, batch, seed, self.target_model, self.search,
+                                              self.args)
+            self.seconds += time.perf_counter() - start
+        self.queue.append(item)
+
+    def next(self):
+        """The oldest submitted batch and its PolicyTargets (waiting for its worker if need be)."""
+        item = self.queue.popleft()
+        if self.workers:
+            start = time.perf_counter()
+            item.result = self._fetch(item)
+            self.seconds += time.perf_counter() - start
+        return item.batch, item.result
+
+    def worker_pids(self):
+        return self.ray.get([worker.pid.remote() for worker in self.workers]) if self.workers else []
+
+    def state_dict(self):
+        """The batches in flight with their targets (waits for the workers): a checkpoint drains the queue."""
+        for item in self.queue:
+            if self.workers:
+                item.result = self._fetch(item)
+        return {"run_seed": self.run_seed,
+                "pending": [{"batch": item.batch, "seed": item.seed, "targets": item.result} for item in self.queue]}
+
+    def load_state_dict(self, state):
+        self.run_seed = state["run_seed"]
+        self.queue = deque(PendingBatch(batch=item["batch"], seed=item["seed"], weights=(),
+                                        result=item["targets"], worker=-1) for item in state["pending"])
+
+    def close(self):
+        for worker in self.workers:
+            self.ray.kill(worker)
+        self.workers = []
+
+    # --- Ray ---------------------------------------------------------------------------------------------------
+    def _new_worker(self):
+        args = self.args
+        actor = self.ray.remote(ReanalysisWorker).options(num_cpus=args.reanalyse_num_cpus,
+                                                          num_gpus=args.reanalyse_num_gpus)
+        device = "cuda" if args.reanalyse_num_gpus > 0 else "cpu"
+        model = copy.deepcopy(self.target_model).cpu()
+        return actor.remote(model, args, self.reanalyse, device, max(1, int(args.reanalyse_num_cpus)))
+
+    def _remote(self, item):
+        version, weights = item.weights
+        return self.workers[item.worker].reanalyse_batch.remote(version, weights, item.batch, item.seed)
+
+    def _fetch(self, item):
+        """The worker's result; if the worker died, restart it and compute its batches again."""
+        if not isinstance(item.result, self.ray.ObjectRef):
+            return item.result
+        while True:
+            try:
+                return self.ray.get(item.result)
+            except self.ray.exceptions.RayActorError as exc:
+                if item.attempts >= MAX_ATTEMPTS:
+                    raise RuntimeError(f"reanalysis worker {item.worker} died {item.attempts} times on the same "
+                                       f"batch; last error: {exc}") from exc
+                self._restart(item, exc)
+
+    def _restart(self, failed, exc):
+        index = failed.worker
+        log.warning(f"reanalysis worker {index} died ({type(exc).__name__}); restarting it and recomputing its "
+                    f"batches")
+        self.workers[index] = self._new_worker()
+        self.restarts += 1
+        for item in (failed, *self.queue):
+            if item.worker == index and isinstance(item.result, self.ray.ObjectRef):
+                item.attempts += 1
+                item.result = self._remote(item)

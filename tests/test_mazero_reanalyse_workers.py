@@ -1,0 +1,124 @@
+"""Reanalysis on Ray workers (learners/mazero_reanalyse.py): the same targets as in process, batch for batch; a
+killed worker is restarted and its batches recomputed; exact resume with workers; clear errors.
+
+One local two-CPU Ray serves the whole module (its start-up takes most of this file's time)."""
+import os
+import random
+import signal
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from harness_helpers import run_main
+from learners.mazero_learner import MAZeroLearner
+from learners.mazero_reanalyse import SRC_DIR, ReanalysisPool
+from mazero_args import mazero_args
+from test_mazero_resume import (  # noqa: F401  (deterministic_torch is a fixture)
+    CHECKPOINT_T, FILES, assert_identical, deterministic, deterministic_torch, train,
+)
+
+KILL_AT_UPDATE = 20  # after the checkpoint at update 15, so the resumed run (no kill) must match the killed one
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    import ray
+
+    for attempt in range(2):  # Ray gives its node 30 s to start, which a loaded machine can exceed once
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": SRC_DIR}})
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt:
+                raise
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def recorded_updates(monkeypatch):
+    """Records (rows, policy targets) of every update of every run, keyed by reanalyse_workers; kills a worker's
+    process before update KILL_AT_UPDATE of a run with workers when `kill` is set."""
+    record = {"kill": False, "learners": []}
+    original = MAZeroLearner.next_batch
+
+    def next_batch(self, replay):
+        if self.args.reanalyse_workers and record["kill"] and self.update_count == KILL_AT_UPDATE:
+            os.kill(self.reanalysis.worker_pids()[0], signal.SIGKILL)
+        if self not in record["learners"]:
+            record["learners"].append(self)
+        batch, policy = original(self, replay)
+        record.setdefault(self.args.reanalyse_workers, []).append((batch.rows.clone(), policy))
+        return batch, policy
+
+    monkeypatch.setattr(MAZeroLearner, "next_batch", next_batch)
+    return record
+
+
+def train_from_seed(tmp_path, token, **overrides):
+    """`train` after seeding the global RNGs as main.py does, so that two fresh runs start alike."""
+    random.seed(7)
+    np.random.seed(7)
+    torch.manual_seed(7)
+    return train(tmp_path, token, seed=7, **overrides)
+
+
+def assert_same_targets(a, b):
+    assert len(a) == len(b) > 0
+    for (rows_a, policy_a), (rows_b, policy_b) in zip(a, b):
+        assert torch.equal(rows_a, rows_b)
+        for name in ("joint_actions", "omega", "advantages", "coef", "mask", "weights"):
+            assert torch.equal(getattr(policy_a, name), getattr(policy_b, name)), name
+
+
+def assert_same_checkpoint(dir_a, dir_b, t_env):
+    for name in FILES:
+        a = torch.load(os.path.join(dir_a, str(t_env), name), weights_only=False)
+        b = torch.load(os.path.join(dir_b, str(t_env), name), weights_only=False)
+        if name == "run_state.th":  # wall-clock statistics differ between any two runs
+            for state in (a, b):
+                state["logger_recent_stats"] = {key: values for key, values in state["logger_recent_stats"].items()
+                                                if deterministic(key)}
+        assert_identical(a, b, name)
+
+
+def test_workers_give_in_process_targets_survive_a_kill_and_resume_bitwise(tmp_path, ray_session, recorded_updates,
+                                                                           deterministic_torch):  # noqa: F811
+    in_process_dir, _ = train_from_seed(tmp_path, "in_process")
+    recorded_updates["kill"] = True
+    workers_dir, _ = train_from_seed(tmp_path, "workers", reanalyse_workers=2)
+    # identical targets batch for batch, so identical runs; the killed worker was restarted once and the run ended
+    assert_same_targets(recorded_updates[0], recorded_updates[2])
+    assert recorded_updates["learners"][1].reanalysis.restarts == 1
+    assert_same_checkpoint(in_process_dir, workers_dir, 61)
+
+    # resume from the checkpoint taken with two batches in flight, with workers, and without the kill
+    recorded_updates["kill"] = False
+    resumed_dir, _ = train(tmp_path, "resumed", seed=8, checkpoint_path=workers_dir, load_step=CHECKPOINT_T,
+                           reanalyse_workers=2)
+    queued = torch.load(os.path.join(workers_dir, str(CHECKPOINT_T), "reanalysis_queue.th"), weights_only=False)
+    assert len(queued["pending"]) == 2  # reanalyse_prefetch
+    assert_same_checkpoint(workers_dir, resumed_dir, 61)
+
+
+def test_more_workers_than_cpus_is_a_clear_error(ray_session):
+    with pytest.raises(SystemExit, match=r"reanalyse_workers=3 x reanalyse_num_cpus=1 needs 3 CPUs, the Ray "
+                                         r"cluster has 2"):
+        ReanalysisPool(mazero_args(reanalyse_workers=3), None, None, None)
+
+
+def test_missing_ray_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(SystemExit, match=r"reanalyse_workers=2 needs Ray, which is not installed"):
+        ReanalysisPool(mazero_args(reanalyse_workers=2), None, None, None)
+
+
+def test_unreachable_ray_address_exits_nonzero(tmp_path):
+    proc = run_main(["--config=mazero_matrix", "--env-config=matrix", "with", "reanalyse_workers=1",
+                     "ray_address=127.0.0.1:9", "t_max=10"], tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "cannot reach the Ray cluster at ray_address='127.0.0.1:9'" in proc.stdout + proc.stderr
