@@ -212,5 +212,6 @@ def _train(args, logger, runner):
 
             path = save_checkpoint(models_dir(args), runner.t_env, save, keep=KEEP_CHECKPOINTS)
             logger.info(f"Saved checkpoint ({buffer.num_transitions} transitions in replay) to {path}")
+            logger.save_to_wandb(path, runner.t_env)
 
     logger.info("Finished training")
