@@ -81,7 +81,7 @@ def setup_logger(_run, _log, args):
         logger.setup_tb(tb_dir)
         _log.info("TensorBoard logs in %s", tb_dir)
     if args.use_wandb:
-        logger.setup_wandb(vars(args), os.path.join(results_root(args.local_results_path), "wandb"))
+        logger.setup_wandb(vars(args), results_root(args.local_results_path))
     logger.setup_sacred(_run)
     _log.info("Experiment parameters:\n%s", pprint.pformat(vars(args), indent=4, width=1))
     return logger
