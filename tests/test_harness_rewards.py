@@ -94,7 +94,7 @@ def test_main_ippo_with_per_agent_rewards_and_qmix_refusal(tmp_path):
     common = ["--env-config=gymma", "with", f"env_args.key={LBF}", "env_args.time_limit=25", "common_reward=False",
               "t_max=200", "test_interval=100", "test_nepisode=8", "log_interval=100", "runner_log_interval=100",
               "learner_log_interval=100", "save_git_info=False"]
-    run_main(["--config=ippo"] + common, tmp_path)
+    run_main(["--config=ippo"] + common + ["batch_size_run=2", "batch_size=2", "buffer_size=2", "epochs=2"], tmp_path)
     (run_dir,) = sacred_runs(tmp_path, "ippo", LBF)
     assert load_json(run_dir, "run.json")["status"] == "COMPLETED"
     metrics = load_json(run_dir, "metrics.json")
