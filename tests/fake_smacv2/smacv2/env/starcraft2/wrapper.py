@@ -20,6 +20,7 @@ _spec.loader.exec_module(fake_smac)
 GEN_MAPS = {"10gen_protoss": ("P", 200), "10gen_terran": ("T", 200), "10gen_zerg": ("Z", 200)}
 UNIT_TYPES = {"P": {"stalker", "zealot", "colossus"}, "T": {"marine", "marauder", "medivac"},
               "Z": {"zergling", "baneling", "hydralisk"}}
+CREATED = []  # the keyword arguments of every wrapper built, for tests to read what SMACv2 was given
 DISTRIBUTIONS = {"team_gen": "weighted_teams", "start_positions": "surrounded_and_reflect", "enemy_mask": "mask",
                  "attack": "per_agent_uniform", "health": "per_agent_uniform"}
 
@@ -56,6 +57,7 @@ class StarCraftCapabilityEnvWrapper:
             if key in DISTRIBUTIONS and distribution["dist_type"] != DISTRIBUTIONS[key]:
                 raise ValueError(f"fake SMACv2: {key} needs dist_type {DISTRIBUTIONS[key]!r}")
         self.env = StarCraft2Env(**kwargs)
+        CREATED.append(kwargs)
         self._team_rng = np.random.RandomState(self.env.seed())
         self.teams = []
 
