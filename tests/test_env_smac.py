@@ -199,3 +199,15 @@ def test_main_trains_on_the_fake_starcraft2env(tmp_path):
     with open(os.path.join(run_dir, "metrics.json")) as f:
         metrics = json.load(f)
     assert "test_battle_won_mean" in metrics and "battle_won_mean" in metrics
+
+
+def test_evaluate_with_save_replay_saves_a_replay_through_the_env(tmp_path):
+    replay_dir = tmp_path / "replays"
+    proc = run_main(["evaluate=True", "save_replay=True", f"env_args.replay_dir={replay_dir}",
+                     "env_args.replay_prefix=eval"], tmp_path, pythonpath=FAKE_SMAC)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (replay,) = os.listdir(replay_dir)
+    assert replay.startswith("eval_") and replay.endswith(".SC2Replay")
+    with open(replay_dir / replay) as f:
+        assert f.read() == "fake replay of 2 episodes on 3m\n"  # the test_nepisode=2 evaluation episodes
+    assert "Saved replays of the sc2 evaluation episodes" in proc.stderr
