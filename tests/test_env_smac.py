@@ -19,17 +19,9 @@ FAKE_SMAC = os.path.join(TESTS, "fake_smac")
 SC2_YAML = os.path.join(os.path.dirname(TESTS), "src", "config", "envs", "sc2.yaml")
 
 
-def forget_smac():
-    for name in [name for name in sys.modules if name == "smac" or name.startswith("smac.")]:
-        del sys.modules[name]
-
-
 @pytest.fixture
-def fake_smac(monkeypatch):
-    forget_smac()
-    monkeypatch.syspath_prepend(FAKE_SMAC)
-    yield
-    forget_smac()
+def fake_smac(fake_package):
+    fake_package("smac", FAKE_SMAC)
 
 
 @pytest.fixture
@@ -127,19 +119,17 @@ def test_unknown_map(fake_smac, sc2_env_args):
         SMACEnv(**dict(sc2_env_args, map_name="nomap"))
 
 
-def test_hint_when_smac_is_not_installed(monkeypatch, sc2_env_args):
-    forget_smac()
-    monkeypatch.setitem(sys.modules, "smac", None)  # makes `import smac` raise ImportError
+def test_hint_when_smac_is_not_installed(missing_package, sc2_env_args):
+    missing_package("smac")
     with pytest.raises(SC2SetupError) as error:
         SMACEnv(**sc2_env_args)
-    message = str(error.value)
-    assert "SMAC is not installed" in message
-    for step in ("4.10", "SMAC_Maps", "requirements-sc2.txt", "SC2PATH", "--env-config=smax"):
-        assert step in message
+    assert "SMAC is not installed" in str(error.value)
+    assert all(step in str(error.value) for step in ("4.10", "SMAC_Maps", "requirements-sc2.txt", "SC2PATH",
+                                                      "--env-config=smax"))
 
 
-def test_hint_when_smac3_shadows_smac(monkeypatch, sc2_env_args):
-    forget_smac()
+def test_hint_when_smac3_shadows_smac(monkeypatch, missing_package, sc2_env_args):
+    missing_package("smac")
     smac3 = types.ModuleType("smac")
     smac3.__file__ = "/site-packages/smac/__init__.py"
     smac3.__path__ = []  # a package without an `env` submodule, like SMAC3

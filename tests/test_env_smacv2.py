@@ -21,17 +21,9 @@ EPYMARL_SCENARIOS = {f"{race}_{n}_vs_{m}": (f"10gen_{race}", n, m) for race in (
 EPYMARL_SCENARIOS.update({f"sc2_gen_{race}": (f"10gen_{race}", 5, 5) for race in ("protoss", "terran", "zerg")})
 
 
-def forget_smacv2():
-    for name in [name for name in sys.modules if name == "smacv2" or name.startswith("smacv2.")]:
-        del sys.modules[name]
-
-
 @pytest.fixture
-def fake_smacv2(monkeypatch):
-    forget_smacv2()
-    monkeypatch.syspath_prepend(FAKE_SMACV2)
-    yield
-    forget_smacv2()
+def fake_smacv2(fake_package):
+    fake_package("smacv2", FAKE_SMACV2)
 
 
 @pytest.fixture
@@ -89,15 +81,12 @@ def test_episodes_on_the_fake(fake_smacv2, sc2v2_env_args, scenario, n_agents, n
     assert env.get_stats()["battles_game"] == 1
 
 
-def test_hint_when_smacv2_is_not_installed(monkeypatch, sc2v2_env_args):
-    forget_smacv2()
-    monkeypatch.setitem(sys.modules, "smacv2", None)  # makes `import smacv2...` raise ImportError
-    with pytest.raises(SMACv2SetupError) as error:
+def test_hint_when_smacv2_is_not_installed(missing_package, sc2v2_env_args):
+    missing_package("smacv2")
+    with pytest.raises(SMACv2SetupError, match="oxwhirl SMACv2 is not installed") as error:
         SMACv2Env(**sc2v2_env_args)
-    message = str(error.value)
-    assert "oxwhirl SMACv2 is not installed" in message
-    for step in ("4.10", "git+https://github.com/oxwhirl/smacv2.git", "SMAC_Maps", "SC2PATH", "smacv2_5_units"):
-        assert step in message
+    steps = ("4.10", "git+https://github.com/oxwhirl/smacv2.git", "SMAC_Maps", "SC2PATH", "smacv2_5_units")
+    assert all(step in str(error.value) for step in steps)
 
 
 def run_main(alg, extra_args, tmp_path, pythonpath):
