@@ -19,3 +19,34 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip_slow)
+
+
+def forget_package(name):
+    """Drops package `name` and its submodules from sys.modules, so the next import looks for it on the path again."""
+    for module in [module for module in sys.modules if module == name or module.startswith(name + ".")]:
+        del sys.modules[module]
+
+
+@pytest.fixture
+def fake_package(monkeypatch):
+    """fake_package(name, folder): the package `name` in `folder` (tests/fake_smac, ...) for the rest of the test."""
+    installed = []
+
+    def install(name, folder):
+        forget_package(name)
+        monkeypatch.syspath_prepend(folder)
+        installed.append(name)
+
+    yield install
+    for name in installed:
+        forget_package(name)
+
+
+@pytest.fixture
+def missing_package(monkeypatch):
+    """missing_package(name): `import name` raises ImportError for the rest of the test."""
+    def remove(name):
+        forget_package(name)
+        monkeypatch.setitem(sys.modules, name, None)
+
+    return remove

@@ -19,17 +19,9 @@ FAKE_SMAC = os.path.join(TESTS, "fake_smac")
 SC2_YAML = os.path.join(os.path.dirname(TESTS), "src", "config", "envs", "sc2.yaml")
 
 
-def forget_smac():
-    for name in [name for name in sys.modules if name == "smac" or name.startswith("smac.")]:
-        del sys.modules[name]
-
-
 @pytest.fixture
-def fake_smac(monkeypatch):
-    forget_smac()
-    monkeypatch.syspath_prepend(FAKE_SMAC)
-    yield
-    forget_smac()
+def fake_smac(fake_package):
+    fake_package("smac", FAKE_SMAC)
 
 
 @pytest.fixture
@@ -127,19 +119,17 @@ def test_unknown_map(fake_smac, sc2_env_args):
         SMACEnv(**dict(sc2_env_args, map_name="nomap"))
 
 
-def test_hint_when_smac_is_not_installed(monkeypatch, sc2_env_args):
-    forget_smac()
-    monkeypatch.setitem(sys.modules, "smac", None)  # makes `import smac` raise ImportError
+def test_hint_when_smac_is_not_installed(missing_package, sc2_env_args):
+    missing_package("smac")
     with pytest.raises(SC2SetupError) as error:
         SMACEnv(**sc2_env_args)
-    message = str(error.value)
-    assert "SMAC is not installed" in message
-    for step in ("4.10", "SMAC_Maps", "requirements-sc2.txt", "SC2PATH", "--env-config=smax"):
-        assert step in message
+    assert "SMAC is not installed" in str(error.value)
+    assert all(step in str(error.value) for step in ("4.10", "SMAC_Maps", "requirements-sc2.txt", "SC2PATH",
+                                                      "--env-config=smax"))
 
 
-def test_hint_when_smac3_shadows_smac(monkeypatch, sc2_env_args):
-    forget_smac()
+def test_hint_when_smac3_shadows_smac(monkeypatch, missing_package, sc2_env_args):
+    missing_package("smac")
     smac3 = types.ModuleType("smac")
     smac3.__file__ = "/site-packages/smac/__init__.py"
     smac3.__path__ = []  # a package without an `env` submodule, like SMAC3
@@ -199,3 +189,15 @@ def test_main_trains_on_the_fake_starcraft2env(tmp_path):
     with open(os.path.join(run_dir, "metrics.json")) as f:
         metrics = json.load(f)
     assert "test_battle_won_mean" in metrics and "battle_won_mean" in metrics
+
+
+def test_evaluate_with_save_replay_saves_a_replay_through_the_env(tmp_path):
+    replay_dir = tmp_path / "replays"
+    proc = run_main(["evaluate=True", "save_replay=True", f"env_args.replay_dir={replay_dir}",
+                     "env_args.replay_prefix=eval"], tmp_path, pythonpath=FAKE_SMAC)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (replay,) = os.listdir(replay_dir)
+    assert replay.startswith("eval_") and replay.endswith(".SC2Replay")
+    with open(replay_dir / replay) as f:
+        assert f.read() == "fake replay of 2 episodes on 3m\n"  # the test_nepisode=2 evaluation episodes
+    assert "Saved replays of the sc2 evaluation episodes" in proc.stderr

@@ -1,8 +1,9 @@
 """Environment registry (key `env`) and the vector-env factory.
 
 Entries are factories called as REGISTRY[key](**env_args). They import their module on first use, so importing
-`envs` never imports JAX (smax) or SMAC (sc2). To add an env: REGISTRY["my_env"] = callable returning a
-MultiAgentEnv; it then runs under both runners (the parallel runner puts it in `spawn` worker processes).
+`envs` never imports JAX (smax), SMAC (sc2), SMACv2 (sc2v2) or PettingZoo (gymma's pz- keys). To add an env:
+REGISTRY["my_env"] = callable returning a MultiAgentEnv; it then runs under both runners (the parallel runner puts
+it in `spawn` worker processes).
 """
 import importlib
 
@@ -20,6 +21,7 @@ def _lazy(module_name, class_name):
 REGISTRY = {
     "smax": _lazy("envs.smax_env", "SMAXEnv"),
     "sc2": _lazy("envs.smac_env", "SMACEnv"),
+    "sc2v2": _lazy("envs.smacv2_env", "SMACv2Env"),
     "gymma": _lazy("envs.gymma", "GymmaWrapper"),
     "matrix": _lazy("envs.matrix_game", "MatrixGame"),
 }

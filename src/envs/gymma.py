@@ -1,5 +1,6 @@
 """EPyMARL's `gymma` wrapper: a multi-agent gymnasium env (Tuple observation and Discrete action spaces) behind
-the MultiAgentEnv interface, e.g. lbforaging:Foraging-8x8-2p-3f-v3 or rware:rware-tiny-2ag-v2."""
+the MultiAgentEnv interface, e.g. lbforaging:Foraging-8x8-2p-3f-v3, rware:rware-tiny-2ag-v2, or a PettingZoo
+parallel env by EPyMARL's `pz-` key (pz-mpe-simple-spread-v3, see envs/pettingzoo_env.py)."""
 
 import numbers
 
@@ -7,15 +8,16 @@ import gymnasium
 import numpy as np
 from gymnasium import spaces
 
+from envs import pettingzoo_env
+from envs.capabilities import REWARD_SCALARISATIONS
 from envs.multiagentenv import MultiAgentEnv
-
-REWARD_SCALARISATIONS = {"sum": np.sum, "mean": np.mean}
 
 
 class GymmaWrapper(MultiAgentEnv):
     """`gymnasium.make(key, **kwargs)` with a `time_limit`-step TimeLimit; per-agent observations are flattened and
     zero-padded to the longest one, the state is their concatenation, and per-agent rewards are summed (or averaged)
-    into the team reward. A TimeLimit truncation sets info["episode_limit"] so the runner bootstraps."""
+    into the team reward, or returned per agent with common_reward False. A TimeLimit truncation sets
+    info["episode_limit"] so the runner bootstraps."""
 
     def __init__(self, key=None, time_limit=100, pretrained_wrapper=None, seed=0, common_reward=True,
                  reward_scalarisation="sum", **kwargs):
@@ -25,8 +27,6 @@ class GymmaWrapper(MultiAgentEnv):
         if pretrained_wrapper is not None:
             raise ValueError(f"env_args.pretrained_wrapper={pretrained_wrapper!r}: EPyMARL's pretrained-adversary "
                              "wrappers (PretrainedTag, ...) are not supported here; leave it null")
-        if not common_reward:
-            raise ValueError("common_reward=False is not supported: the learners here train on one team reward")
         if reward_scalarisation not in REWARD_SCALARISATIONS:
             raise ValueError(f"reward_scalarisation must be one of {sorted(REWARD_SCALARISATIONS)}, "
                              f"got {reward_scalarisation!r}")
@@ -34,6 +34,7 @@ class GymmaWrapper(MultiAgentEnv):
             raise ValueError(f"time_limit must be a positive integer, got {time_limit!r}")
         kwargs.setdefault("disable_env_checker", True)  # the passive checker warns on every Tuple-space env
         try:
+            pettingzoo_env.register_key(key)
             self._env = gymnasium.make(key, max_episode_steps=time_limit, **kwargs)
         except (gymnasium.error.Error, ImportError) as error:
             raise ValueError(f"gymnasium could not make env_args.key={key!r}: {error}") from error
@@ -50,7 +51,8 @@ class GymmaWrapper(MultiAgentEnv):
         self._agent_n_actions = [int(space.n) for space in action_space]
         self.n_actions = max(self._agent_n_actions)
         self.obs_dim = max(spaces.flatdim(space) for space in self._agent_obs_spaces)
-        self._scalarise = REWARD_SCALARISATIONS[reward_scalarisation]
+        self.common_reward = common_reward
+        self._scalarise = np.sum if reward_scalarisation == "sum" else np.mean
         self._seed = seed
         self._seed_next_reset = True
         self._obs = None
@@ -74,7 +76,10 @@ class GymmaWrapper(MultiAgentEnv):
             raise RuntimeError("gymma env stepped before reset()")
         agent_obs, rewards, terminated, truncated, env_info = self._env.step(tuple(int(a) for a in actions))
         self._store_obs(agent_obs)
-        reward = float(self._scalarise(rewards))
+        if self.common_reward:
+            reward = float(self._scalarise(rewards))
+        else:
+            reward = np.asarray(rewards, dtype=np.float32).reshape(self.n_agents)
         terminated = bool(np.all(terminated))
         truncated = bool(np.all(truncated))
         # keep the env's numeric info (the runner averages final infos); episode_limit marks a time-out

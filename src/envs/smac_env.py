@@ -44,16 +44,11 @@ def sc2_path_problem():
 class SMACEnv(MultiAgentEnv):
     """SMAC's StarCraft2Env behind the MultiAgentEnv interface; `env_args` are StarCraft2Env's keyword arguments."""
 
+    setup_error = SC2SetupError
+
     def __init__(self, **env_args):
-        starcraft2env = import_starcraft2env()
-        map_name = env_args.get("map_name")
-        try:
-            self._env = starcraft2env(**env_args)
-        except KeyError as error:
-            raise ValueError(
-                f"Unknown SMAC map {map_name!r} ({error}); `python -m smac.bin.map_list` lists the maps SMAC "
-                "knows.") from error
-        self.map_name = map_name
+        self._env = self._make_env(env_args)
+        self.map_name = env_args.get("map_name")
         self.n_agents = self._env.n_agents
         self.episode_limit = self._env.episode_limit
         # SMAC starts StarCraft II in its first reset(); do it now, so a missing SC2 fails before training starts
@@ -62,7 +57,16 @@ class SMACEnv(MultiAgentEnv):
         except Exception as error:
             reason = f"StarCraft II failed to start ({type(error).__name__}: {error})."
             problem = sc2_path_problem()
-            raise SC2SetupError(f"{reason} {problem}" if problem else reason) from error
+            raise self.setup_error(f"{reason} {problem}" if problem else reason) from error
+
+    def _make_env(self, env_args):
+        starcraft2env = import_starcraft2env()
+        try:
+            return starcraft2env(**env_args)
+        except KeyError as error:
+            raise ValueError(
+                f"Unknown SMAC map {env_args.get('map_name')!r} ({error}); `python -m smac.bin.map_list` lists the "
+                "maps SMAC knows.") from error
 
     def reset(self):
         return self._env.reset()

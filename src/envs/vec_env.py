@@ -8,7 +8,9 @@ Interface (B = number of envs, N = agents):
     get_state() -> np.ndarray [B, state_dim] float32
     get_avail_actions() -> np.ndarray [B, N, n_actions] int
     step(actions [B, N] int64, active [B] bool) -> (rewards [B] float32, terminated [B] bool, infos: B dicts)
-                                               # inactive envs are not stepped; their reward is 0, info {}
+                                               # inactive envs are not stepped; their reward is 0, info {};
+                                               # envs with per-agent rewards (common_reward False): [B, N]
+    save_replay() -> None                      # every env saves a replay of its episodes (StarCraft II)
     get_stats() -> dict ; close() -> None
 
 `SubprocVecEnv` runs each env in its own `spawn` worker process (never `fork`: a forked child of a process that
@@ -18,6 +20,15 @@ import multiprocessing
 import traceback
 
 import numpy as np
+
+
+def _stack_rewards(batch_size, stepped, rewards):
+    """[B] (team rewards) or [B, N] (per-agent rewards) float32, 0 for the envs not stepped."""
+    shape = np.shape(rewards[0]) if rewards else ()
+    stacked = np.zeros((batch_size,) + shape, dtype=np.float32)
+    for i, reward in zip(stepped, rewards):
+        stacked[i] = reward
+    return stacked
 
 
 def _observations(env):
@@ -83,13 +94,19 @@ class InProcessVecEnv(_BatchedObservations):
 
     def step(self, actions, active=None):
         actions, active = self._check_step_args(actions, active)
-        rewards = np.zeros(self.batch_size, dtype=np.float32)
+        stepped = np.flatnonzero(active)
+        rewards = []
         terminated = np.zeros(self.batch_size, dtype=bool)
         infos = [{} for _ in range(self.batch_size)]
-        for i in np.flatnonzero(active):
-            rewards[i], terminated[i], infos[i] = self.envs[i].step(actions[i])
+        for i in stepped:
+            reward, terminated[i], infos[i] = self.envs[i].step(actions[i])
+            rewards.append(reward)
             self._store(i, _observations(self.envs[i]))
-        return rewards, terminated, infos
+        return _stack_rewards(self.batch_size, stepped, rewards), terminated, infos
+
+    def save_replay(self):
+        for env in self.envs:
+            env.save_replay()
 
     def get_stats(self):
         return {"env_stats": [env.get_stats() for env in self.envs]}
@@ -114,11 +131,13 @@ def _worker(conn, env_key, env_args):
                 result = _observations(env)
             elif command == "step":
                 reward, terminated, info = env.step(payload)
-                result = (float(reward), bool(terminated), info, _observations(env))
+                result = (np.asarray(reward, dtype=np.float32), bool(terminated), info, _observations(env))
             elif command == "get_env_info":
                 result = env.get_env_info()
             elif command == "get_stats":
                 result = env.get_stats()
+            elif command == "save_replay":
+                result = env.save_replay()
             elif command == "close":
                 env.close()
                 conn.send(("ok", None))
@@ -196,13 +215,18 @@ class SubprocVecEnv(_BatchedObservations):
         stepped = np.flatnonzero(active)
         for i in stepped:
             self.conns[i].send(("step", actions[i]))
-        rewards = np.zeros(self.batch_size, dtype=np.float32)
+        rewards = []
         terminated = np.zeros(self.batch_size, dtype=bool)
         infos = [{} for _ in range(self.batch_size)]
         for i in stepped:
-            rewards[i], terminated[i], infos[i], observations = self._receive(i)
+            reward, terminated[i], infos[i], observations = self._receive(i)
+            rewards.append(reward)
             self._store(i, observations)
-        return rewards, terminated, infos
+        return _stack_rewards(self.batch_size, stepped, rewards), terminated, infos
+
+    def save_replay(self):
+        for i in range(self.batch_size):
+            self._call(i, "save_replay")
 
     def get_stats(self):
         return {"env_stats": [self._call(i, "get_stats") for i in range(self.batch_size)]}

@@ -7,6 +7,8 @@ clipped, optionally Huber, value loss). Advantages are GAE(lambda), normalised o
 Masks. The runners write the final observation of every episode, so `filled[t + 1]` marks the transitions
 (t -> t + 1) that happened; an agent with one available action (a dead SMAC/SMAX unit: no-op only) has no
 decision to learn from and is left out of the policy loss, the entropy and the advantage statistics.
+Per-agent rewards (common_reward False, EPyMARL's semantics): rewards [B, T, n_agents] give each agent the GAE of
+its own reward; a team reward [B, T, 1] is shared by all agents.
 Time-outs: the runners store terminated=False at a time-out, so GAE bootstraps from the value of the final
 observation; true terminals stop the bootstrap.
 """

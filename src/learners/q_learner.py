@@ -1,5 +1,8 @@
 """EPyMARL's `q_learner`: 1-step Q-learning for QMIX (mixer qmix), VDN (mixer vdn) and IQL (mixer null).
 
+IQL also trains on per-agent rewards (common_reward False: rewards [B, T, n_agents], one TD target per agent);
+QMIX and VDN need the team reward (envs/capabilities.py refuses the combination before the run starts).
+
 Double Q (`double_q`): the online network picks the next action, the target network evaluates it. Target networks
 follow `target_update_interval_or_tau`: > 1 = hard copy every that many training steps, <= 1 = soft update with
 that tau after every training step.
@@ -38,7 +41,9 @@ class QLearner:
         self.training_steps = 0
         self.last_target_update_step = 0
         self.log_stats_t = -args.learner_log_interval - 1
-        self.reward_stats = RunningMeanStd(shape=(1,), device=args.device) if args.standardise_rewards else None
+        # per-agent rewards (IQL with common_reward False) are standardised per agent, as in EPyMARL
+        reward_shape = (1,) if args.common_reward else (args.n_agents,)
+        self.reward_stats = RunningMeanStd(shape=reward_shape, device=args.device) if args.standardise_rewards else None
 
     def train(self, batch, t_env, episode_num):
         rewards = batch["reward"][:, :-1]

@@ -11,6 +11,7 @@ import torch
 from components.action_selectors import REGISTRY as selector_REGISTRY
 from components.transforms import OneHot
 from controllers import REGISTRY as mac_REGISTRY
+from envs.capabilities import check_reward_and_replay_keys
 from envs.errors import SC2SetupError
 from learners import REGISTRY as learner_REGISTRY
 from modules.agents import REGISTRY as agent_REGISTRY
@@ -51,6 +52,7 @@ def args_sanity_check(config, log):
         value = config.get(key)
         if value is not None and value not in registry:
             raise ValueError(f"unknown {key} {value!r}; registered: {', '.join(sorted(registry))}")
+    check_reward_and_replay_keys(config)
     if config["use_cuda"] and not torch.cuda.is_available():
         config["use_cuda"] = False
         log.info("use_cuda is True but no CUDA device is available: running on CPU")
@@ -83,6 +85,8 @@ def setup_logger(_run, _log, args):
         tb_dir = os.path.join(results_root(args.local_results_path), "tb_logs", args.unique_token)
         logger.setup_tb(tb_dir)
         _log.info("TensorBoard logs in %s", tb_dir)
+    if args.use_wandb:
+        logger.setup_wandb(vars(args), results_root(args.local_results_path))
     logger.setup_sacred(_run)
     _log.info("Experiment parameters:\n%s", pprint.pformat(vars(args), indent=4, width=1))
     return logger
@@ -103,7 +107,7 @@ def build_scheme(args, env_info, mac_cls):
         "obs": {"vshape": env_info["obs_shape"], "group": "agents"},
         "actions": {"vshape": (1,), "group": "agents", "dtype": torch.long},
         "avail_actions": {"vshape": (env_info["n_actions"],), "group": "agents", "dtype": torch.int},
-        "reward": {"vshape": (1,)},
+        "reward": {"vshape": (1,) if args.common_reward else (args.n_agents,)},
         "terminated": {"vshape": (1,), "dtype": torch.uint8},
     }
     extra_scheme = getattr(mac_cls, "extra_scheme", None)
@@ -233,6 +237,8 @@ def run_test_episodes(args, runner):
 
 def evaluate_sequential(args, runner, logger):
     run_test_episodes(args, runner)
+    if args.save_replay:
+        runner.save_replay()
     logger.log_stat("episode", 0, runner.t_env, to_sacred=False)
     logger.print_recent_stats()
 

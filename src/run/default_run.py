@@ -53,6 +53,7 @@ class DefaultLoop:
         path = save_checkpoint(models_dir(self.args), self.runner.t_env, self.learner.save_models,
                                trained_on=trained_on(self.args))
         self.logger.info(f"Saved models to {path}")
+        self.logger.save_to_wandb(path, self.runner.t_env)
 
     def close(self):
         pass

@@ -188,6 +188,7 @@ class MAZeroLoop:
         path = save_checkpoint(models_dir(self.args), self.runner.t_env, write, keep=KEEP_CHECKPOINTS,
                                trained_on=trained_on(self.args))
         self.logger.info(f"Saved checkpoint ({self.buffer.num_transitions} transitions in replay) to {path}")
+        self.logger.save_to_wandb(path, self.runner.t_env)
 
     def close(self):
         self.learner.close()  # the reanalysis workers (reanalyse_workers >= 1)

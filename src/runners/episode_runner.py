@@ -15,4 +15,4 @@ class EpisodeRunner(ParallelRunner):
         super().__init__(args, logger)
 
     def _make_env(self):
-        return make_vec_env(self.args.env, self.args.env_args, 1, self.args.env_args["seed"], in_process=True)
+        return make_vec_env(self.args.env, self.env_args(), 1, self.args.env_args["seed"], in_process=True)

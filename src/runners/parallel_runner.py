@@ -5,6 +5,8 @@ as `spawn` worker processes. Step alignment in the batch (EPyMARL): step t holds
 acting and the action, reward and terminated flag of that transition; an env's final step holds its last obs and a
 dummy action. A time-out (`info["episode_limit"]`) is stored as terminated=False so the learner bootstraps.
 `t_env` counts every transition of every training env; test episodes never advance it.
+With `common_reward: False` the envs give one reward per agent: the batch stores them ([..., n_agents]) and the
+logs hold EPyMARL's `agent_{i}_return_mean/_std` and `total_return_mean/_std` instead of `return_mean/_std`.
 """
 from functools import partial
 from numbers import Number
@@ -14,6 +16,7 @@ import torch
 
 from components.episode_buffer import EpisodeBatch
 from envs import make_vec_env
+from envs.capabilities import reward_env_args
 
 
 class ParallelRunner:
@@ -36,7 +39,12 @@ class ParallelRunner:
         self.batch = None
 
     def _make_env(self):
-        return make_vec_env(self.args.env, self.args.env_args, self.batch_size, self.args.env_args["seed"])
+        return make_vec_env(self.args.env, self.env_args(), self.batch_size, self.args.env_args["seed"])
+
+    def env_args(self):
+        """env_args plus the reward keywords (common_reward, reward_scalarisation) of the envs that take them."""
+        return dict(self.args.env_args,
+                    **reward_env_args(self.args.env, self.args.common_reward, self.args.reward_scalarisation))
 
     def setup(self, scheme, groups, preprocess, mac):
         device = "cpu" if self.args.buffer_cpu_only else self.args.device
@@ -71,6 +79,11 @@ class ParallelRunner:
     def close_env(self):
         self.env.close()
 
+    def save_replay(self):
+        """Every env saves a replay of the episodes it played (StarCraft II writes it under env_args.replay_dir)."""
+        self.env.save_replay()
+        self.logger.info(f"Saved replays of the {self.args.env} evaluation episodes")
+
     def reset(self):
         self.batch = self.new_batch()
         self.env.reset()
@@ -84,7 +97,8 @@ class ParallelRunner:
         self._write_observations(all_envs)
         self.mac.init_hidden(batch_size=B)
 
-        episode_returns = np.zeros(B, dtype=np.float64)
+        reward_shape = () if self.args.common_reward else (self.args.n_agents,)
+        episode_returns = np.zeros((B,) + reward_shape, dtype=np.float64)
         episode_lengths = np.zeros(B, dtype=np.int64)
         running = np.ones(B, dtype=bool)  # env still in its episode
         acting = np.ones(B, dtype=bool)  # env has an observation at step t that needs an action
@@ -148,7 +162,7 @@ class ParallelRunner:
                     stats[key] = stats.get(key, 0.0) + float(value)
         stats["n_episodes"] = stats.get("n_episodes", 0) + len(episode_returns)
         stats["ep_length"] = stats.get("ep_length", 0) + int(episode_lengths.sum())
-        returns.extend(float(r) for r in episode_returns)
+        returns.extend(episode_returns.tolist())
 
         n_test_episodes = max(1, self.args.test_nepisode // self.batch_size) * self.batch_size
         if test_mode and len(self.test_returns) >= n_test_episodes:
@@ -161,8 +175,16 @@ class ParallelRunner:
             self.log_train_stats_t = self.t_env
 
     def _log(self, returns, stats, prefix):
-        self.logger.log_stat(prefix + "return_mean", np.mean(returns), self.t_env)
-        self.logger.log_stat(prefix + "return_std", np.std(returns), self.t_env)
+        returns_array = np.array(returns)  # [episodes] or [episodes, n_agents]
+        if self.args.common_reward:
+            self.logger.log_stat(prefix + "return_mean", returns_array.mean(), self.t_env)
+            self.logger.log_stat(prefix + "return_std", returns_array.std(), self.t_env)
+        else:
+            for agent in range(returns_array.shape[1]):
+                self.logger.log_stat(f"{prefix}agent_{agent}_return_mean", returns_array[:, agent].mean(), self.t_env)
+                self.logger.log_stat(f"{prefix}agent_{agent}_return_std", returns_array[:, agent].std(), self.t_env)
+            self.logger.log_stat(prefix + "total_return_mean", returns_array.sum(1).mean(), self.t_env)
+            self.logger.log_stat(prefix + "total_return_std", returns_array.sum(1).std(), self.t_env)
         returns.clear()
         n_episodes = stats.pop("n_episodes")
         for key, value in stats.items():

@@ -1,9 +1,12 @@
-"""Logger: console summaries, Sacred (info.json and metrics.json), TensorBoard, and a progress bar over t_env.
+"""Logger: console summaries, Sacred (info.json and metrics.json), TensorBoard, Weights & Biases, and a progress
+bar over t_env.
 
 Every value is converted to a Python float before it reaches Sacred, so info.json and metrics.json hold plain
 numbers (numpy scalars would be stored as jsonpickle objects).
 """
 import logging
+import os
+import shutil
 import sys
 from collections import defaultdict, deque
 
@@ -12,6 +15,7 @@ STDOUT_IS_TTY = sys.stdout.isatty()
 
 RECENT_WINDOW = 5  # values kept per stat (the console prints the latest; MAZero checkpoints save them)
 PROGRESS_KEYS = (("test_battle_won_mean", "test win"), ("test_return_mean", "test return"))
+WANDB_MODES = ("offline", "online")
 
 
 def _to_float(value):
@@ -26,6 +30,10 @@ class Logger:
         self.stats = defaultdict(lambda: deque(maxlen=RECENT_WINDOW))
         self.sacred_run = None
         self.tb_writer = None
+        self.wandb_run = None
+        self._wandb_save_model = False
+        self._wandb_t = None  # W&B gets one row per t_env: the stats logged at the same t_env are sent together
+        self._wandb_row = {}
         self.progress = None
         self._progress_postfix = {}
 
@@ -33,6 +41,44 @@ class Logger:
         from torch.utils.tensorboard import SummaryWriter
 
         self.tb_writer = SummaryWriter(log_dir=directory)
+
+    def setup_wandb(self, config, directory):
+        """Starts a W&B run in `directory` (its files go to directory/wandb/) with the run's config; the keys are
+        EPyMARL's use_wandb, wandb_team, wandb_project, wandb_mode. Stats are logged against t_env."""
+        mode = config["wandb_mode"]
+        if mode not in WANDB_MODES:
+            raise SystemExit(f"ERROR: wandb_mode must be one of {', '.join(WANDB_MODES)}, got {mode!r}")
+        try:
+            import wandb
+        except ImportError:
+            raise SystemExit("ERROR: use_wandb=True needs the wandb package: `pip install wandb` (or run with "
+                             "use_wandb=False)") from None
+        os.makedirs(directory, exist_ok=True)
+        env_args = config.get("env_args") or {}
+        group = f"{config['name']}_{env_args.get('map_name') or env_args.get('key') or config['env']}"
+        self.wandb_run = wandb.init(entity=config["wandb_team"], project=config["wandb_project"], mode=mode,
+                                    dir=directory, config=config, name=config.get("unique_token"), group=group)
+        self._wandb_save_model = bool(config["wandb_save_model"])
+        self.wandb_run.define_metric("t_env")
+        self.wandb_run.define_metric("*", step_metric="t_env")
+        self.console_logger.info(f"W&B run {self.wandb_run.id} ({mode}) in {self.wandb_run.dir}")
+
+    def save_to_wandb(self, checkpoint_dir, t_env):
+        """With wandb_save_model: copies a checkpoint folder into the W&B run's files (models/<t_env>/), which W&B
+        uploads with the run."""
+        if self.wandb_run is not None and self._wandb_save_model:
+            shutil.copytree(checkpoint_dir, os.path.join(self.wandb_run.dir, "models", str(t_env)), dirs_exist_ok=True)
+
+    def _log_wandb(self, key, value, t):
+        if self._wandb_t is not None and t != self._wandb_t:
+            self._flush_wandb()
+        self._wandb_t = t
+        self._wandb_row[key] = value
+
+    def _flush_wandb(self):
+        if self._wandb_row:
+            self.wandb_run.log(dict(self._wandb_row, t_env=self._wandb_t))
+            self._wandb_row = {}
 
     def setup_sacred(self, sacred_run):
         self.sacred_run = sacred_run
@@ -56,6 +102,8 @@ class Logger:
         self.stats[key].append((t, value))
         if self.tb_writer is not None:
             self.tb_writer.add_scalar(key, value, t)
+        if self.wandb_run is not None:
+            self._log_wandb(key, value, t)
         if self.sacred_run is not None and to_sacred:
             info = self.sacred_run.info
             info.setdefault(key, []).append(value)
@@ -113,6 +161,10 @@ class Logger:
         if self.tb_writer is not None:
             self.tb_writer.close()
             self.tb_writer = None
+        if self.wandb_run is not None:
+            self._flush_wandb()
+            self.wandb_run.finish()
+            self.wandb_run = None
 
 
 def get_logger():

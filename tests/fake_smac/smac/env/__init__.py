@@ -6,6 +6,8 @@ ends when a team is dead or at the map's episode limit. Observations carry the r
 SMAC's positions and seeded noise elsewhere.
 """
 
+import os
+
 import numpy as np
 
 # name: (n_agents, n_enemies, episode_limit, ally race, enemy race, unit_type_bits), from SMAC's smac_maps.py
@@ -52,7 +54,9 @@ class StarCraft2Env:
                  debug=False):
         self.map_name = map_name
         self.n_agents, self.n_enemies, self.episode_limit, ally_race, enemy_race, self.unit_type_bits = (
-            MAP_PARAMS[map_name])  # an unknown map raises KeyError, like SMAC's get_map_params
+            self._map_params(map_name))
+        self.replay_dir = replay_dir
+        self.replay_prefix = replay_prefix
         self.continuing_episode = continuing_episode
         self.obs_all_health = obs_all_health
         self.obs_own_health = obs_own_health
@@ -98,6 +102,9 @@ class StarCraft2Env:
         self.ally_health = np.ones(self.n_agents)
         self.enemy_health = np.ones(self.n_enemies)
         self.last_action = np.zeros((self.n_agents, self.n_actions))
+
+    def _map_params(self, map_name):
+        return MAP_PARAMS[map_name]  # an unknown map raises KeyError, like SMAC's get_map_params
 
     # sizes -----------------------------------------------------------------------------------------------------
     def _ally_obs_features(self):
@@ -305,7 +312,13 @@ class StarCraft2Env:
         raise NotImplementedError("the fake StarCraft2Env cannot render")
 
     def save_replay(self):
-        raise NotImplementedError("the fake StarCraft2Env has no replays")
+        """Writes a stand-in replay file where SMAC writes its replays: replay_dir, named by replay_prefix."""
+        prefix = self.replay_prefix or self.map_name
+        os.makedirs(self.replay_dir or ".", exist_ok=True)
+        path = os.path.join(self.replay_dir, f"{prefix}_{self._episode_count}_episodes_seed{self._seed}.SC2Replay")
+        with open(path, "w") as f:
+            f.write(f"fake replay of {self._episode_count} episodes on {self.map_name}\n")
+        return path
 
     def close(self):
         """Nothing to release: the fake starts no StarCraft II process."""

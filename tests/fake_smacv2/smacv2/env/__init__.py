@@ -1,0 +1,1 @@
+"""Fake smacv2.env (see smacv2/__init__.py)."""
