@@ -75,7 +75,7 @@ def test_gpu_bench_asked_for_cuda_without_a_gpu_says_so():
 
 
 def test_gpu_bench_runs_its_steps_on_the_cpu():
-    proc = run_gpu_bench("--device", "cpu", "--config", "mazero_cpu", "--updates", "1", "--t-max", "200",
+    proc = run_gpu_bench("--device", "cpu", "--config", "mazero_cpu", "--updates", "1", "--t-max", "100",
                          "--minutes", "4", "num_simulations=2", "sampled_actions=2", "batch_size=16",
                          "test_nepisode=4", "test_interval=1000")
     assert proc.returncode == 0, proc.stderr[-3000:]
