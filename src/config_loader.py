@@ -7,7 +7,8 @@ from types import SimpleNamespace
 
 import yaml
 
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config")
+SRC_DIR = os.path.dirname(os.path.abspath(__file__))
+CONFIG_DIR = os.path.join(SRC_DIR, "config")
 USAGE = "usage: python src/main.py --config=ALG --env-config=ENV [sacred command and flags] [with key=value ...]"
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
+import config_loader
 import main
 
 GRID_KEYS = ("configs", "env_configs", "maps", "seeds", "with", "config_with", "variants", "grid")
@@ -49,7 +50,7 @@ class RunSpec:
 
     def command(self, python, results_dir, checkpoint_path=None, sacred_flags=()):
         """argv of src/main.py for this run, recording into results_dir (resuming from checkpoint_path)."""
-        argv = [python, os.path.join(main.SRC_DIR, "main.py"), f"--config={self.config}",
+        argv = [python, os.path.join(config_loader.SRC_DIR, "main.py"), f"--config={self.config}",
                 f"--env-config={self.env_config}", *sacred_flags, "with"]
         argv += [f"{key}={with_value(value)}" for key, value in self.updates.items()]
         argv.append(f"local_results_path={with_value(results_dir)}")
@@ -104,7 +105,7 @@ def _list(grid, key, path, required):
 
 
 def _check_names(names, subdir, key, path):
-    known = main.available_configs(subdir)
+    known = config_loader.available_configs(subdir)
     for name in names:
         if name not in known:
             raise GridError(f"{path}: `{key}` names unknown config {name!r}; available: {', '.join(known)}")
@@ -191,11 +192,12 @@ def _check_runs(specs, path):
         key = (spec.config, spec.env_config)
         if key not in merged:
             try:
-                merged[key] = main.build_config([f"--config={spec.config}", f"--env-config={spec.env_config}"])
-            except main.UsageError as exc:
+                merged[key] = config_loader.build_config([f"--config={spec.config}",
+                                                          f"--env-config={spec.env_config}"])
+            except config_loader.UsageError as exc:
                 raise GridError(f"{path}: {exc}") from None
         try:
             main.check_update_keys(merged[key], spec.updates)
-        except main.UsageError as exc:
+        except config_loader.UsageError as exc:
             raise GridError(f"{path}: run {spec.name}: {exc}") from None
         spec.resumable = main.effective(merged[key], spec.updates, "run") == "mazero"

@@ -8,11 +8,11 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import main
+import config_loader
 from sweep.records import export_record
 from sweep.run_folder import RunFolder, read_json
 
-REPO_ROOT = os.path.dirname(main.SRC_DIR)
+REPO_ROOT = os.path.dirname(config_loader.SRC_DIR)
 INTERRUPT_GRACE_SECONDS = 60  # time a run gets after SIGINT to write its INTERRUPTED record before SIGKILL
 
 
