@@ -147,7 +147,12 @@ NUMERIC_KEYS = {
     "awpo_alpha": POSITIVE,
     "adv_clip": POSITIVE,
     "per_alpha": NON_NEGATIVE,
-    "per_beta": UNIT,
+    "per_beta_start": UNIT,
+    # MAZero reanalysis workers
+    "reanalyse_workers": Int(0),
+    "reanalyse_prefetch": Int(0),
+    "reanalyse_num_cpus": POSITIVE,
+    "reanalyse_num_gpus": NON_NEGATIVE,
 }
 
 

@@ -79,7 +79,7 @@ def test_offline_run_logs_the_sacred_statistics_config_and_checkpoints(tmp_path)
     saved = sorted(os.listdir(os.path.join(run_dir, "files", "models")), key=int)
     (token,) = os.listdir(os.path.join(str(tmp_path), "models"))
     assert saved == sorted(os.listdir(os.path.join(str(tmp_path), "models", token)), key=int) and len(saved) >= 2
-    assert sorted(os.listdir(os.path.join(run_dir, "files", "models", saved[-1]))) == ["agent.th", "mixer.th", "opt.th"]
+    assert sorted(os.listdir(os.path.join(run_dir, "files", "models", saved[-1]))) == ["agent.th", "checkpoint.json", "mixer.th", "opt.th"]
 
 
 def wandb_config(**overrides):

@@ -234,8 +234,6 @@ def test_reward_and_value_targets_align_with_the_unroll_steps():
 def test_value_bootstraps_and_reanalysis_use_the_target_network(monkeypatch):
     import learners.mazero_learner as module
 
-    args, buf, learner = _small(reanalyse_ratio=0.5)
-    buf.sample = lambda batch_size, per_beta: (ROWS, torch.ones(len(ROWS)))
     seen = {}
 
     def recording(name, function):
@@ -244,7 +242,10 @@ def test_value_bootstraps_and_reanalysis_use_the_target_network(monkeypatch):
             return function(batch, model, *rest)
         return wrapper
     monkeypatch.setattr(module, "value_targets", recording("value", module.value_targets))
+    # before the learner is built: its reanalysis pool keeps the function it is given
     monkeypatch.setattr(module, "reanalyse_policy_targets", recording("policy", module.reanalyse_policy_targets))
+    args, buf, learner = _small(reanalyse_ratio=0.5)
+    buf.sample = lambda batch_size, per_beta: (ROWS, torch.ones(len(ROWS)))
     learner.train(buf, t_env=0)
     assert seen["value"] is learner.target_model and seen["policy"] is learner.target_model
     # and the two networks give different targets, so using the online one would show
@@ -338,7 +339,9 @@ def test_new_priorities_are_the_online_root_value_error():
 
 
 def test_per_beta_anneals_linearly_from_its_start_to_one():
-    args = mazero_args(2, 3, per_beta_start=0.4, t_max=1000, updates_per_env_step=0.5, **SMALL_NO_DROPOUT)
+    # reanalyse_prefetch=0: the update samples its own batch only (prefetched ones are sampled at earlier updates)
+    args = mazero_args(2, 3, per_beta_start=0.4, t_max=1000, updates_per_env_step=0.5, reanalyse_prefetch=0,
+                       **SMALL_NO_DROPOUT)
     learner = _learner(args, 5)  # 500 updates in the run
     for updates, beta in [(0, 0.4), (125, 0.55), (250, 0.7), (500, 1.0), (900, 1.0)]:
         learner.update_count = updates

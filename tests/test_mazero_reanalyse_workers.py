@@ -81,8 +81,8 @@ def assert_same_checkpoint(dir_a, dir_b, t_env):
         b = torch.load(os.path.join(dir_b, str(t_env), name), weights_only=False)
         if name == "run_state.th":  # wall-clock statistics differ between any two runs
             for state in (a, b):
-                state["logger_recent_stats"] = {key: values for key, values in state["logger_recent_stats"].items()
-                                                if deterministic(key)}
+                recent = state["logger"]["recent_stats"]
+                state["logger"]["recent_stats"] = {key: values for key, values in recent.items() if deterministic(key)}
         assert_identical(a, b, name)
 
 

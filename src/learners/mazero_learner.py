@@ -177,12 +177,12 @@ class MAZeroLearner:
         return {"reanalyse_search": self.reanalyse_seconds}
 
     def state_dict(self):
-        """What a resumed run needs besides the files of save_models: the log clock and the search's streams."""
-        return {"log_stats_t": self.log_stats_t, "search": self.search.state_dict()}
+        """What a resumed run needs besides the files of save_models: the log clock. The reanalysis search has no
+        state to keep: it is reseeded from each batch's own seed (the ReanalysisPool's)."""
+        return {"log_stats_t": self.log_stats_t}
 
     def load_state_dict(self, state):
         self.log_stats_t = state["log_stats_t"]
-        self.search.load_state_dict(state["search"])
 
     def per_beta(self):
         """PER beta annealed linearly from per_beta_start to 1 over the run's updates."""

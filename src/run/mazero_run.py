@@ -70,7 +70,8 @@ def upgrade_run_state(state):
         return state
     state = dict(state)
     state["mac"] = {"rng": state.pop("mac_rng"), "search": state.pop("mac_search")}
-    state["learner"] = {"log_stats_t": state.pop("learner_log_stats_t"), "search": state.pop("learner_search")}
+    state["learner"] = {"log_stats_t": state.pop("learner_log_stats_t")}
+    state.pop("learner_search", None)  # the reanalysis search is reseeded per batch now
     state["logger"] = {"recent_stats": state.pop("logger_recent_stats")}
     counters = dict(state["counters"])
     counters["last_save_T"] = counters.pop("model_save_time")
