@@ -108,6 +108,35 @@ def enable_compilation_cache(cache_dir):
         logger.info("JAX compilation cache already set to %s; ignoring jax_cache_dir=%s", current, path)
 
 
+def _position_scale(env, state_dim, n_units, normalise_positions):
+    """Per-feature scale of the world state: 1, or 1 / map size for each unit's x and y when normalising."""
+    position_scale = jnp.ones(state_dim, dtype=jnp.float32)
+    if normalise_positions:
+        unit_offsets = jnp.arange(n_units) * UNIT_FEATURES_IN_STATE
+        position_scale = position_scale.at[unit_offsets + 1].set(1.0 / env.map_width)
+        position_scale = position_scale.at[unit_offsets + 2].set(1.0 / env.map_height)
+    return position_scale
+
+
+def _observer(env, agents, position_scale):
+    """observe(obs_dict, state) -> (obs [N, obs_dim], world state, SMAC-layout availability [N, n_actions])."""
+    n_agents = env.num_allies
+    move_index = jnp.array(SMAX_MOVE_INDEX_FOR_SMAC)
+
+    def observe(obs_dict, state):
+        obs = jnp.stack([obs_dict[a] for a in agents]).astype(jnp.float32)
+        world_state = obs_dict["world_state"].astype(jnp.float32) * position_scale
+        smax_avail = env.get_avail_actions(state)
+        smax_avail = jnp.stack([smax_avail[a] for a in agents]).astype(jnp.int32)
+        alive = state.state.unit_alive[:n_agents].astype(jnp.int32)
+        avail = jnp.concatenate(
+            [(1 - alive)[:, None], alive[:, None], smax_avail[:, move_index],
+             smax_avail[:, SMAX_ATTACK_OFFSET:]], axis=1)
+        return obs, world_state, avail
+
+    return observe
+
+
 class _BatchedSMAX:
     """The jitted, vmapped reset and step of one map and simulator option set (jit compiles once per B)."""
 
@@ -125,24 +154,8 @@ class _BatchedSMAX:
         self.state_dim = env.state_size
         smac_to_smax = jnp.array(
             SMAC_TO_SMAX_NON_ATTACK + tuple(SMAX_ATTACK_OFFSET + j for j in range(n_enemies)), dtype=jnp.int32)
-        move_index = jnp.array(SMAX_MOVE_INDEX_FOR_SMAC)
-        n_units = n_agents + n_enemies
-        position_scale = jnp.ones(self.state_dim, dtype=jnp.float32)
-        if state_normalise_positions:
-            unit_offsets = jnp.arange(n_units) * UNIT_FEATURES_IN_STATE
-            position_scale = position_scale.at[unit_offsets + 1].set(1.0 / env.map_width)
-            position_scale = position_scale.at[unit_offsets + 2].set(1.0 / env.map_height)
-
-        def observe(obs_dict, state):
-            obs = jnp.stack([obs_dict[a] for a in agents]).astype(jnp.float32)
-            world_state = obs_dict["world_state"].astype(jnp.float32) * position_scale
-            smax_avail = env.get_avail_actions(state)
-            smax_avail = jnp.stack([smax_avail[a] for a in agents]).astype(jnp.int32)
-            alive = state.state.unit_alive[:n_agents].astype(jnp.int32)
-            avail = jnp.concatenate(
-                [(1 - alive)[:, None], alive[:, None], smax_avail[:, move_index],
-                 smax_avail[:, SMAX_ATTACK_OFFSET:]], axis=1)
-            return obs, world_state, avail
+        observe = _observer(env, agents, _position_scale(env, self.state_dim, n_agents + n_enemies,
+                                                         state_normalise_positions))
 
         def reset_one(key):
             key, reset_key = jax.random.split(key)
