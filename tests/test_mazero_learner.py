@@ -244,7 +244,8 @@ def test_value_bootstraps_and_reanalysis_use_the_target_network(monkeypatch):
             return function(batch, model, *rest)
         return wrapper
     monkeypatch.setattr(module, "value_targets", recording("value", module.value_targets))
-    monkeypatch.setattr(module, "reanalyse_policy_targets", recording("policy", module.reanalyse_policy_targets))
+    # the pool was handed the policy-target function when the learner was built
+    monkeypatch.setattr(learner.reanalysis, "reanalyse", recording("policy", module.reanalyse_policy_targets))
     learner.train(buf, t_env=0)
     assert seen["value"] is learner.target_model and seen["policy"] is learner.target_model
     # and the two networks give different targets, so using the online one would show
