@@ -16,11 +16,13 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from learners.mazero_reanalyse import ReanalysisPool
+from learners.mazero_reanalyse import ReanalysisPool, reanalysis_args
 from mcts.search import MCTSSearch, legal_or_all
-from utils.value_transform import logits_to_scalar, scalar_to_two_hot
+from utils.value_transform import TWO_HOT_TARGETS, logits_to_scalar, scalar_to_two_hot
 
 REANALYSIS_FILE = "reanalysis_queue.th"  # the prefetched batches and their targets (ReanalysisPool.state_dict)
+# Where the 0.5 latent-gradient scale sits (`latent_grad_scale_at`; docs/mazero.md, "Where we differ ...").
+LATENT_GRAD_SCALE_PLACES = ("next_step", "latent")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -100,14 +102,17 @@ class PolicyTargets:
 
 
 def value_targets(batch, target_model, args):
-    """z_{t+k} for k = 0..K (n_step_value_targets), bootstrapped from target_model's value at o_{t+k+h_k}."""
+    """z_{t+k} for k = 0..K (n_step_value_targets), bootstrapped from target_model's value at o_{t+k+h_k}.
+
+    With `timeout_terminal` every episode end is a terminal, as in the official code: the replay stores a time-out
+    as not terminated, and every stored episode ends in a terminal or a time-out."""
     B, K1 = batch.horizons.shape
     offsets = torch.arange(K1, device=batch.horizons.device).unsqueeze(0) + batch.horizons
     boot_inputs = batch.inputs[torch.arange(B, device=offsets.device).unsqueeze(1), offsets]  # [B, K+1, N, D]
     _, boot_logits, _ = target_model.initial_inference(boot_inputs.flatten(0, 1))
     boot_values = logits_to_scalar(boot_logits, args.value_support_size).view(B, K1)
-    return n_step_value_targets(batch.rewards, boot_values, batch.horizons, batch.steps_left, batch.terminated,
-                                args.gamma)
+    terminated = batch.terminated | bool(args.timeout_terminal)
+    return n_step_value_targets(batch.rewards, boot_values, batch.horizons, batch.steps_left, terminated, args.gamma)
 
 
 def reanalyse_policy_targets(batch, target_model, search, args):
@@ -137,6 +142,17 @@ def reanalyse_policy_targets(batch, target_model, search, args):
                          mask=mask, weights=weights, search_seconds=seconds)
 
 
+def check_official_switches(args):
+    """The keys that switch to the official code's behaviour (docs/mazero.md): a clear error for a bad value."""
+    if args.two_hot_target not in TWO_HOT_TARGETS:
+        raise ValueError(f"two_hot_target must be one of {TWO_HOT_TARGETS}, got {args.two_hot_target!r}")
+    if args.latent_grad_scale_at not in LATENT_GRAD_SCALE_PLACES:
+        raise ValueError(f"latent_grad_scale_at must be one of {LATENT_GRAD_SCALE_PLACES}, "
+                         f"got {args.latent_grad_scale_at!r}")
+    if not isinstance(args.timeout_terminal, bool):
+        raise ValueError(f"timeout_terminal must be True or False, got {args.timeout_terminal!r}")
+
+
 @dataclass
 class UnrollLosses:
     """Per-sample loss terms [B], each summed over the unroll steps, and the network's root value v̂_0."""
@@ -153,6 +169,7 @@ class MAZeroLearner:
             raise ValueError(f"policy_loss must be 'awpo' or 'bc', got {args.policy_loss!r}")
         if not 0.0 <= args.reanalyse_ratio <= 1.0:
             raise ValueError(f"reanalyse_ratio must be in [0, 1], got {args.reanalyse_ratio}")
+        check_official_switches(args)
         self.args = args
         self.mac = mac
         self.logger = logger
@@ -162,7 +179,7 @@ class MAZeroLearner:
         self.target_model = copy.deepcopy(self.model).eval()
         self.target_snapshot = copy.deepcopy(self.model).eval()
         self.optimiser = torch.optim.Adam(self.model.parameters(), lr=args.lr, eps=args.optim_eps)
-        self.search = MCTSSearch(args, seed=args.seed + 1)
+        self.search = MCTSSearch(reanalysis_args(args), seed=args.seed + 1)  # the reanalysis search
         # Reanalysis of the next reanalyse_prefetch batches, in process or on reanalyse_workers Ray actors.
         self.reanalysis = ReanalysisPool(args, self.target_model, self.search, reanalyse_policy_targets)
         self.update_count = 0
@@ -243,16 +260,23 @@ class MAZeroLearner:
         self.model.train()
         latent, value_logits, policy_logits = self.model.initial_inference(inputs[:, 0])
         root_value = logits_to_scalar(value_logits.detach(), args.value_support_size)
-        value_loss = self._ce(value_logits, targets[:, 0], args.value_support_size)
+        value_loss = self._ce(value_logits, targets[:, 0], args.value_support_size, args.two_hot_target)
         policy_loss = self._policy_loss(policy_logits, policy.joint_actions[:, 0], policy.coef[:, 0])
         reward_loss = torch.zeros(B, device=inputs.device)
         consistency_loss = torch.zeros(B, device=inputs.device)
+        scale_latent_itself = args.latent_grad_scale_at == "latent"
         for k in range(1, K + 1):
-            latent, reward_logits, value_logits, policy_logits = self.model.recurrent_inference(
-                latent, batch.actions[:, k - 1])
-            latent = scale_gradient(latent, 0.5)
-            reward_loss = reward_loss + self._ce(reward_logits, batch.rewards[:, k - 1], args.reward_support_size)
-            value_loss = value_loss + self._ce(value_logits, targets[:, k], args.value_support_size)
+            # recurrent_inference split in two, so the 0.5 scale can sit before or after the step-k heads
+            latent, reward_logits = self.model.dynamics(latent, batch.actions[:, k - 1])
+            if scale_latent_itself:  # the official hook: step k's value and policy gradients halved too
+                latent = scale_gradient(latent, 0.5)
+            value_logits, policy_logits = self.model.predict(latent)
+            if not scale_latent_itself:  # MuZero: only what flows on (to step k+1 and the consistency head)
+                latent = scale_gradient(latent, 0.5)
+            reward_loss = reward_loss + self._ce(reward_logits, batch.rewards[:, k - 1], args.reward_support_size,
+                                                 args.two_hot_target)
+            value_loss = value_loss + self._ce(value_logits, targets[:, k], args.value_support_size,
+                                               args.two_hot_target)
             policy_loss = policy_loss + self._policy_loss(policy_logits, policy.joint_actions[:, k],
                                                           policy.coef[:, k])
             predicted = self.model.project(latent, with_predictor=True)
@@ -281,8 +305,9 @@ class MAZeroLearner:
         self.log_stats_t = t_env
 
     @staticmethod
-    def _ce(logits, scalars, support_size):
-        return -(scalar_to_two_hot(scalars, support_size) * F.log_softmax(logits, dim=-1)).sum(-1)
+    def _ce(logits, scalars, support_size, two_hot_target="exact"):
+        target = scalar_to_two_hot(scalars, support_size, two_hot_target)
+        return -(target * F.log_softmax(logits, dim=-1)).sum(-1)
 
     def _policy_loss(self, policy_logits, joint_actions, coef):
         # per-agent joint actions [B, Ks, N] -> the policy's action space (the joint index for agent: mazero_flat)

@@ -35,6 +35,18 @@ def batch_seed(run_seed, batch_index):
     return int(np.random.SeedSequence([run_seed, REANALYSE_STREAM, batch_index]).generate_state(1)[0])
 
 
+def reanalysis_args(args):
+    """`args` for the reanalysis search: num_simulations = reanalyse_num_simulations unless that is null."""
+    count = args.reanalyse_num_simulations
+    if count is None:
+        return args
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"reanalyse_num_simulations must be null or an integer >= 1, got {count!r}")
+    searched = copy.copy(args)
+    searched.num_simulations = count
+    return searched
+
+
 def reanalyse_with_seed(reanalyse, batch, seed, model, search, args):
     """`reanalyse(batch, model, search, args)` with the search's random streams started from `seed`."""
     search.reseed(seed)
@@ -59,7 +71,7 @@ class ReanalysisWorker:
     def __init__(self, model, args, reanalyse, device, threads):
         torch.set_num_threads(threads)
         self.model = model.to(device).eval()
-        self.search = MCTSSearch(args, seed=0)  # reseeded per batch
+        self.search = MCTSSearch(reanalysis_args(args), seed=0)  # reseeded per batch
         self.args = args
         self.reanalyse = reanalyse
         self.version = None

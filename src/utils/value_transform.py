@@ -26,17 +26,31 @@ def unsquash(y):
     return torch.sign(y) * (root * root - 1.0)
 
 
-def scalar_to_two_hot(x, support_size):
+TWO_HOT_TARGETS = ("exact", "official")  # the `two_hot_target` config key
+
+
+def scalar_to_two_hot(x, support_size, two_hot_target="exact"):
     """phi(h(x)): target distribution [..., 2*support_size+1] for scalars x [...].
 
-    Values outside the support are clipped to its ends (as the official code does).
+    Values outside the support are clipped to its ends (as the official code does). "exact" puts 1 - (y - floor y)
+    on floor(y) and y - floor(y) on the next bin. "official" is the official code's _phi: it writes the floor bin,
+    then overwrites the ceil bin with y - floor(y), so where y = h(x) is an exact integer (x = 0, or a clipped end)
+    floor = ceil gets 0 and the target is the all-zero vector, which adds no cross-entropy (docs/mazero.md, "Where
+    we differ from the official code").
     """
+    if two_hot_target not in TWO_HOT_TARGETS:
+        raise ValueError(f"two_hot_target must be one of {TWO_HOT_TARGETS}, got {two_hot_target!r}")
     y = squash(x.float()).clamp(-support_size, support_size)
     low = torch.floor(y)
     upper_weight = y - low
     low_index = (low + support_size).long()
-    high_index = (low_index + 1).clamp(max=2 * support_size)
     target = torch.zeros(*x.shape, 2 * support_size + 1, dtype=torch.float32, device=x.device)
+    if two_hot_target == "official":
+        high_index = (torch.ceil(y) + support_size).long()
+        target.scatter_(-1, low_index.unsqueeze(-1), (1.0 - upper_weight).unsqueeze(-1))
+        target.scatter_(-1, high_index.unsqueeze(-1), upper_weight.unsqueeze(-1))
+        return target
+    high_index = (low_index + 1).clamp(max=2 * support_size)
     target.scatter_add_(-1, low_index.unsqueeze(-1), (1.0 - upper_weight).unsqueeze(-1))
     target.scatter_add_(-1, high_index.unsqueeze(-1), upper_weight.unsqueeze(-1))
     return target
