@@ -107,12 +107,12 @@ def warn_if_replay_exceeds_memory(buffer, logger):
     full_bytes = buffer.capacity * buffer.bytes_per_transition
     memory_bytes = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     if full_bytes > memory_bytes:
-        fitting = int(0.5 * memory_bytes / buffer.bytes_per_transition)
+        fitting = memory_bytes // buffer.bytes_per_transition
         logger.console_logger.warning(
             f"buffer_size={buffer.capacity} transitions of {buffer.bytes_per_transition} bytes take "
             f"{full_bytes / 1e9:.1f} GB when full, more than this machine's {memory_bytes / 1e9:.1f} GB: the replay "
-            f"grows as it fills, so this run fails once it holds about that much; buffer_size={fitting} uses half "
-            f"the memory")
+            f"grows as it fills, so the run starts, but it runs out of memory before {fitting} transitions are "
+            f"stored; buffer_size={fitting // 2} takes half the memory")
 
 
 class TimeProfile:
