@@ -34,3 +34,20 @@ def test_matrix_run_completes_with_mazero_metrics_and_checkpoint(tmp_path):
              + ["evaluate=True", "test_mcts=False", f"checkpoint_path={tmp_path}/models/{token}"], tmp_path)
     eval_dir = sacred_runs(tmp_path, "mazero", "matrix")[-1]
     assert "test_return_mean" in load_json(eval_dir, "info.json")
+
+
+def test_a_replay_larger_than_memory_is_announced_naming_buffer_size(caplog):
+    import logging
+    from types import SimpleNamespace
+
+    from components.mazero_replay import MAZeroReplayBuffer
+    from run.mazero_run import warn_if_replay_exceeds_memory
+
+    log = SimpleNamespace(console_logger=logging.getLogger("replay_memory"))
+    with caplog.at_level(logging.WARNING, logger="replay_memory"):
+        warn_if_replay_exceeds_memory(MAZeroReplayBuffer(10 ** 6, 3, 87, 9, 4, 0.6, 0), log)  # 3m: 1.3 GB
+        assert not caplog.records
+        huge = MAZeroReplayBuffer(10 ** 12, 3, 87, 9, 4, 0.6, 0)  # starts: storage grows as it fills
+        warn_if_replay_exceeds_memory(huge, log)
+    (record,) = caplog.records
+    assert "buffer_size=1000000000000 transitions of 1264 bytes" in record.getMessage()
