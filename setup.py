@@ -9,8 +9,7 @@ extensions = [
         ["src/mcts/ctree.pyx"],
         include_dirs=[np.get_include()],
         # -ffp-contract=off: no FMA contraction, so every double expression rounds exactly as in mcts.ptree.
-        extra_compile_args=["-O3", "-fopenmp", "-ffp-contract=off"],
-        extra_link_args=["-fopenmp"],
+        extra_compile_args=["-O3", "-ffp-contract=off"],
         define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
     )
 ]

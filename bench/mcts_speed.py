@@ -12,21 +12,20 @@ import os
 import sys
 import time
 
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # idle BLAS threads must not compete with the tree threads
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # idle BLAS threads must not compete with the tree
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
 
 import numpy as np  # noqa: E402
 
 from mcts import ctree, ptree  # noqa: E402
 
-# (B, N, A, K, S, num_threads)
+# (B, N, A, K, S)
 CONFIGS = [
-    (32, 5, 14, 10, 100, 1),
-    (256, 5, 14, 10, 50, 1),
-    (32, 8, 14, 10, 100, 1),
-    (32, 2, 70, 10, 100, 1),
-    (32, 27, 36, 10, 50, 1),
-    (256, 5, 14, 10, 50, 2),
+    (32, 5, 14, 10, 100),
+    (256, 5, 14, 10, 50),
+    (32, 8, 14, 10, 100),
+    (32, 2, 70, 10, 100),
+    (32, 27, 36, 10, 50),
 ]
 TREE_KWARGS = dict(rho=0.25, lam=0.8, discount=0.99)  # the official SMAC script's OS(lambda) and discount
 
@@ -58,21 +57,17 @@ def timed_search(trees, root, steps):
     return elapsed
 
 
-def sims_per_second(variants, B, S, inputs, min_time, max_searches):
-    """Median tree-sims/s of each (module, num_threads, tree_args) variant; their searches alternate, so machine
-    load drifts hit all variants alike."""
-    trees = [module.SampledTrees(*tree_args, num_threads=threads, seed=0, **TREE_KWARGS)
-             for module, threads, tree_args in variants]
-    for t in trees:
-        timed_search(t, *inputs[0])  # warm-up: first touch of the preallocated pools
-    rates = [[] for _ in trees]
-    total = 0.0
-    while total < min_time and len(rates[0]) < max_searches:
-        for t, r in zip(trees, rates):
-            elapsed = timed_search(t, *inputs[len(r) % len(inputs)])
-            r.append(B * S / elapsed)
-            total += elapsed
-    return [float(np.median(r)) for r in rates]
+def sims_per_second(module, shape, inputs, min_time, max_searches):
+    """Median tree-sims/s of `module`'s trees of `shape` (B, N, A, K, S) over searches of `inputs`."""
+    B, S = shape[0], shape[4]
+    trees = module.SampledTrees(*shape, seed=0, **TREE_KWARGS)
+    timed_search(trees, *inputs[0])  # warm-up: first touch of the preallocated pools
+    rates, total = [], 0.0
+    while total < min_time and len(rates) < max_searches:
+        elapsed = timed_search(trees, *inputs[len(rates) % len(inputs)])
+        rates.append(B * S / elapsed)
+        total += elapsed
+    return float(np.median(rates))
 
 
 def main():
@@ -84,32 +79,25 @@ def main():
     rng = np.random.default_rng(args.seed)
 
     print("tree-only simulations/s (select + expand, marshalling included; median over searches)")
-    print("load average before: %.2f %.2f %.2f (2 cores; threads only scale when both are free)" % os.getloadavg())
-    header = f"{'B':>4} {'N':>3} {'A':>3} {'K':>3} {'S':>4} {'thr':>3} | {'ctree sims/s':>13} {'ptree sims/s':>13} " \
-             f"{'ctree/ptree':>11} {'vs 1 thread':>11}"
+    print("load average before: %.2f %.2f %.2f" % os.getloadavg())
+    header = f"{'B':>4} {'N':>3} {'A':>3} {'K':>3} {'S':>4} | {'ctree sims/s':>13} {'ptree sims/s':>13} " \
+             f"{'ctree/ptree':>11}"
     print(header)
     print("-" * len(header))
-    ptree_rate, results = {}, {}
-    for B, N, A, K, S, threads in CONFIGS:
-        shape = (B, N, A, K, S)
+    results = {}
+    for shape in CONFIGS:
+        B, N, A, K, S = shape
         inputs = [fake_network_outputs(rng, B, N, A, S) for _ in range(3)]
-        if threads == 1:
-            c_rate, = sims_per_second([(ctree, 1, shape)], B, S, inputs, c_time, 200)
-            vs_one = ""
-        else:
-            c_rate, one = sims_per_second([(ctree, threads, shape), (ctree, 1, shape)], B, S, inputs, 2 * c_time, 200)
-            vs_one = f"{c_rate / one:.2f}x"
-        if shape not in ptree_rate:
-            ptree_rate[shape], = sims_per_second([(ptree, 1, shape)], B, S, inputs, p_time, 3)
-        results[(shape, threads)] = c_rate
-        print(f"{B:>4} {N:>3} {A:>3} {K:>3} {S:>4} {threads:>3} | {c_rate:>13,.0f} {ptree_rate[shape]:>13,.0f} "
-              f"{c_rate / ptree_rate[shape]:>10.1f}x {vs_one:>11}", flush=True)
+        c_rate = sims_per_second(ctree, shape, inputs, c_time, 200)
+        p_rate = sims_per_second(ptree, shape, inputs, p_time, 3)
+        results[shape] = (c_rate, p_rate)
+        print(f"{B:>4} {N:>3} {A:>3} {K:>3} {S:>4} | {c_rate:>13,.0f} {p_rate:>13,.0f} {c_rate / p_rate:>10.1f}x",
+              flush=True)
 
-    main_shape = (32, 5, 14, 10, 100)
-    main_rate = results[(main_shape, 1)]
+    main_rate, main_ptree = results[(32, 5, 14, 10, 100)]
     print("load average after: %.2f %.2f %.2f" % os.getloadavg())
-    print(f"target (32,5,14,10,100), 1 thread: >= 360,000 sims/s and >= 30x ptree -> "
-          f"{main_rate:,.0f} sims/s, {main_rate / ptree_rate[main_shape]:.1f}x")
+    print(f"target (32,5,14,10,100): >= 360,000 sims/s and >= 30x ptree -> "
+          f"{main_rate:,.0f} sims/s, {main_rate / main_ptree:.1f}x")
 
 
 if __name__ == "__main__":

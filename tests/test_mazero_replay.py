@@ -106,3 +106,40 @@ def test_a_replay_saved_with_the_old_search_field_names_loads():
     restored.load_state_dict(state)
     for name, value in buf.search.as_dict().items():
         assert torch.equal(getattr(restored.search, name)[:4], value[:4]), name
+
+
+def test_a_huge_replay_allocates_little_and_grows_as_it_fills(monkeypatch):
+    import components.mazero_replay as replay_module
+    monkeypatch.setattr(replay_module, "INITIAL_ROWS", 8)
+    buf = make_buffer(capacity=10 ** 9)  # 10^9 rows preallocated would be ~100 GB
+    assert buf.allocated == 8
+    episodes = [episode(5, first_reward=10.0 * i) for i in range(4)]
+    for ep in episodes:
+        buf.add_episode(**ep)  # 6 rows each: 8 -> 16 -> 32 rows
+    assert buf.allocated == 32 and buf.rows_used == 24
+    for i, ep in enumerate(episodes):  # rows written before a growth survive it
+        assert torch.equal(buf.rewards[6 * i:6 * i + 5], ep["rewards"])
+        assert torch.equal(buf.inputs[6 * i:6 * i + 6], ep["inputs"])
+        assert buf.episode_start[6 * i + 5] == 6 * i
+    restored = make_buffer(capacity=10 ** 9)
+    restored.load_state_dict(buf.state_dict())  # a resume grows the new replay to the rows saved
+    assert restored.allocated >= 24 and torch.equal(restored.rewards[:24], buf.rewards[:24])
+    assert np.array_equal(restored.sample(6, 0.4)[0], buf.sample(6, 0.4)[0])
+
+
+def test_growth_stops_at_buffer_size_and_out_of_memory_names_it(monkeypatch):
+    import components.mazero_replay as replay_module
+    monkeypatch.setattr(replay_module, "INITIAL_ROWS", 4)
+    buf = make_buffer(capacity=10)
+    buf.add_episode(**episode(4))
+    buf.add_episode(**episode(3))
+    assert buf.allocated == 10  # doubling 4 -> 8 would not hold row 8; capped at capacity
+    assert buf.bytes_per_transition == 4 * N * D + 8 * N + N * A + 4 + 8 + 1 + 8 + (8 * N + 4 + 4) * KS + 4 + 16
+
+    def no_memory(rows):
+        raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
+
+    small = make_buffer(capacity=100)
+    monkeypatch.setattr(small, "_new_storage", no_memory)
+    with pytest.raises(MemoryError, match="buffer_size=100"):
+        small.add_episode(**episode(5))

@@ -40,8 +40,8 @@ def random_case(rng):
     return (B, N, A, K, S), kwargs, root, steps
 
 
-def run(module, dims, kwargs, root, steps, num_threads=1):
-    trees = module.SampledTrees(*dims, num_threads=num_threads, **kwargs)
+def run(module, dims, kwargs, root, steps):
+    trees = module.SampledTrees(*dims, **kwargs)
     trees.prepare(*root)
     selections = []
     for values, rewards, probs in steps:
@@ -77,21 +77,6 @@ def test_ctree_matches_ptree_on_random_batched_searches():
         assert_same_search(c_trees, c_sel, p_trees, p_sel)
         tie_breaks += np.array_equal(root[1], np.full_like(root[1], 1.0 / dims[2]))
     assert tie_breaks > 20
-
-
-def test_results_do_not_depend_on_num_threads():
-    rng = np.random.default_rng(7)
-    for _ in range(5):
-        dims, kwargs, root, steps = random_case(rng)
-        dims = (16,) + dims[1:]
-        root = (np.resize(root[0], 16), np.resize(root[1], (16,) + root[1].shape[1:]),
-                np.resize(root[2], (16,) + root[2].shape[1:]),
-                None if root[3] is None else np.resize(root[3], (16,) + root[3].shape[1:]), root[4])
-        steps = [(np.resize(v, 16), np.resize(r, 16), np.resize(p, (16,) + p.shape[1:])) for v, r, p in steps]
-        one, sel_one = run(ctree, dims, kwargs, root, steps, num_threads=1)
-        two, sel_two = run(ctree, dims, kwargs, root, steps, num_threads=2)
-        assert_same_search(one, sel_one, two, sel_two)
-        np.testing.assert_array_equal(one.root_values(), two.root_values())
 
 
 @pytest.mark.parametrize("module", [ctree, ptree], ids=["ctree", "ptree"])

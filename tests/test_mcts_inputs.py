@@ -40,7 +40,7 @@ def with_entry(arr, value, index=None):
     (dict(sampled_actions=0), "sampled_actions"), (dict(num_simulations=0), "num_simulations"),
     (dict(num_roots=2.5), "num_roots"), (dict(rho=1.5), "rho"), (dict(lam=float("nan")), "lam"),
     (dict(discount=-0.1), "discount"), (dict(pb_c_base=0), "pb_c_base"), (dict(value_delta_min=0.0), "value_delta_min"),
-    (dict(seed=-1), "seed"), (dict(seed=2**64), "seed"), (dict(num_threads=0), "num_threads"), (dict(rho="x"), "rho"),
+    (dict(seed=-1), "seed"), (dict(seed=2**64), "seed"), (dict(rho="x"), "rho"),
     (dict(num_simulations=70000), "too large"),
 ])
 def test_bad_constructor_arguments(module, kwargs, match):
@@ -48,6 +48,13 @@ def test_bad_constructor_arguments(module, kwargs, match):
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         module.SampledTrees(**args)
+
+
+@TREES
+def test_num_threads_is_gone(module):
+    """The OpenMP option was removed (docs/mcts.md, "Threads"): passing it is an error, not silently ignored."""
+    with pytest.raises(TypeError, match="num_threads"):
+        module.SampledTrees(B, N, A, K, S, num_threads=2, **KW)
 
 
 @TREES

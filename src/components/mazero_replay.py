@@ -1,6 +1,6 @@
 """Transition-level prioritised replay for MAZero (docs/mazero.md, "Replay").
 
-Episodes are stored contiguously in preallocated row tensors: an episode of T transitions takes T + 1 rows, the
+Episodes are stored contiguously in row tensors that grow (doubling) as they fill, up to `buffer_size` rows: an episode of T transitions takes T + 1 rows, the
 last one holding the final observation (never sampled). A sampled row i is a start time t; its unroll window is
 rows i, i+1, ... clamped to the episode's final row, which is how the official code pads past the episode end
 ("observations padded with the last frame"). When the buffer is full the oldest episodes are overwritten whole.
@@ -57,6 +57,10 @@ class MAZeroBatch:
         return MAZeroBatch(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 
+# Rows allocated at the start; the storage doubles from there as episodes arrive (docs/mazero.md, "Replay memory").
+INITIAL_ROWS = 4096
+
+
 class MAZeroReplayBuffer:
     TENSOR_FIELDS = ("inputs", "actions", "avail", "rewards", "episode_end", "episode_terminated", "insert_count")
     ARRAY_FIELDS = ("episode_start", "priorities")
@@ -68,25 +72,60 @@ class MAZeroReplayBuffer:
         self.capacity = capacity
         self.per_alpha = per_alpha
         self.rng = np.random.default_rng(seed)
-        C, N = capacity, n_agents
+        self.row_shape = (n_agents, input_dim, n_actions, sampled_actions)
         self.sampled_actions = sampled_actions
-        # torch.empty: pages are only touched when written, so a large capacity costs memory only as it fills.
-        self.inputs = torch.empty(C, N, input_dim)
-        self.actions = torch.zeros(C, N, dtype=torch.long)
-        self.avail = torch.empty(C, N, n_actions, dtype=torch.bool)
-        self.rewards = torch.zeros(C)
-        self.episode_end = torch.zeros(C, dtype=torch.long)  # row of the episode's final observation
-        self.episode_terminated = torch.zeros(C, dtype=torch.bool)  # False: time-out, bootstrap from o_T
-        self.insert_count = torch.zeros(C, dtype=torch.long)  # transitions collected when the row was added
-        # Self-play search statistics of each step (used for the non-reanalysed share of policy targets).
-        self.search = SearchStats.padding((C,), sampled_actions, N)
-        self.episode_start = np.full(C, -1, dtype=np.int64)  # -1: row holds no live episode
-        self.priorities = np.zeros(C, dtype=np.float64)  # 0 for final-observation rows and free rows
+        self.bytes_per_transition = self._row_bytes()
+        self.allocated = 0  # rows the storage holds now; it doubles as episodes arrive, up to capacity
+        self._grow(min(capacity, INITIAL_ROWS))
         self.max_priority = 1.0
         self.write_pos = 0
         self.rows_used = 0  # high-water mark: rows beyond it were never written (sampling looks only below it)
         self.num_transitions = 0  # sampleable rows currently stored
         self.transitions_collected = 0
+
+    def _new_storage(self, rows):
+        """Fresh storage of `rows` rows: {field name: tensor or array}, the search statistics under "search"."""
+        N, input_dim, n_actions, sampled_actions = self.row_shape
+        return {
+            "inputs": torch.empty(rows, N, input_dim),
+            "actions": torch.zeros(rows, N, dtype=torch.long),
+            "avail": torch.empty(rows, N, n_actions, dtype=torch.bool),
+            "rewards": torch.zeros(rows),
+            "episode_end": torch.zeros(rows, dtype=torch.long),  # row of the episode's final observation
+            "episode_terminated": torch.zeros(rows, dtype=torch.bool),  # False: time-out, bootstrap from o_T
+            "insert_count": torch.zeros(rows, dtype=torch.long),  # transitions collected when the row was added
+            # Self-play search statistics of each step (used for the non-reanalysed share of policy targets).
+            "search": SearchStats.padding((rows,), sampled_actions, N),
+            "episode_start": np.full(rows, -1, dtype=np.int64),  # -1: row holds no live episode
+            "priorities": np.zeros(rows, dtype=np.float64),  # 0 for final-observation rows and free rows
+        }
+
+    def _row_bytes(self):
+        """Memory one stored row takes (all fields, search statistics included)."""
+        row = self._new_storage(1)
+        search = row.pop("search").as_dict().values()
+        return sum(value.nbytes for value in row.values()) + sum(value.nbytes for value in search)
+
+    def _grow(self, rows_needed):
+        """Reallocates to hold `rows_needed` rows (at least double the current size, at most capacity), keeping
+        the rows written so far; the copy is amortised O(1) per row. Out of memory is an error naming buffer_size."""
+        if rows_needed <= self.allocated:
+            return
+        rows = min(self.capacity, max(rows_needed, 2 * self.allocated))
+        try:
+            storage = self._new_storage(rows)
+        except (RuntimeError, MemoryError) as exc:
+            raise MemoryError(
+                f"the MAZero replay cannot grow to {rows} transitions ({rows * self.bytes_per_transition / 1e9:.1f}"
+                f" GB; buffer_size={self.capacity}): {exc}; lower buffer_size") from None
+        kept = self.allocated
+        if kept:
+            storage["search"][:kept] = self.search
+            for name in self.TENSOR_FIELDS + self.ARRAY_FIELDS:
+                storage[name][:kept] = getattr(self, name)
+        for name, value in storage.items():
+            setattr(self, name, value)
+        self.allocated = rows
 
     def state_dict(self):
         """Contents (rows below the high-water mark), priorities, counters and the sampling RNG's state."""
@@ -105,6 +144,7 @@ class MAZeroReplayBuffer:
             raise ValueError(f"the checkpoint's replay holds buffer_size={state['capacity']} transitions, this run "
                              f"has buffer_size={self.capacity}; resume with the same buffer_size")
         n = state["counters"]["rows_used"]
+        self._grow(n)
         for name in self.TENSOR_FIELDS:
             getattr(self, name)[:n] = state["tensors"][name]
         search = state.get("search") or {new: state["tensors"][old] for old, new in OLD_SEARCH_NAMES.items()}
@@ -143,6 +183,7 @@ class MAZeroReplayBuffer:
             self._free(self.write_pos, self.capacity)
             self.write_pos = 0
         lo, hi = self.write_pos, self.write_pos + rows
+        self._grow(hi)
         self._free(lo, hi)
         self.inputs[lo:hi] = inputs
         self.avail[lo:hi] = avail

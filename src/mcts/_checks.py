@@ -37,7 +37,7 @@ def _float_param(name, value, low=None, high=None, low_open=False):
 
 
 def tree_params(num_roots, n_agents, n_actions, sampled_actions, num_simulations, rho, lam, discount, pb_c_base,
-                pb_c_init, value_delta_min, seed, num_threads):
+                pb_c_init, value_delta_min, seed):
     """Validates the constructor arguments; returns them converted to int / float."""
     params = dict(
         num_roots=_int_param("num_roots", num_roots, 1),
@@ -52,7 +52,6 @@ def tree_params(num_roots, n_agents, n_actions, sampled_actions, num_simulations
         pb_c_init=_float_param("pb_c_init", pb_c_init, 0.0),
         value_delta_min=_float_param("value_delta_min", value_delta_min, 0.0, low_open=True),
         seed=seed_param(seed),
-        num_threads=_int_param("num_threads", num_threads, 1),
     )
     if params["n_actions"] > MAX_ACTIONS:
         raise ValueError(f"n_actions must be <= {MAX_ACTIONS}, got {params['n_actions']}")

@@ -14,7 +14,6 @@ with twice the room when full (at most S+1-i slots: the returns its subtree can 
 counters; an arena that runs out of room is grown with realloc in the checking phase of expand(), before any tree
 changes, and keeps its size for later searches.
 """
-from cython.parallel cimport parallel, prange
 from libc.math cimport INFINITY, ceil, isfinite, log, sqrt
 from libc.stdint cimport int16_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
@@ -28,17 +27,6 @@ import numpy as np
 from mcts import _checks
 
 cnp.import_array()
-
-cdef extern from *:
-    """
-    /* Orphaned barrier: binds to the enclosing `with parallel()` region (Cython's prange uses `omp for nowait`). */
-    static void mcts_omp_barrier(void) {
-    #ifdef _OPENMP
-        #pragma omp barrier
-    #endif
-    }
-    """
-    void omp_barrier "mcts_omp_barrier"() noexcept nogil
 
 cdef double U32_TO_UNIT = 1.0 / 4294967296.0  # 2**-32: u32 * this is an exact double in [0, 1)
 cdef double ROOT_PRIOR_FLOOR = 1e-4  # added to every legal action's probability at the root (docs/mcts.md, "Semantics")
@@ -649,7 +637,7 @@ cdef class SampledTrees:
     """B independent MAZero search trees over sampled joint actions, stepped in lockstep (compiled).
 
     ``SampledTrees(num_roots, n_agents, n_actions, sampled_actions, num_simulations, *, rho, lam, discount,
-    pb_c_base=19652, pb_c_init=1.25, value_delta_min=0.01, seed=0, num_threads=1, use_os_lambda=True)``
+    pb_c_base=19652, pb_c_init=1.25, value_delta_min=0.01, seed=0, use_os_lambda=True)``
 
     One search: ``prepare`` (expands the B roots), then ``num_simulations`` times ``select`` -> network -> ``expand``,
     then read ``root_values`` / ``root_children`` / ``marginal_visits``. ``prepare`` starts a new search on the same
@@ -660,13 +648,13 @@ cdef class SampledTrees:
     returns ``parent_index[b]``, the pool index of the node to extend in tree b, so the caller gathers
     ``pool[parent_index, arange(B)]``, runs the network with ``actions`` and writes the result to ``pool[j + 1]``.
 
-    ``select`` and ``expand`` run without the GIL; with ``num_threads > 1`` the B trees are split into contiguous
-    blocks across OpenMP threads. Results do not depend on ``num_threads``. One object serves one Python thread at
-    a time: a call while another thread is inside a method of the same object raises RuntimeError. Semantics,
-    tie-breaking and seeding are those of ``mcts.ptree.SampledTrees`` (see its docstring and docs/mcts.md).
+    ``select`` and ``expand`` run without the GIL, one thread over the B trees (docs/mcts.md, "Threads", says why
+    there is no OpenMP option). One object serves one Python thread at a time: a call while another thread is
+    inside a method of the same object raises RuntimeError. Semantics, tie-breaking and seeding are those of
+    ``mcts.ptree.SampledTrees`` (see its docstring and docs/mcts.md).
     """
     cdef Pools P
-    cdef readonly int num_roots, n_agents, n_actions, sampled_actions, num_simulations, num_threads
+    cdef readonly int num_roots, n_agents, n_actions, sampled_actions, num_simulations
     cdef readonly double rho, lam, discount, pb_c_base, pb_c_init, value_delta_min
     cdef readonly bint use_os_lambda
     cdef int sims_done
@@ -680,10 +668,9 @@ cdef class SampledTrees:
 
     @one_thread_at_a_time
     def __init__(self, num_roots, n_agents, n_actions, sampled_actions, num_simulations, *, rho, lam, discount,
-                 pb_c_base=19652, pb_c_init=1.25, value_delta_min=0.01, seed=0, num_threads=1,
-                 use_os_lambda=True):
+                 pb_c_base=19652, pb_c_init=1.25, value_delta_min=0.01, seed=0, use_os_lambda=True):
         p = _checks.tree_params(num_roots, n_agents, n_actions, sampled_actions, num_simulations, rho, lam,
-                                discount, pb_c_base, pb_c_init, value_delta_min, seed, num_threads)
+                                discount, pb_c_base, pb_c_init, value_delta_min, seed)
         self._free_pools()  # only does something when __init__ is called again on a live object
         self.num_roots = p["num_roots"]
         self.n_agents = p["n_agents"]
@@ -696,7 +683,6 @@ cdef class SampledTrees:
         self.pb_c_base = p["pb_c_base"]
         self.pb_c_init = p["pb_c_init"]
         self.value_delta_min = p["value_delta_min"]
-        self.num_threads = p["num_threads"]
         self.use_os_lambda = bool(use_os_lambda)
 
         cdef Pools* P = &self.P
@@ -827,24 +813,13 @@ cdef class SampledTrees:
         cdef const float* values_ptr = <const float*>cnp.PyArray_DATA(values)
         cdef const float* probs_ptr = <const float*>cnp.PyArray_DATA(probs)
         cdef const uint8_t* legal_ptr = <const uint8_t*>cnp.PyArray_DATA(legal)
-        cdef int b, B = P.B, nt = self.num_threads
-        cdef bint inputs_ok = True
+        cdef int b, B = P.B
         with nogil:
-            if nt == 1:
+            for b in range(B):
+                P.error[b] = check_root_inputs(P, b, values_ptr, probs_ptr, legal_ptr, noise_ptr, eps)
+            if first_error(P) < 0:  # every tree is checked before any tree changes
                 for b in range(B):
-                    P.error[b] = check_root_inputs(P, b, values_ptr, probs_ptr, legal_ptr, noise_ptr, eps)
-                if first_error(P) < 0:
-                    for b in range(B):
-                        prepare_tree(P, b, values_ptr[b])
-            else:
-                with parallel(num_threads=nt):
-                    for b in prange(B, schedule="static"):
-                        P.error[b] = check_root_inputs(P, b, values_ptr, probs_ptr, legal_ptr, noise_ptr, eps)
-                    omp_barrier()  # every tree is checked before any tree changes
-                    inputs_ok = first_error(P) < 0
-                    if inputs_ok:
-                        for b in prange(B, schedule="static"):
-                            prepare_tree(P, b, values_ptr[b])
+                    prepare_tree(P, b, values_ptr[b])
         self._raise_on_error()
         self.sims_done = 0
         self.phase = 1
@@ -868,14 +843,10 @@ cdef class SampledTrees:
         actions = cnp.PyArray_EMPTY(2, dims, cnp.NPY_INT32, 0)
         cdef int* parents_ptr = <int*>cnp.PyArray_DATA(parents)
         cdef int* actions_ptr = <int*>cnp.PyArray_DATA(actions)
-        cdef int b, B = P.B, nt = self.num_threads, sims_done = self.sims_done
+        cdef int b, B = P.B, sims_done = self.sims_done
         with nogil:
-            if nt == 1:
-                for b in range(B):
-                    select_tree(P, b, sims_done, parents_ptr, actions_ptr)
-            else:
-                for b in prange(B, schedule="static", num_threads=nt):
-                    select_tree(P, b, sims_done, parents_ptr, actions_ptr)
+            for b in range(B):
+                select_tree(P, b, sims_done, parents_ptr, actions_ptr)
         self.phase = 2
         return parents, actions
 
@@ -893,24 +864,13 @@ cdef class SampledTrees:
         cdef const float* values_ptr = <const float*>cnp.PyArray_DATA(values)
         cdef const float* rewards_ptr = <const float*>cnp.PyArray_DATA(rewards)
         cdef const float* probs_ptr = <const float*>cnp.PyArray_DATA(probs)
-        cdef int b, B = P.B, nt = self.num_threads
-        cdef bint inputs_ok = True
+        cdef int b, B = P.B
         with nogil:
-            if nt == 1:
+            for b in range(B):
+                P.error[b] = check_expand_inputs(P, b, values_ptr, rewards_ptr, probs_ptr)
+            if first_error(P) < 0:  # every tree is checked before any tree changes
                 for b in range(B):
-                    P.error[b] = check_expand_inputs(P, b, values_ptr, rewards_ptr, probs_ptr)
-                if first_error(P) < 0:
-                    for b in range(B):
-                        expand_tree(P, b, values_ptr[b], rewards_ptr[b])
-            else:
-                with parallel(num_threads=nt):
-                    for b in prange(B, schedule="static"):
-                        P.error[b] = check_expand_inputs(P, b, values_ptr, rewards_ptr, probs_ptr)
-                    omp_barrier()  # every tree is checked before any tree changes
-                    inputs_ok = first_error(P) < 0
-                    if inputs_ok:
-                        for b in prange(B, schedule="static"):
-                            expand_tree(P, b, values_ptr[b], rewards_ptr[b])
+                    expand_tree(P, b, values_ptr[b], rewards_ptr[b])
         self._raise_on_error()
         self.sims_done += 1
         self.phase = 1

@@ -130,18 +130,16 @@ class SampledTrees:
     and identical in both trees). V is OS(lambda):
     ``sum_d lam^d * sum(top_d) / sum_d lam^d * |top_d|`` over the returns a node has received at each relative
     depth d, top_d being the largest max(1, ceil((1 - rho) * count_d)) of them; with ``use_os_lambda=False`` V is
-    the plain mean of all returns (Sampled-MuZero backup). Tree b draws from PCG32(seed, b). ``num_threads`` is
-    checked and otherwise ignored: ptree runs single-threaded (the argument exists for the shared signature).
+    the plain mean of all returns (Sampled-MuZero backup). Tree b draws from PCG32(seed, b).
     One object serves one Python thread at a time: a call while another thread is inside a method of the same
     object raises RuntimeError, as in ctree.
     """
 
     @one_thread_at_a_time
     def __init__(self, num_roots, n_agents, n_actions, sampled_actions, num_simulations, *, rho, lam, discount,
-                 pb_c_base=19652, pb_c_init=1.25, value_delta_min=0.01, seed=0, num_threads=1,
-                 use_os_lambda=True):
+                 pb_c_base=19652, pb_c_init=1.25, value_delta_min=0.01, seed=0, use_os_lambda=True):
         p = _checks.tree_params(num_roots, n_agents, n_actions, sampled_actions, num_simulations, rho, lam,
-                                discount, pb_c_base, pb_c_init, value_delta_min, seed, num_threads)
+                                discount, pb_c_base, pb_c_init, value_delta_min, seed)
         self.num_roots = p["num_roots"]
         self.n_agents = p["n_agents"]
         self.n_actions = p["n_actions"]

@@ -171,7 +171,7 @@ class LoopCounters:
 
 
 def train_sequential(args, logger, runner, loop, counters):
-    """EPyMARL's cycle: collect, train, test, log, checkpoint, until t_env passes t_max.
+    """EPyMARL's cycle: collect, train, test, log, checkpoint, until t_env passes t_max; then finish_training.
 
     `loop` supplies the algorithm's steps: start(), collect(), train(episode) (episodes collected before this
     cycle), test(), log(t_env) (extra statistics at each log), save(counters) and close() (run_sequential calls it
@@ -200,6 +200,27 @@ def train_sequential(args, logger, runner, loop, counters):
                                 or counters.last_save_T == 0):
             counters.last_save_T = runner.t_env
             loop.save(counters)
+    finish_training(args, logger, runner, loop, counters, progress)
+
+
+def finish_training(args, logger, runner, loop, counters, progress):
+    """Ends every run at its last t_env: a test and a log there unless the last cycle did them, then (save_model) a
+    checkpoint of that final state, so curves and checkpoints end at the final t_env however the intervals fall,
+    and a resume from the final checkpoint has nothing left to do."""
+    t_env = runner.t_env
+    finished_now = counters.last_test_T != t_env or counters.last_log_T != t_env
+    if counters.last_test_T != t_env:
+        logger.info(progress.message(t_env))
+        counters.last_test_T = t_env
+        loop.test()
+    if counters.last_log_T != t_env:
+        logger.log_stat("episode", counters.episode, t_env)
+        loop.log(t_env)
+        logger.print_recent_stats()
+        counters.last_log_T = t_env
+    if args.save_model and (finished_now or counters.last_save_T != t_env):
+        counters.last_save_T = t_env
+        loop.save(counters)
     logger.info("Finished training")
 
 

@@ -15,6 +15,7 @@ files, the replay buffer (`replay.th`) and `run_state.th` (the state_dict of the
 learner and logger, and every global RNG stream). They are taken at the end of a loop cycle, between runner.run()
 calls, and the last KEEP_CHECKPOINTS are kept.
 """
+import os
 import random
 import time
 from contextlib import contextmanager
@@ -101,6 +102,20 @@ def load_run_state(path, runner, mac, learner, buffer, logger):
     return LoopCounters(**state["counters"])
 
 
+def warn_if_replay_exceeds_memory(buffer, logger):
+    """A notice naming buffer_size when the full replay would not fit in this machine's memory (it grows as it
+    fills, so the run starts; it stops with an error naming buffer_size if an allocation fails)."""
+    full_bytes = buffer.capacity * buffer.bytes_per_transition
+    memory_bytes = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if full_bytes > memory_bytes:
+        fitting = memory_bytes // buffer.bytes_per_transition
+        logger.console_logger.warning(
+            f"buffer_size={buffer.capacity} transitions of {buffer.bytes_per_transition} bytes take "
+            f"{full_bytes / 1e9:.1f} GB when full, more than this machine's {memory_bytes / 1e9:.1f} GB: the replay "
+            f"grows as it fills, so the run starts, but it runs out of memory before {fitting} transitions are "
+            f"stored; buffer_size={fitting // 2} takes half the memory")
+
+
 class TimeProfile:
     """Wall-clock seconds per part of the loop, logged as shares of the run's wall-clock so far."""
 
@@ -150,6 +165,7 @@ class MAZeroLoop:
         self.learner = le_REGISTRY[args.learner](self.mac, scheme, logger, args)
         self.buffer = MAZeroReplayBuffer(args.buffer_size, args.n_agents, self.mac.input_shape, args.n_actions,
                                          args.sampled_actions, args.per_alpha, args.seed)
+        warn_if_replay_exceeds_memory(self.buffer, logger)
         self.profile = None
 
     def restore(self, counters):
