@@ -96,7 +96,10 @@ print(len(refused), other)
 @pytest.mark.parametrize("name, rounds", [("ctree", 20), ("ptree", 2)])
 def test_two_threads_searching_one_object_get_errors_not_a_crash(name, rounds):
     proc = subprocess.run([sys.executable, "-c", HAMMER.format(name=name, rounds=rounds)], cwd=REPO_ROOT,
-                          env=dict(os.environ, PYTHONPATH=os.path.join(REPO_ROOT, "src")), capture_output=True, text=True, timeout=120)
+                          env=dict(os.environ, PYTHONPATH=os.path.join(REPO_ROOT, "src")), capture_output=True,
+                          text=True, timeout=120)
     assert proc.returncode == 0, f"exit {proc.returncode}: {proc.stderr[-2000:]}"
-    refused, other = proc.stdout.split(" ", 1)
-    assert int(refused) > 0 and other.strip() == "[]"
+    # How often the two threads overlap depends on scheduling (on a loaded machine they may not overlap at all):
+    # the raise itself is checked deterministically above; here no crash and no other error may occur.
+    _, other = proc.stdout.split(" ", 1)
+    assert other.strip() == "[]"
