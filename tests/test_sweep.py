@@ -221,3 +221,26 @@ def test_sweep_two_workers_skips_completed_and_resumes_a_killed_mazero_run(tmp_p
     assert sorted(os.listdir(records)) == sorted(spec.name for spec in load_grid(grid))
     launcher = Launcher(sweep_dir, records)
     assert [launcher.dry_run(spec).result for spec in load_grid(grid)] == ["skipped"] * 4
+
+
+def test_exported_records_hold_no_machine_paths(tmp_path):
+    folder = RunFolder(str(tmp_path / "sweep" / "run"))
+    fake_record(folder, "m/matrix/1", "COMPLETED", {"seed": 1, "local_results_path": folder.path})
+    run_file = os.path.join(folder.path, "sacred", "m/matrix/1", "run.json")
+    with open(run_file) as f:
+        run = json.load(f)
+    run["meta"] = {"config_updates": {"local_results_path": folder.path},
+                   "options": {"UPDATE": ["seed=1", f"local_results_path={folder.path}"]}}
+    run["experiment"] = {"base_dir": str(tmp_path / "checkout" / "src"),
+                         "repositories": [{"commit": "abc", "dirty": False, "url": str(tmp_path / "checkout")}]}
+    with open(run_file, "w") as f:
+        json.dump(run, f)
+    folder.save_ledger({"command": ["python"], "attempts": [
+        {"started": 0, "sacred_before": [], "models_before": [], "resumed_from": None,
+         "sacred_ids": ["m/matrix/1"], "models": []}]})
+    path = export_record(folder, "m/matrix/1", str(tmp_path / "records"), "run")
+    for name in ("config.json", "run.json"):
+        with open(os.path.join(path, name)) as f:
+            assert str(tmp_path) not in f.read(), name
+    with open(os.path.join(path, "run.json")) as f:
+        assert json.load(f)["experiment"]["repositories"] == [{"commit": "abc", "dirty": False}]

@@ -105,6 +105,25 @@ def _attempt_summary(folder, sacred_id, attempt, last_t):
     return summary
 
 
+def portable_run(run, run_name):
+    """Sacred's run.json without this machine's paths: the run's results folder by the run's name, the source
+    folder relative to the checkout, and the repository by its commit and dirty flag only (Sacred's `url` is the
+    local checkout's path)."""
+    updates = run.get("meta", {}).get("config_updates", {})
+    if "local_results_path" in updates:
+        updates["local_results_path"] = run_name
+    options = run.get("meta", {}).get("options", {})
+    if options.get("UPDATE"):
+        options["UPDATE"] = [f"local_results_path={run_name}" if u.startswith("local_results_path=") else u
+                             for u in options["UPDATE"]]
+    experiment = run.get("experiment", {})
+    if "base_dir" in experiment:
+        experiment["base_dir"] = "src"
+    for repository in experiment.get("repositories", []):
+        repository.pop("url", None)
+    return run
+
+
 def export_record(folder, completed_id, records_dir, run_name):
     """Writes <records_dir>/<run_name>/ from the run's resume chain (atomically); returns its path."""
     chain = resume_chain(folder, completed_id)
@@ -118,8 +137,10 @@ def export_record(folder, completed_id, records_dir, run_name):
     os.makedirs(records_dir, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".tmp-{run_name}-", dir=records_dir)
     final = folder.record(completed_id)
-    for name in ("config.json", "run.json"):
-        shutil.copyfile(os.path.join(final, name), os.path.join(tmp, name))
+    config = read_json(os.path.join(final, "config.json")) or {}
+    config["local_results_path"] = run_name  # the run's folder of the sweep, not this machine's path
+    write_json(os.path.join(tmp, "config.json"), config)
+    write_json(os.path.join(tmp, "run.json"), portable_run(read_json(os.path.join(final, "run.json")) or {}, run_name))
     write_json(os.path.join(tmp, "metrics.json"), metrics)
     write_json(os.path.join(tmp, "info.json"), info)
     write_json(os.path.join(tmp, "sweep.json"), {
