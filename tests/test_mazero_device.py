@@ -11,7 +11,7 @@ import torch
 from harness_helpers import REPO_ROOT
 from learners.mazero_learner import value_targets
 from mazero_args import mazero_args
-from mcts.search import MCTSSearch, to_host
+from mcts.search import MCTSSearch, host_block, split_block
 from modules.mazero.model import MAZeroModel
 from test_mazero_learner import _filled_buffer, _learner
 
@@ -55,9 +55,9 @@ def test_search_copies_to_the_host_once_per_simulation(monkeypatch):
     assert result.stats.visits.sum(-1).tolist() == [6.0] * 5
 
 
-def test_to_host_splits_one_copy_into_the_tensors():
+def test_host_block_splits_back_into_the_tensors():
     values, probs = torch.randn(4), torch.rand(4, 2, 3)
-    host_values, host_probs = to_host(values, probs)
+    host_values, host_probs = split_block(host_block(values, probs), [(), (2, 3)])
     assert np.array_equal(host_values, values.numpy()) and np.array_equal(host_probs, probs.numpy())
     assert host_probs.flags["C_CONTIGUOUS"] and host_probs.dtype == np.float32
 

@@ -121,7 +121,8 @@ def test_latent_scale_equals_the_official_hook_on_the_latent():
     ours, official = _gradients(total, model), _gradients(hand.sum(), model)
     for name in ours:
         assert (ours[name] is None) == (official[name] is None), name
-        assert ours[name] is None or torch.allclose(ours[name], official[name], atol=1e-6), name
+        # 1e-5: the learner runs the heads on all steps in one batched call (another float summation order)
+        assert ours[name] is None or torch.allclose(ours[name], official[name], rtol=1e-5, atol=1e-5), name
 
 
 def _one_episode(args, terminated):

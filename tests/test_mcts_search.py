@@ -113,3 +113,42 @@ def test_use_os_lambda_false_gives_plain_mean_backup():
         assert search.tree_kwargs["use_os_lambda"] is flag
         values[flag] = search.run(model, inputs, legal, add_noise=False).root_values
     assert not np.allclose(values[True], values[False])
+
+
+def test_traced_network_follows_the_weights_it_was_traced_with():
+    # The search traces the model once; later weight changes (optimiser steps, load_state_dict) must reach it.
+    args = mazero_args(N, A, num_simulations=8, sampled_actions=4)
+    model, other = _model(args), MAZeroModel(D, args).eval()
+    with torch.no_grad():
+        for head in (other.value_head, other.reward_head, other.policy_head):
+            head.net[-1].weight.normal_(0, 0.5)
+    inputs, legal = _inputs(3)
+    search = MCTSSearch(args, seed=2, tree_cls=ptree.SampledTrees)
+    search.run(model, inputs, legal, add_noise=False)  # traced with the first weights
+    model.load_state_dict(other.state_dict())
+    after = search.run(model, inputs, legal, add_noise=False)
+    search.reseed(2)
+    search.num_searches = 1
+    fresh = MCTSSearch(args, seed=2, tree_cls=ptree.SampledTrees)
+    fresh.num_searches = 1
+    expected = fresh.run(other, inputs, legal, add_noise=False)  # a new trace of the new weights
+    np.testing.assert_array_equal(after.stats.visits.numpy(), expected.stats.visits.numpy())
+    np.testing.assert_array_equal(after.root_values, expected.root_values)
+    torch.testing.assert_close(after.policy_logits, other.initial_inference(inputs)[2], rtol=0, atol=0)
+
+
+def test_search_network_trace_equals_eager_for_both_models():
+    from mcts.search import SearchNetwork, trace_search_network
+    from modules.mazero.flat_model import FlatMuZeroModel
+    args = mazero_args(N, A, num_simulations=4, sampled_actions=4)
+    for model in (_model(args), FlatMuZeroModel(D, args).eval()):
+        network = SearchNetwork(model, 5, 5)
+        inputs = torch.randn(6, N, D)
+        with torch.no_grad():
+            latent = model.initial_inference(inputs)[0]
+            tree_actions = torch.randint(0, model.action_space.factor_size, (6, model.action_space.n_factors))
+            traced = trace_search_network(network, inputs[:2], latent[:2], tree_actions[:2])
+            # traced on 2 roots, called on 6: the trace holds no batch size
+            for eager_out, traced_out in zip(network.root(inputs) + network.step(latent, tree_actions),
+                                             traced.root(inputs) + traced.step(latent, tree_actions)):
+                torch.testing.assert_close(traced_out, eager_out, rtol=0, atol=0)

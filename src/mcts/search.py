@@ -2,13 +2,18 @@
 
 Per search: one `initial_inference` on all roots, then per simulation one `select` over all trees, one gather of
 the parents' latents from a preallocated pool [S+1, B, N, H] with an index tensor, one batched
-`recurrent_inference`, one softmax, and one `expand`. The tree (`mcts.SampledTrees`) holds all statistics; this
-module only moves tensors (docs/mcts.md, "API").
+`recurrent_inference` with the scalars and softmax the tree needs, and one `expand`. The tree (`mcts.SampledTrees`)
+holds all statistics; this module only moves tensors (docs/mcts.md, "API"). The two network calls run as a
+TorchScript trace of the model (`SearchNetwork`): the same operations, without Python's per-operation cost, which
+is most of a call at the few roots of a self-play step (docs/mazero_perf.md).
 """
+import warnings
+import weakref
 from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 from utils.value_transform import logits_to_scalar
 
@@ -90,6 +95,59 @@ class SearchResult:
     num_children: np.ndarray  # [B] |T(root)|
 
 
+class SearchNetwork(nn.Module):
+    """A model's two search-time calls with the search's per-call tensor work folded in, so that both trace into one
+    graph each: `root` = initial_inference, `step` = decode the tree's actions + recurrent_inference; each returns
+    the latent, and the value (and reward) scalars with the policy's softmax as one float32 block [B, X] that
+    crosses to the host in one copy."""
+
+    def __init__(self, model, value_support_size, reward_support_size):
+        super().__init__()
+        self.model = model
+        self.value_support_size = value_support_size
+        self.reward_support_size = reward_support_size
+
+    def root(self, inputs):
+        """inputs [B, N, D] -> (latent, policy logits, [value | probs] [B, 1 + F*A])."""
+        latent, value_logits, policy_logits = self.model.initial_inference(inputs)
+        values = logits_to_scalar(value_logits, self.value_support_size)
+        return latent, policy_logits, host_block(values, torch.softmax(policy_logits, dim=-1))
+
+    def step(self, parents, tree_actions):
+        """parents [B, N, H], tree_actions [B, F] (the tree's space) -> (next latent, [value | reward | probs])."""
+        next_latent, reward_logits, value_logits, leaf_logits = self.model.recurrent_inference(
+            parents, self.model.action_space.decode(tree_actions))
+        return next_latent, host_block(logits_to_scalar(value_logits, self.value_support_size),
+                                       logits_to_scalar(reward_logits, self.reward_support_size),
+                                       torch.softmax(leaf_logits, dim=-1))
+
+
+def trace_search_network(network, inputs, latent, tree_actions):
+    """TorchScript trace of a SearchNetwork's `root` and `step` on example inputs (any batch size works after)."""
+    with warnings.catch_warnings():
+        # torch.jit.trace is marked deprecated in favour of torch.compile / torch.export, neither of which beats
+        # eager mode here (docs/mazero_perf.md); tests/test_mcts_search.py checks the trace against eager.
+        warnings.filterwarnings("ignore", message=".*torch.jit.trace.*")
+        return torch.jit.trace_module(network, {"root": (inputs,), "step": (latent, tree_actions)},
+                                      check_trace=False)
+
+
+def host_block(*tensors):
+    """Tensors [B, ...] as one float32 block [B, X] (their flattened per-root parts side by side)."""
+    return torch.cat([t.float().flatten(1) if t.dim() > 1 else t.float().unsqueeze(1) for t in tensors], dim=1)
+
+
+def split_block(block, shapes):
+    """Host copy of a block from `host_block` -> numpy arrays [B, *shape] for the per-root shapes given."""
+    flat = block.cpu().numpy()
+    arrays, start = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape, dtype=np.int64))
+        arrays.append(np.ascontiguousarray(flat[:, start:start + size]).reshape(flat.shape[0], *shape))
+        start += size
+    return arrays
+
+
 class MCTSSearch:
     """Runs batched searches with a given model."""
 
@@ -108,6 +166,7 @@ class MCTSSearch:
         self.rng = np.random.default_rng(seed)
         self.num_searches = 0
         self._pool = None
+        self._network = None  # (weakref to the model, its device, its training flag, the traced SearchNetwork)
 
     def state_dict(self):
         """The driver's random state: the Dirichlet-noise stream, and the seed and search counter of the trees."""
@@ -148,6 +207,21 @@ class MCTSSearch:
             self._pool = pool
         return pool[:, :num_roots]
 
+    def _network_for(self, model, inputs):
+        """The traced SearchNetwork of `model`, traced at its first search and again only when the model, its
+        device or its train/eval mode changes. The trace shares the model's parameters, so weight updates and
+        load_state_dict reach it; it is recorded on example inputs but holds no batch size."""
+        device = inputs.device
+        cached = self._network
+        if cached is not None and cached[0]() is model and cached[1] == device and cached[2] == model.training:
+            return cached[3]
+        network = SearchNetwork(model, self.value_support_size, self.reward_support_size)
+        latent = model.initial_inference(inputs)[0]
+        tree_actions = torch.zeros(inputs.shape[0], model.action_space.n_factors, dtype=torch.long, device=device)
+        traced = trace_search_network(network, inputs, latent, tree_actions)
+        self._network = (weakref.ref(model), device, model.training, traced)
+        return traced
+
     @torch.no_grad()
     def run(self, model, inputs, legal, add_noise):
         """Search from B roots.
@@ -164,11 +238,13 @@ class MCTSSearch:
             raise ValueError("every agent needs at least one legal action at the root")
         space = model.action_space
         device = next(model.parameters()).device
-        latent, value_logits, policy_logits = model.initial_inference(inputs.to(device))
-        pred_values, probs = to_host(logits_to_scalar(value_logits, self.value_support_size),
-                                     torch.softmax(policy_logits, dim=-1))
-        noise = self.rng.dirichlet(np.full(space.factor_size, self.dirichlet_alpha),
-                                   size=(B, space.n_factors)).astype(np.float32) if add_noise else None
+        inputs = inputs.to(device)
+        network = self._network_for(model, inputs)
+        F, A = space.n_factors, space.factor_size
+        latent, policy_logits, block = network.root(inputs)
+        pred_values, probs = split_block(block, [(), (F, A)])
+        noise = self.rng.dirichlet(np.full(A, self.dirichlet_alpha),
+                                   size=(B, F)).astype(np.float32) if add_noise else None
         trees = self._new_trees(B, space)
         trees.prepare(pred_values, probs, space.legal(legal).numpy(), noise, self.exploration_fraction)
 
@@ -180,13 +256,9 @@ class MCTSSearch:
             parent_index, actions = trees.select()
             tree_inputs = torch.from_numpy(np.concatenate([np.asarray(parent_index, dtype=np.int64)[:, None],
                                                            np.asarray(actions, dtype=np.int64)], 1)).to(device)
-            parents = pool[tree_inputs[:, 0], batch_index]
-            next_latent, reward_logits, value_logits, leaf_logits = model.recurrent_inference(
-                parents, space.decode(tree_inputs[:, 1:]))
+            next_latent, block = network.step(pool[tree_inputs[:, 0], batch_index], tree_inputs[:, 1:])
             pool[sim + 1] = next_latent
-            values, rewards, leaf_probs = to_host(logits_to_scalar(value_logits, self.value_support_size),
-                                                  logits_to_scalar(reward_logits, self.reward_support_size),
-                                                  torch.softmax(leaf_logits, dim=-1))
+            values, rewards, leaf_probs = split_block(block, [(), (), (F, A)])
             trees.expand(values, rewards, leaf_probs)
 
         children = trees.root_children()
@@ -199,13 +271,3 @@ class MCTSSearch:
                             policy_logits=policy_logits,
                             num_children=np.asarray(children["num_children"], dtype=np.int64))
 
-
-def to_host(*tensors):
-    """float32 numpy copies of tensors [B, ...] that share the batch dimension, in one device-to-host copy."""
-    flat = torch.cat([t.float().reshape(t.shape[0], -1) for t in tensors], dim=1).cpu().numpy()
-    arrays, start = [], 0
-    for t in tensors:
-        size = int(np.prod(t.shape[1:], dtype=np.int64))
-        arrays.append(np.ascontiguousarray(flat[:, start:start + size]).reshape(t.shape))
-        start += size
-    return arrays
