@@ -1,16 +1,19 @@
 """How close MAZero's model, search and learner update come to the CPU's FLOP ceiling (issue 14's table).
 
 For 3m- and 8m-sized models (official sizes, src/config/algs/mazero.yaml) and 1 and 2 torch threads, in one run:
-  recurrent_inference on 1536 roots  the official update's reanalysis batch (batch 256 x (K + 1) = 6 positions),
-  recurrent_inference on 8 roots     a self-play search step (batch_size_run 8),
-  MAZeroLearner.train                one update at the mazero_cpu budget (targets, 10 % reanalysis, K = 5 unroll,
-                                     backward, Adam), on the replay and learner of bench/mazero_update_cost.py,
-each with its FLOPs (torch.utils.flop_counter.FlopCounterMode, with the transformer fast path switched off while
-counting, since its fused kernels are invisible to the counter), its best time on the path the code really runs
-(fast path on, no_grad for the search calls; CPU time of the calling thread with one torch thread, wall-clock with
-two), and the share of "peak" that makes: the best of torch.mm on [4608,128]x[128,128] and
-[1024,1024]x[1024,1024] timed the same way in the same run with the same thread count. Best of repeats, because
-the machine is shared: the best repeat is the one least disturbed.
+  search step on 1536 roots  the official update's reanalysis batch (batch 256 x (K + 1) = 6 positions),
+  search step on 8 roots     a self-play search step (batch_size_run 8),
+  MAZeroLearner.train        one update at the mazero_cpu budget (targets, 10 % reanalysis, K = 5 unroll, backward,
+                             Adam), on the replay and learner of bench/mazero_update_cost.py,
+where a search step is recurrent_inference with the value / reward scalars and the softmax, as the search runs it
+(one TorchScript trace, mcts.search.SearchNetwork). Each row has its FLOPs (torch.utils.flop_counter.FlopCounterMode
+on the eager call, with the transformer fast path switched off while counting, since its fused kernels are
+invisible to the counter), its best time on the path the code really runs (for the search steps the trace, fast
+path on, under no_grad; CPU time of the calling thread with one torch thread, wall-clock with two), and the share
+of "peak" that makes: the best of torch.mm on [4608,128]x[128,128] and [1024,1024]x[1024,1024] timed the same way
+in the same run with the same thread count. Best of repeats, because the machine is shared: the best repeat is the
+one least disturbed.
+For the search steps, the last column is the same call without the trace (SearchNetwork eager), in this run.
 Last, the tree + glue share of one 3m search (B = 32, S = 100, K_s = 10) from bench/mazero_search.py's
 instrumented driver, in CPU time of one thread.
 
@@ -23,6 +26,7 @@ import subprocess
 import sys
 import time
 import types
+from unittest import mock
 
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
@@ -37,6 +41,7 @@ from learners.mazero_learner import MAZeroLearner  # noqa: E402
 from mazero_search import MAPS, build_model, measure, official_args, root_inputs, timer_bias  # noqa: E402
 from mazero_update_cost import NullLogger, build_args, filled_replay  # noqa: E402
 from mcts import ctree  # noqa: E402
+from mcts.search import MCTSSearch, SearchNetwork, trace_search_network  # noqa: E402
 from modules.mazero.model import MAZeroModel  # noqa: E402
 
 PEAK_SHAPES = ((4608, 128, 128), (1024, 1024, 1024))  # (m, k, n) of the peak torch.mm
@@ -62,10 +67,16 @@ def best_seconds(fn, min_time, min_reps=3):
     return min(times)
 
 
+def eager_network(search, model, inputs):
+    """MCTSSearch.network_for without the trace: the counter cannot see inside (and breaks on) a TorchScript graph,
+    so while counting the search runs the same SearchNetwork eagerly."""
+    return SearchNetwork(model, search.value_support_size, search.reward_support_size)
+
+
 def count_flops(fn):
     torch.backends.mha.set_fastpath_enabled(False)
     try:
-        with FlopCounterMode(display=False) as counter:
+        with mock.patch.object(MCTSSearch, "network_for", eager_network), FlopCounterMode(display=False) as counter:
             fn()
     finally:
         torch.backends.mha.set_fastpath_enabled(True)
@@ -82,16 +93,23 @@ def peak_flops(min_time):
 
 
 def inference_case(model, input_shape, roots, n_agents, n_actions):
-    """recurrent_inference on `roots` random latents and actions, under no_grad as the search calls it."""
+    """One search step on `roots` random latents and actions as the search runs it: the traced SearchNetwork.step
+    (recurrent_inference with the scalars and softmax folded in), under no_grad. Returns (timed call, eager call
+    for the FLOP counter, which does not see inside a trace)."""
     generator = torch.Generator().manual_seed(roots)
+    network = SearchNetwork(model, model.value_support_size, model.reward_support_size)
     with torch.no_grad():
-        latent = model.represent(torch.randn(roots, n_agents, input_shape, generator=generator))
-    actions = torch.randint(0, n_actions, (roots, n_agents), generator=generator)
+        inputs = torch.randn(roots, n_agents, input_shape, generator=generator)
+        latent = model.represent(inputs)
+        actions = torch.randint(0, n_actions, (roots, n_agents), generator=generator)
+        traced = trace_search_network(network, inputs, latent, actions)
 
-    def call():
-        with torch.no_grad():
-            model.recurrent_inference(latent, actions)
-    return call
+    def call(step):
+        def run():
+            with torch.no_grad():
+                step(latent, actions)
+        return run
+    return call(traced.step), call(network.step)
 
 
 def update_case(map_name):
@@ -103,6 +121,7 @@ def update_case(map_name):
     replay = filled_replay(args, input_dim, max(1000, 4 * args.batch_size))
     model = MAZeroModel(input_dim, args).eval()
     learner = MAZeroLearner(types.SimpleNamespace(agent=model), None, NullLogger(), args)
+    learner.train(replay, t_env=0)  # warm-up: fills the reanalysis prefetch queue, so each counted call is one update
     return lambda: learner.train(replay, t_env=0)
 
 
@@ -110,11 +129,12 @@ def cases(map_name):
     n_agents, n_actions, obs_dim = MAPS[map_name]
     args = official_args(n_agents, n_actions, 100, 10)
     model, input_shape = build_model(args, obs_dim, seed=0)
-    return [(f"recurrent_inference, {REANALYSIS_ROOTS} roots",
-             inference_case(model, input_shape, REANALYSIS_ROOTS, n_agents, n_actions)),
-            (f"recurrent_inference, {SELF_PLAY_ROOTS} roots",
-             inference_case(model, input_shape, SELF_PLAY_ROOTS, n_agents, n_actions)),
-            ("MAZeroLearner.train, mazero_cpu budget", update_case(map_name))]
+    update = update_case(map_name)
+    return [(f"search step (traced recurrent_inference), {REANALYSIS_ROOTS} roots",
+             *inference_case(model, input_shape, REANALYSIS_ROOTS, n_agents, n_actions)),
+            (f"search step (traced recurrent_inference), {SELF_PLAY_ROOTS} roots",
+             *inference_case(model, input_shape, SELF_PLAY_ROOTS, n_agents, n_actions)),
+            ("MAZeroLearner.train, mazero_cpu budget", update, update)]
 
 
 def search_split(min_time):
@@ -146,19 +166,23 @@ def main():
     print()
     print("| map | what | FLOPs | " + " | ".join(f"{t} thr {'CPU' if t == 1 else 'wall'} ms | {t} thr share of peak"
                                               for t in cli.threads)
-          + (f" | {cli.threads[-1]} thr / {cli.threads[0]} thr speed-up |" if len(cli.threads) > 1 else " |"))
-    print("|" + "---|" * (3 + 2 * len(cli.threads) + (len(cli.threads) > 1)))
+          + (f" | {cli.threads[-1]} thr / {cli.threads[0]} thr speed-up" if len(cli.threads) > 1 else "")
+          + " | 1 thr eager / traced |")
+    print("|" + "---|" * (4 + 2 * len(cli.threads) + (len(cli.threads) > 1)))
     for map_name in cli.maps:
         torch.set_num_threads(1)
-        for label, fn in cases(map_name):
-            flops = count_flops(fn)
+        for label, fn, eager_fn in cases(map_name):
+            flops = count_flops(eager_fn)
             seconds = {}
             for threads in cli.threads:
                 torch.set_num_threads(threads)
                 seconds[threads] = best_seconds(fn, cli.min_time)
             cells = " | ".join(f"{seconds[t] * 1e3:.2f} | {flops / seconds[t] / peaks[t]:.0%}" for t in cli.threads)
             ratio = f" | {seconds[cli.threads[0]] / seconds[cli.threads[-1]]:.2f}x" if len(cli.threads) > 1 else ""
-            print(f"| {map_name} | {label} | {flops / 1e9:.4g} G | {cells}{ratio} |", flush=True)
+            torch.set_num_threads(1)  # the trace's gain in this run: the same call without it
+            traced = seconds[1] if 1 in seconds else best_seconds(fn, cli.min_time)
+            eager = "-" if eager_fn is fn else f"{best_seconds(eager_fn, cli.min_time) / traced:.2f}x"
+            print(f"| {map_name} | {label} | {flops / 1e9:.4g} G | {cells}{ratio} | {eager} |", flush=True)
     torch.set_num_threads(1)
     med = search_split(cli.min_time)
     share = med["share"]

@@ -3,12 +3,14 @@
 Runs the real driver (`mcts.search.MCTSSearch.run`) with the real model (`MAZeroModel`, official sizes read from
 src/config/algs/mazero.yaml) on 3m-, 8m- and 27m_vs_30m-sized problems (SMAC agent, action and observation counts)
 and splits each search, from the outside, into
-  network  time inside the model's initial_inference + recurrent_inference,
+  network  time inside the search's two traced network calls (mcts.search.SearchNetwork: initial_inference and
+           recurrent_inference, with the value / reward scalars and the softmax folded into the trace),
   tree     time inside the tree object's API: prepare + select + expand (the "tree" of issue 8); the tree's
            construction and root read-outs are a column of their own ("tree other"),
-  glue     everything else inside run(): gathers and writes of the latent pool, index and dtype conversions,
-           logits -> scalar transforms, softmax, numpy <-> torch hand-overs, the Python loop itself.
-The model's and the tree's methods are wrapped with timers; the driver's code is neither touched nor copied. All
+  glue     everything else inside run(): gathers and writes of the latent pool, index conversions, numpy <->
+           torch hand-overs, the Python loop itself.
+The network calls (through `MCTSSearch.network_for`) and the tree's methods are wrapped with timers; the driver's
+code is neither touched nor copied. All
 intervals are CPU time of the searching thread (the machine is shared); uninstrumented searches alternate with the
 instrumented ones, and the timers' own cost (measured on a no-op) is subtracted.
 
@@ -27,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import time
+import types
 from collections import defaultdict
 
 # One compute thread everywhere: torch intra-op, OpenMP, BLAS (set before torch and numpy load their runtimes).
@@ -147,12 +150,23 @@ class TimedTrees:
             setattr(self, name, clock.wrap(getattr(trees, name), name, keep=name == "prepare"))
 
 
+class TimedSearch(MCTSSearch):
+    """MCTSSearch whose traced network calls (`root`: initial_inference, `step`: recurrent_inference, each with the
+    value / reward scalars and softmax folded in) feed `clock`."""
+
+    def __init__(self, clock, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.clock = clock
+
+    def network_for(self, model, inputs):
+        network = super().network_for(model, inputs)
+        return types.SimpleNamespace(root=self.clock.wrap(network.root, "initial"),
+                                     step=self.clock.wrap(network.step, "recurrent"))
+
+
 def instrumented(model, tree_cls, args, clock, seed):
     """(search, model) pair whose network and tree calls feed `clock`; the model is a copy."""
-    model = copy.deepcopy(model)
-    model.initial_inference = clock.wrap(model.initial_inference, "initial")
-    model.recurrent_inference = clock.wrap(model.recurrent_inference, "recurrent")
-    return MCTSSearch(args, seed, tree_cls=functools.partial(TimedTrees, tree_cls, clock)), model
+    return TimedSearch(clock, args, seed, tree_cls=functools.partial(TimedTrees, tree_cls, clock)), copy.deepcopy(model)
 
 
 # --- measurement -----------------------------------------------------------------------------------------------

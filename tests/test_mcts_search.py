@@ -152,3 +152,18 @@ def test_search_network_trace_equals_eager_for_both_models():
             for eager_out, traced_out in zip(network.root(inputs) + network.step(latent, tree_actions),
                                              traced.root(inputs) + traced.step(latent, tree_actions)):
                 torch.testing.assert_close(traced_out, eager_out, rtol=0, atol=0)
+
+
+def test_search_runs_eagerly_with_a_warning_where_tracing_fails(monkeypatch):
+    args = mazero_args(N, A, num_simulations=8, sampled_actions=4)
+    model = _model(args)
+    inputs, legal = _inputs(3)
+    traced = MCTSSearch(args, seed=4, tree_cls=ptree.SampledTrees).run(model, inputs, legal, add_noise=True)
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("tracing is not supported here")
+    monkeypatch.setattr(torch.jit, "trace_module", fail)
+    with pytest.warns(RuntimeWarning, match="tracing is not supported here"):
+        eager = MCTSSearch(args, seed=4, tree_cls=ptree.SampledTrees).run(model, inputs, legal, add_noise=True)
+    np.testing.assert_array_equal(eager.stats.visits.numpy(), traced.stats.visits.numpy())
+    np.testing.assert_array_equal(eager.root_values, traced.root_values)

@@ -123,13 +123,20 @@ class SearchNetwork(nn.Module):
 
 
 def trace_search_network(network, inputs, latent, tree_actions):
-    """TorchScript trace of a SearchNetwork's `root` and `step` on example inputs (any batch size works after)."""
+    """TorchScript trace of a SearchNetwork's `root` and `step` on example inputs (any batch size works after), or
+    the network itself, with a warning, where this torch cannot trace it (the same results, slower)."""
     with warnings.catch_warnings():
         # torch.jit.trace is marked deprecated in favour of torch.compile / torch.export, neither of which beats
         # eager mode here (docs/mazero_perf.md); tests/test_mcts_search.py checks the trace against eager.
         warnings.filterwarnings("ignore", message=".*torch.jit.trace.*")
-        return torch.jit.trace_module(network, {"root": (inputs,), "step": (latent, tree_actions)},
-                                      check_trace=False)
+        try:
+            return torch.jit.trace_module(network, {"root": (inputs,), "step": (latent, tree_actions)},
+                                          check_trace=False)
+        except Exception as error:  # noqa: BLE001 -- any tracing failure leaves the eager path, which always works
+            failure = error
+    warnings.warn(f"MCTS search: torch.jit.trace failed ({type(failure).__name__}: {failure}); the search runs "
+                  f"the model eagerly (same results, slower at small batches)", RuntimeWarning)
+    return network
 
 
 def host_block(*tensors):
@@ -207,7 +214,7 @@ class MCTSSearch:
             self._pool = pool
         return pool[:, :num_roots]
 
-    def _network_for(self, model, inputs):
+    def network_for(self, model, inputs):
         """The traced SearchNetwork of `model`, traced at its first search and again only when the model, its
         device or its train/eval mode changes. The trace shares the model's parameters, so weight updates and
         load_state_dict reach it; it is recorded on example inputs but holds no batch size."""
@@ -239,7 +246,7 @@ class MCTSSearch:
         space = model.action_space
         device = next(model.parameters()).device
         inputs = inputs.to(device)
-        network = self._network_for(model, inputs)
+        network = self.network_for(model, inputs)
         F, A = space.n_factors, space.factor_size
         latent, policy_logits, block = network.root(inputs)
         pred_values, probs = split_block(block, [(), (F, A)])
