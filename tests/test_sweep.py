@@ -139,7 +139,9 @@ def test_export_stitches_a_resumed_run_at_its_checkpoint(tmp_path):
     fake_record(folder, "m/matrix/1", "RUNNING", {"seed": 1}, {"test_return_mean": series([1, 21, 41])})
     fake_record(folder, "m/matrix/2", "COMPLETED", {"seed": 1}, {"test_return_mean": series([41, 61])})
     checkpoint = os.path.join(folder.path, "models", "tok_a")
-    folder.save_ledger({"command": ["python"], "attempts": [
+    folder.save_ledger({"command": ["/opt/venv/bin/python3", str(tmp_path / "checkout" / "src" / "main.py"),
+                                    "--config=m", "with", "seed=1", f"local_results_path={folder.path}",
+                                    f"checkpoint_path={folder.path}/models"], "attempts": [
         {"started": 0, "sacred_before": [], "models_before": [], "resumed_from": None,
          "sacred_ids": ["m/matrix/1"], "models": ["tok_a"]},
         # the sweep was killed during this attempt: its outputs are resolved from the folder
@@ -235,12 +237,17 @@ def test_exported_records_hold_no_machine_paths(tmp_path):
                          "repositories": [{"commit": "abc", "dirty": False, "url": str(tmp_path / "checkout")}]}
     with open(run_file, "w") as f:
         json.dump(run, f)
-    folder.save_ledger({"command": ["python"], "attempts": [
+    folder.save_ledger({"command": ["/opt/venv/bin/python3", str(tmp_path / "checkout" / "src" / "main.py"),
+                                    "--config=m", "with", "seed=1", f"local_results_path={folder.path}",
+                                    f"checkpoint_path={folder.path}/models"], "attempts": [
         {"started": 0, "sacred_before": [], "models_before": [], "resumed_from": None,
          "sacred_ids": ["m/matrix/1"], "models": []}]})
     path = export_record(folder, "m/matrix/1", str(tmp_path / "records"), "run")
-    for name in ("config.json", "run.json"):
+    for name in ("config.json", "run.json", "sweep.json"):
         with open(os.path.join(path, name)) as f:
             assert str(tmp_path) not in f.read(), name
+    with open(os.path.join(path, "sweep.json")) as f:
+        assert json.load(f)["command"] == ["python", "src/main.py", "--config=m", "with", "seed=1",
+                                           "local_results_path=run", "checkpoint_path=run/models"]
     with open(os.path.join(path, "run.json")) as f:
         assert json.load(f)["experiment"]["repositories"] == [{"commit": "abc", "dirty": False}]

@@ -124,6 +124,14 @@ def portable_run(run, run_name):
     return run
 
 
+def portable_command(command, run_folder, run_name):
+    """The run's argv without this machine's paths: `python src/main.py ...`, with the run's folder (results and
+    checkpoints) named by the run's name."""
+    if not command:
+        return command
+    return ["python", "src/main.py"] + [arg.replace(run_folder, run_name) for arg in command[2:]]
+
+
 def export_record(folder, completed_id, records_dir, run_name):
     """Writes <records_dir>/<run_name>/ from the run's resume chain (atomically); returns its path."""
     chain = resume_chain(folder, completed_id)
@@ -144,7 +152,7 @@ def export_record(folder, completed_id, records_dir, run_name):
     write_json(os.path.join(tmp, "metrics.json"), metrics)
     write_json(os.path.join(tmp, "info.json"), info)
     write_json(os.path.join(tmp, "sweep.json"), {
-        "run": run_name, "command": folder.ledger().get("command"), "attempts": attempts,
+        "run": run_name, "command": portable_command(folder.ledger().get("command"), folder.path, run_name), "attempts": attempts,
         "wall_clock_seconds": round(sum(wall), 1) if len(wall) == len(attempts) else None})
     target = os.path.join(records_dir, run_name)
     if os.path.isdir(target):
