@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timedelta
 
 import numpy as np
 import pytest
@@ -333,3 +334,34 @@ def test_default_root_is_the_checkouts_results_from_any_directory(records, capsy
     assert "give --root DIR, --mongo URL or --sql URL" in err
     shutil.copytree(records[0], checkout / "results" / "sacred")
     assert len(rows_of(run_json(capsys, "list"), "runs")) == 12
+
+
+def test_compare_timing_columns(records, capsys, tmp_path):
+    root = str(tmp_path / "sacred")
+    shutil.copytree(records[0], root)
+    seconds = {}
+    for config_file in sorted(glob_configs(root)):
+        with open(config_file) as f:
+            config = json.load(f)
+        run_file = os.path.join(os.path.dirname(config_file), "run.json")
+        with open(run_file) as f:
+            run = json.load(f)
+        if config.get("name") == "qmix" and config["env_args"]["map_name"] == "3m" and run["status"] == "COMPLETED":
+            seconds[config["seed"]] = 100.0 * config["seed"]  # seed 1 ran 100 s, seed 2 200 s (t_max 300 each)
+            start = datetime(2026, 1, 1)
+            run.update(start_time=start.isoformat(),
+                       stop_time=(start + timedelta(seconds=seconds[config["seed"]])).isoformat())
+            with open(run_file, "w") as f:
+                json.dump(run, f)
+    assert sorted(seconds) == [1, 2]
+    doc = run_json(capsys, "compare", "--root", root, "--map", "3m", "--alg", "qmix", "--timing")
+    qmix = by_map_alg(rows_of(doc, "compare"))[("3m", "qmix")]
+    assert qmix["wall_clock_s"] == 150.0 and qmix["env_steps_per_s"] == pytest.approx((300 / 100 + 300 / 200) / 2)
+    code, out, _ = run_cli(capsys, "compare", "--root", root, "--map", "3m", "--alg", "qmix", "--timing")
+    assert code == 0 and "wall-clock (mean)" in out and "0:02:30" in out and "2.2" in out
+
+
+def glob_configs(root):
+    for folder, _, files in os.walk(root):
+        if "config.json" in files and "_sources" not in folder:
+            yield os.path.join(folder, "config.json")

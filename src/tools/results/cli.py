@@ -169,6 +169,8 @@ def build_parser():
                             help="env-step budgets, comma-separated (50000,100k,1M): the last evaluation at or "
                                  "before each (see --nearest); default: final evaluation")
     cmp_parser.add_argument("--threshold", type=float, help="report env steps to first reach this value")
+    cmp_parser.add_argument("--timing", action="store_true",
+                            help="add each group's mean wall-clock per run and env steps per second")
     plot_parser = sub.add_parser("plot", parents=[common, stat], help="learning curves to PNG and PDF",
                                  description="Learning curves per map (mean over seeds, shaded 95 % bootstrap "
                                              "CI), algorithms overlaid, written as PNG and PDF.")
@@ -252,7 +254,7 @@ def main(argv=None):
             sections = commands.list_runs(runs, args.metric, grouping)
         elif args.command == "compare":
             sections = commands.compare(runs, args.metric, args.at, args.threshold, args.include_incomplete,
-                                        args.reps, args.seed, grouping, args.nearest)
+                                        args.reps, args.seed, grouping, args.nearest, args.timing)
         elif args.command == "plot":
             sections = commands.plot(runs, args.out, args.metric, args.smooth, args.points,
                                      args.include_incomplete, args.reps, args.seed, grouping)

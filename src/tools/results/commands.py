@@ -193,8 +193,8 @@ def _budget_cells(row, label, values, reps, seed):
 
 
 def _compare_row(map_name, chosen, label, seeds, repeats, budgets, threshold, options):
-    """One compare row and its notes; `options` is (nearest, reps, seed)."""
-    nearest, reps, seed = options
+    """One compare row and its notes; `options` is (nearest, reps, seed, timing)."""
+    nearest, reps, seed, timing = options
     row = {"map": map_name, "metric": chosen, "alg": label, "seeds": len(seeds), "repeats": repeats,
            "seed_ids": [r.seed for r in seeds], "budget_rule": budget_rule(nearest)}
     notes = []
@@ -215,11 +215,15 @@ def _compare_row(map_name, chosen, label, seeds, repeats, budgets, threshold, op
         row["threshold"] = threshold
         row["reached"] = len(hits)
         row["steps_to_threshold"] = float(np.mean(hits)) if hits else None
+    if timing:
+        timed = [r for r in seeds if r.duration and r.t_reached]
+        row["wall_clock_s"] = float(np.mean([r.duration for r in timed])) if timed else None
+        row["env_steps_per_s"] = float(np.mean([r.t_reached / r.duration for r in timed])) if timed else None
     return row, notes
 
 
 def compare(runs, metric=None, budgets=(), threshold=None, include_incomplete=False, reps=2000, seed=0,
-            grouping=(None, None), nearest=False):
+            grouping=(None, None), nearest=False, timing=False):
     groups, notes = _group(runs, metric, include_incomplete, grouping)
     if not groups:
         raise CommandError("no runs to compare" + ("".join(f"\n  {n}" for n in notes)))
@@ -228,10 +232,10 @@ def compare(runs, metric=None, budgets=(), threshold=None, include_incomplete=Fa
         rows, map_notes = [], []
         for label, (seeds, repeats) in by_label.items():
             row, row_notes = _compare_row(map_name, chosen, label, seeds, repeats, budgets, threshold,
-                                          (nearest, reps, seed))
+                                          (nearest, reps, seed, timing))
             rows.append(row)
             map_notes += row_notes
-        columns = _compare_columns(budgets, threshold, nearest)
+        columns = _compare_columns(budgets, threshold, nearest, timing)
         sections.append(Section("compare", f"{map_name}: {chosen}", columns, rows, map_notes))
     if sections:
         sections[-1].notes.extend(notes)
@@ -248,7 +252,7 @@ def _seeds_cell(row):
     return str(row["seeds"]) + (f" (+{repeats} repeat{'' if repeats == 1 else 's'})" if repeats else "")
 
 
-def _compare_columns(budgets, threshold, nearest=False):
+def _compare_columns(budgets, threshold, nearest=False, timing=False):
     def cell(label):
         def fmt(row):
             n = row[f"n@{label}"]
@@ -266,6 +270,9 @@ def _compare_columns(budgets, threshold, nearest=False):
     if threshold is not None:
         columns.append((f"steps to >= {threshold:g} (reached)",
                         lambda r: f"{fmt_steps(r['steps_to_threshold'])} ({r['reached']}/{r['seeds']})"))
+    if timing:  # each seed's whole run: start to stop (or last heartbeat), env steps reached / that time
+        columns += [("wall-clock (mean)", lambda r: fmt_duration(r["wall_clock_s"])),
+                    ("env steps/s (mean)", lambda r: fmt_num(r["env_steps_per_s"], 1))]
     return columns
 
 
