@@ -98,6 +98,8 @@ def test_group_by_and_label(study, capsys):
     rows = _rows(capsys, "compare", "--root", study, "--label", "use_os_lambda")
     assert {k: (r["seeds"], r["repeats"]) for k, r in rows.items()} == {
         "use_os_lambda=True": (3, 3), "use_os_lambda=False": (1, 0)}  # B's seed 2 repeats A's
+    rows = _rows(capsys, "compare", "--root", study, "--label", "name")  # one group per algorithm name
+    assert {k: (r["seeds"], r["repeats"]) for k, r in rows.items()} == {"mazero_cpu": (3, 4)}  # 7 runs
     code, _, err = run_cli(capsys, "compare", "--root", study, "--group-by", "num_simulation")
     assert code == 1 and "no selected run has config key(s) num_simulation" in err
 

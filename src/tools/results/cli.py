@@ -136,7 +136,9 @@ def _common_parser():
                           help="group the runs of one algorithm name by these config keys only (default: every "
                                "key whose value differs between them, seed and record keys aside)")
     grouping.add_argument("--label", metavar="KEY",
-                          help="name and group runs by the value of this config key alone")
+                          help="name and group runs by the value of this config key alone (`--label name`: "
+                               "one group per algorithm name, e.g. runs of one config across commits that added "
+                               "keys)")
     common.add_argument("--metric", help="metric to report (default: test_battle_won_mean, or test_return_mean "
                                          "where a run/map has no win rate)")
     common.add_argument("--format", choices=FORMATS, default="table", help="output format (default table)")

@@ -84,6 +84,8 @@ class Grouping:
             self.pooled[name] = [k for k in differ if k not in chosen and k != label_key]
 
     def label(self, run):
+        if self.label_key == "name":  # the algorithm label itself: pool every configuration of one name
+            return str(run.alg)
         if self.label_key is not None:
             return f"{self.label_key}={_display(_value(run, self.label_key))}"
         keys = self.keys.get(run.alg) or []
