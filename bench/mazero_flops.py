@@ -3,8 +3,8 @@
 For 3m- and 8m-sized models (official sizes, src/config/algs/mazero.yaml) and 1 and 2 torch threads, in one run:
   search step on 1536 roots  the official update's reanalysis batch (batch 256 x (K + 1) = 6 positions),
   search step on 8 roots     a self-play search step (batch_size_run 8),
-  MAZeroLearner.train        one update at the mazero_cpu budget (targets, 10 % reanalysis, K = 5 unroll, backward,
-                             Adam), on the replay and learner of bench/mazero_update_cost.py,
+  MAZeroLearner.train        one update at the mazero_cpu budget (targets, its reanalyse_ratio, K = 5 unroll,
+                             backward, Adam), on the replay and learner of bench/mazero_update_cost.py,
 where a search step is recurrent_inference with the value / reward scalars and the softmax, as the search runs it
 (one TorchScript trace, mcts.search.SearchNetwork). Each row has its FLOPs (torch.utils.flop_counter.FlopCounterMode
 on the eager call, with the transformer fast path switched off while counting, since its fused kernels are

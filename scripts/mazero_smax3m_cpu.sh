@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SEED="${1:-1}"
 shift || true
-# batch_size_run=8: one batched search serves 8 envs per step; test_interval=5000: evaluation (32 episodes with
-# MCTS) every 5000 env steps instead of 2000, to keep its share of the budget small.
+# test_interval=5000: evaluation (32 episodes with MCTS) every 5000 env steps instead of 2000, to keep its share
+# of the budget small.
 exec nice -n 10 python src/main.py --config=mazero_cpu --env-config=smax with env_args.map_name=3m seed="$SEED" \
-    batch_size_run=8 test_interval=5000 save_model=True "$@"
+    test_interval=5000 save_model=True "$@"

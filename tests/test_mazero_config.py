@@ -8,7 +8,7 @@ CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "src", "config")
 SRC_DIR = os.path.join(os.path.dirname(__file__), "..", "src")
 # What the CPU preset may change: budgets only (plus its label and run length).
 BUDGET_KEYS = {"name", "t_max", "num_simulations", "sampled_actions", "batch_size", "reanalyse_ratio",
-               "updates_per_env_step"}
+               "updates_per_env_step", "batch_size_run"}
 
 
 def _load(name):
