@@ -227,7 +227,8 @@ def test_sweep_two_workers_skips_completed_and_resumes_a_killed_mazero_run(tmp_p
 
 def test_exported_records_hold_no_machine_paths(tmp_path):
     folder = RunFolder(str(tmp_path / "sweep" / "run"))
-    fake_record(folder, "m/matrix/1", "COMPLETED", {"seed": 1, "local_results_path": folder.path})
+    fake_record(folder, "m/matrix/1", "COMPLETED", {"seed": 1, "local_results_path": folder.path,
+                                                    "checkpoint_path": os.path.join(folder.path, "models", "tok")})
     run_file = os.path.join(folder.path, "sacred", "m/matrix/1", "run.json")
     with open(run_file) as f:
         run = json.load(f)
@@ -251,3 +252,5 @@ def test_exported_records_hold_no_machine_paths(tmp_path):
                                            "local_results_path=run", "checkpoint_path=run/models"]
     with open(os.path.join(path, "run.json")) as f:
         assert json.load(f)["experiment"]["repositories"] == [{"commit": "abc", "dirty": False}]
+    with open(os.path.join(path, "config.json")) as f:  # a resumed run's checkpoint folder, by the run's name
+        assert json.load(f)["checkpoint_path"] == os.path.join("run", "models", "tok")

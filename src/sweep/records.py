@@ -105,17 +105,22 @@ def _attempt_summary(folder, sacred_id, attempt, last_t):
     return summary
 
 
-def portable_run(run, run_name):
-    """Sacred's run.json without this machine's paths: the run's results folder by the run's name, the source
-    folder relative to the checkout, and the repository by its commit and dirty flag only (Sacred's `url` is the
-    local checkout's path)."""
-    updates = run.get("meta", {}).get("config_updates", {})
-    if "local_results_path" in updates:
-        updates["local_results_path"] = run_name
-    options = run.get("meta", {}).get("options", {})
-    if options.get("UPDATE"):
-        options["UPDATE"] = [f"local_results_path={run_name}" if u.startswith("local_results_path=") else u
-                             for u in options["UPDATE"]]
+def portable(value, run_folder, run_name):
+    """A JSON value (dicts, lists, strings) with this machine's path of the run's sweep folder, under which its
+    results and checkpoints live, replaced by the run's name."""
+    if isinstance(value, str):
+        return value.replace(run_folder, run_name)
+    if isinstance(value, list):
+        return [portable(item, run_folder, run_name) for item in value]
+    if isinstance(value, dict):
+        return {key: portable(item, run_folder, run_name) for key, item in value.items()}
+    return value
+
+
+def portable_run(run, run_folder, run_name):
+    """Sacred's run.json without this machine's paths: the run's folder by its name, the source folder relative to
+    the checkout, and the repository by its commit and dirty flag only (Sacred's `url` is the checkout's path)."""
+    run = portable(run, run_folder, run_name)
     experiment = run.get("experiment", {})
     if "base_dir" in experiment:
         experiment["base_dir"] = "src"
@@ -125,11 +130,10 @@ def portable_run(run, run_name):
 
 
 def portable_command(command, run_folder, run_name):
-    """The run's argv without this machine's paths: `python src/main.py ...`, with the run's folder (results and
-    checkpoints) named by the run's name."""
+    """The run's argv without this machine's paths: `python src/main.py ...`, the run's folder by its name."""
     if not command:
         return command
-    return ["python", "src/main.py"] + [arg.replace(run_folder, run_name) for arg in command[2:]]
+    return ["python", "src/main.py"] + portable(command[2:], run_folder, run_name)
 
 
 def export_record(folder, completed_id, records_dir, run_name):
@@ -145,14 +149,16 @@ def export_record(folder, completed_id, records_dir, run_name):
     os.makedirs(records_dir, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=f".tmp-{run_name}-", dir=records_dir)
     final = folder.record(completed_id)
-    config = read_json(os.path.join(final, "config.json")) or {}
-    config["local_results_path"] = run_name  # the run's folder of the sweep, not this machine's path
-    write_json(os.path.join(tmp, "config.json"), config)
-    write_json(os.path.join(tmp, "run.json"), portable_run(read_json(os.path.join(final, "run.json")) or {}, run_name))
+    # local_results_path, and checkpoint_path of a resumed run, name the run's folder of the sweep
+    write_json(os.path.join(tmp, "config.json"),
+               portable(read_json(os.path.join(final, "config.json")) or {}, folder.path, run_name))
+    write_json(os.path.join(tmp, "run.json"),
+               portable_run(read_json(os.path.join(final, "run.json")) or {}, folder.path, run_name))
     write_json(os.path.join(tmp, "metrics.json"), metrics)
     write_json(os.path.join(tmp, "info.json"), info)
     write_json(os.path.join(tmp, "sweep.json"), {
-        "run": run_name, "command": portable_command(folder.ledger().get("command"), folder.path, run_name), "attempts": attempts,
+        "run": run_name, "command": portable_command(folder.ledger().get("command"), folder.path, run_name),
+        "attempts": attempts,
         "wall_clock_seconds": round(sum(wall), 1) if len(wall) == len(attempts) else None})
     target = os.path.join(records_dir, run_name)
     if os.path.isdir(target):
