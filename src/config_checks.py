@@ -1,8 +1,11 @@
-"""Type and range of every numeric config key, checked by main.py before Sacred starts and before any env is built.
+"""Type and range of every numeric config key and the allowed values of the switches, checked by main.py before
+Sacred starts and before any env is built.
 
-One table, `NUMERIC_KEYS`, maps each numeric key of config/default.yaml and config/algs/*.yaml to its rule; a
-key the merged config does not hold (an algorithm's key under another algorithm) is not checked. `check_config`
-raises ConfigValueError naming the key, its value and what it must be; main.py prints it and exits with code 2.
+`NUMERIC_KEYS` maps each numeric key of config/default.yaml and config/algs/*.yaml to its rule, `SETTING_KEYS` the
+switches whose values are names, booleans or null; a key the merged config does not hold (an algorithm's key under
+another algorithm) is not checked. `check_config` raises ConfigValueError naming the key, its value and what it
+must be; main.py prints it and exits with code 2. Code that is built without main.py (the MAZero learner in tests
+and benches) checks its keys with `check_keys`.
 """
 import math
 import numbers
@@ -67,6 +70,26 @@ class OneOf:
     def problem(self, value):
         ok = not isinstance(value, bool) and isinstance(value, numbers.Integral) and value in self.choices
         return None if ok else f"must be one of {', '.join(map(str, self.choices))}"
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One of a few allowed names or booleans (1 is not True)."""
+    choices: tuple
+
+    def problem(self, value):
+        ok = any(type(value) is type(choice) and value == choice for choice in self.choices)
+        return None if ok else f"must be one of {', '.join(map(repr, self.choices))}"
+
+
+@dataclass(frozen=True)
+class OrNull:
+    """null, or a value that passes `rule`."""
+    rule: Int
+
+    def problem(self, value):
+        problem = None if value is None else self.rule.problem(value)
+        return problem and "must be null or " + problem.removeprefix("must be ")
 
 
 POSITIVE = Real(0.0, low_open=True)
@@ -156,14 +179,35 @@ NUMERIC_KEYS = {
 }
 
 
-def check_config(config):
-    """Raises ConfigValueError for the first key of NUMERIC_KEYS in `config` whose value breaks its rule, or when
-    buffer_size < batch_size (no batch could ever be sampled, so the run would train nothing)."""
-    for key, rule in NUMERIC_KEYS.items():
+TWO_HOT_TARGETS = ("exact", "official")  # two_hot_target (utils/value_transform.py)
+LATENT_GRAD_SCALE_PLACES = ("next_step", "latent")  # latent_grad_scale_at (learners/mazero_learner.py)
+
+SETTING_KEYS = {
+    # MAZero learner (docs/mazero.md, "Where we differ from the official code")
+    "policy_loss": Choice(("awpo", "bc")),
+    "two_hot_target": Choice(TWO_HOT_TARGETS),
+    "latent_grad_scale_at": Choice(LATENT_GRAD_SCALE_PLACES),
+    "timeout_terminal": Choice((True, False)),
+    "reanalyse_num_simulations": OrNull(Int(1)),
+}
+
+
+def check_keys(config, keys):
+    """Raises ConfigValueError for the first of `keys` (each in NUMERIC_KEYS or SETTING_KEYS) whose value in
+    `config` breaks its rule; keys `config` does not hold are not checked."""
+    for key in keys:
         if key in config:
+            rule = NUMERIC_KEYS.get(key) or SETTING_KEYS[key]
             problem = rule.problem(config[key])
             if problem:
                 raise ConfigValueError(f"config key {key!r} {problem}, got {config[key]!r}")
+
+
+def check_config(config):
+    """Raises ConfigValueError for the first key of NUMERIC_KEYS / SETTING_KEYS in `config` whose value breaks its
+    rule, or when
+    buffer_size < batch_size (no batch could ever be sampled, so the run would train nothing)."""
+    check_keys(config, list(NUMERIC_KEYS) + list(SETTING_KEYS))
     if "buffer_size" in config and "batch_size" in config and config["buffer_size"] < config["batch_size"]:
         raise ConfigValueError(f"config key 'buffer_size' ({config['buffer_size']}) must be >= batch_size "
                                f"({config['batch_size']}): no batch could be sampled, nothing would be trained")

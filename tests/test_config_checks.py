@@ -52,6 +52,10 @@ def test_every_shipped_config_passes(alg):
     (dict(dynamics_hidden=[64, 0]), "config key 'dynamics_hidden' must be a list of integers >= 1, got [64, 0]"),
     (dict(seed=-1), "config key 'seed' must be >= 0, got -1"),
     (dict(buffer_size=32, batch_size=64), "config key 'buffer_size' (32) must be >= batch_size (64)"),
+    (dict(two_hot_target="floor"), "config key 'two_hot_target' must be one of 'exact', 'official', got 'floor'"),
+    (dict(timeout_terminal=1), "config key 'timeout_terminal' must be one of True, False, got 1"),
+    (dict(reanalyse_num_simulations="abc"),
+     "config key 'reanalyse_num_simulations' must be null or an integer >= 1, got 'abc'"),
 ])
 def test_bad_values_name_the_key(update, message):
     config = dict(merged_config("mazero_cpu", "smax"), **update)

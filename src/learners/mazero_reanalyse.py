@@ -37,11 +37,9 @@ def batch_seed(run_seed, batch_index):
 
 def reanalysis_args(args):
     """`args` for the reanalysis search: num_simulations = reanalyse_num_simulations unless that is null."""
-    count = args.reanalyse_num_simulations
+    count = args.reanalyse_num_simulations  # checked with the config (config_checks.SETTING_KEYS)
     if count is None:
         return args
-    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
-        raise ValueError(f"reanalyse_num_simulations must be null or an integer >= 1, got {count!r}")
     searched = copy.copy(args)
     searched.num_simulations = count
     return searched

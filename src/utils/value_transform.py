@@ -7,6 +7,8 @@ prediction is the softmax expectation mapped back through h^-1.
 """
 import torch
 
+from config_checks import TWO_HOT_TARGETS  # the `two_hot_target` config key
+
 # eps of h(x) (MuZero appendix F; MAZero core/config.py uses the same value)
 SQUASH_EPS = 0.001
 
@@ -26,7 +28,6 @@ def unsquash(y):
     return torch.sign(y) * (root * root - 1.0)
 
 
-TWO_HOT_TARGETS = ("exact", "official")  # the `two_hot_target` config key
 
 
 def scalar_to_two_hot(x, support_size, two_hot_target="exact"):
