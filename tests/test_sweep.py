@@ -59,9 +59,10 @@ def test_grid_expands_every_combination_with_its_updates(tmp_path):
     assert not qmix.resumable and by_name["mazero_cpu_smax_3m_base_batch_size=16_seed1"].resumable
     (tmp_path / "lr.yaml").write_text("configs: [qmix]\nenv_configs: [matrix]\nseeds: [1]\nwith: {lr: 5e-4}\n")
     assert load_grid(str(tmp_path / "lr.yaml"))[0].updates["lr"] == 0.0005  # PyYAML alone reads '5e-4'
-    argv = qmix.command("python", "/r/q", checkpoint_path="/r/q/models/t")
+    argv = qmix.command("python", "/r/q", checkpoint_path="/r/q/models/t", t_env=21)
     assert argv[2:5] == ["--config=qmix", "--env-config=smax", "with"]
-    assert argv[-3:] == ["seed=2", "local_results_path=/r/q", "checkpoint_path=/r/q/models/t"]
+    # load_step: the folder may hold a newer checkpoint, written after the last metrics reached disk
+    assert argv[-4:] == ["seed=2", "local_results_path=/r/q", "checkpoint_path=/r/q/models/t", "load_step=21"]
 
 
 @pytest.mark.parametrize("value, text", [("3m", "3m"), ("True", "'True'"), (True, "True"), (5e-4, "0.0005"),
@@ -114,6 +115,7 @@ def test_plan_skips_completed_resumes_mazero_restarts_others(tmp_path):
         set_mtime(os.path.join(folder.path, "models", checkpoint), written)
     plan = plan_run(spec, folder, None)  # 41 was saved after the last heartbeat: its metrics are lost
     assert (plan.action, plan.checkpoint, plan.t_env) == ("resume", os.path.join(folder.path, "models", "tok_b"), 31)
+    assert spec.command("python", folder.path, plan.checkpoint, plan.t_env)[-1] == "load_step=31"  # not the newest
     for checkpoint in ("tok_a/21", "tok_b/31"):
         set_mtime(os.path.join(folder.path, "models", checkpoint), "08:02:00")
     assert "no checkpoint before its last Sacred heartbeat" in plan_run(spec, folder, None).detail

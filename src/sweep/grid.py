@@ -29,7 +29,7 @@ import main
 
 GRID_KEYS = ("configs", "env_configs", "maps", "seeds", "with", "config_with", "variants", "grid")
 # keys the sweep sets itself, one value per run
-MANAGED_KEYS = ("seed", "env_args.map_name", "local_results_path", "checkpoint_path")
+MANAGED_KEYS = ("seed", "env_args.map_name", "local_results_path", "checkpoint_path", "load_step")
 
 
 SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -48,14 +48,15 @@ class RunSpec:
     updates: dict = field(default_factory=dict)  # dotted key -> value, seed and map included
     resumable: bool = False  # the run loop saves exact-resume checkpoints (run: mazero)
 
-    def command(self, python, results_dir, checkpoint_path=None, sacred_flags=()):
-        """argv of src/main.py for this run, recording into results_dir (resuming from checkpoint_path)."""
+    def command(self, python, results_dir, checkpoint_path=None, t_env=None, sacred_flags=()):
+        """argv of src/main.py for this run, recording into results_dir (resuming from the checkpoint at t_env in
+        checkpoint_path: a newer one there was written after the last metrics Sacred flushed)."""
         argv = [python, os.path.join(config_loader.SRC_DIR, "main.py"), f"--config={self.config}",
                 f"--env-config={self.env_config}", *sacred_flags, "with"]
         argv += [f"{key}={with_value(value)}" for key, value in self.updates.items()]
         argv.append(f"local_results_path={with_value(results_dir)}")
         if checkpoint_path:
-            argv.append(f"checkpoint_path={with_value(checkpoint_path)}")
+            argv += [f"checkpoint_path={with_value(checkpoint_path)}", f"load_step={t_env}"]
         return argv
 
 

@@ -95,7 +95,7 @@ class Launcher:
         plan = plan_run(spec, folder, self.records_dir)
         if plan.action in ("skip", "conflict"):
             return Outcome(spec.name, "skipped" if plan.action == "skip" else "failed", plan.detail)
-        command = _shell(spec.command(self.python, folder.path, plan.checkpoint, self.sacred_flags))
+        command = _shell(spec.command(self.python, folder.path, plan.checkpoint, plan.t_env, self.sacred_flags))
         return Outcome(spec.name, "planned", f"{plan.detail}: {command}" if plan.detail else command)
 
     def run(self, spec):
@@ -115,7 +115,7 @@ class Launcher:
             folder.unlock()
 
     def _attempt(self, spec, folder, plan):
-        command = spec.command(self.python, folder.path, plan.checkpoint, self.sacred_flags)
+        command = spec.command(self.python, folder.path, plan.checkpoint, plan.t_env, self.sacred_flags)
         resumed_from = {"checkpoint": plan.checkpoint, "t_env": plan.t_env} if plan.checkpoint else None
         ledger = folder.begin_attempt(command, resumed_from)
         offsets = folder.output_offsets()
