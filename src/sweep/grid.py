@@ -49,8 +49,8 @@ class RunSpec:
     resumable: bool = False  # the run loop saves exact-resume checkpoints (run: mazero)
 
     def command(self, python, results_dir, checkpoint_path=None, t_env=None, sacred_flags=()):
-        """argv of src/main.py for this run, recording into results_dir (resuming from the checkpoint at t_env in
-        checkpoint_path: a newer one there was written after the last metrics Sacred flushed)."""
+        """argv of src/main.py for this run, recording into results_dir (resuming from checkpoint_path's checkpoint
+        at t_env: a newer one there may have been written after the last metrics Sacred flushed)."""
         argv = [python, os.path.join(config_loader.SRC_DIR, "main.py"), f"--config={self.config}",
                 f"--env-config={self.env_config}", *sacred_flags, "with"]
         argv += [f"{key}={with_value(value)}" for key, value in self.updates.items()]
