@@ -62,30 +62,29 @@ class IntList:
         return None
 
 
+def _same_kind(value, choice):
+    """True when value may stand for choice: an integer is not a boolean (True == 1), a string only a string."""
+    if isinstance(choice, bool) or isinstance(value, bool):
+        return isinstance(choice, bool) and isinstance(value, bool)
+    if isinstance(choice, numbers.Integral):
+        return isinstance(value, numbers.Integral)
+    return type(value) is type(choice)
+
+
 @dataclass(frozen=True)
 class OneOf:
-    """One of a few allowed integers."""
+    """One of a few allowed integers, names or booleans."""
     choices: tuple
 
     def problem(self, value):
-        ok = not isinstance(value, bool) and isinstance(value, numbers.Integral) and value in self.choices
-        return None if ok else f"must be one of {', '.join(map(str, self.choices))}"
-
-
-@dataclass(frozen=True)
-class Choice:
-    """One of a few allowed names or booleans (1 is not True)."""
-    choices: tuple
-
-    def problem(self, value):
-        ok = any(type(value) is type(choice) and value == choice for choice in self.choices)
+        ok = any(_same_kind(value, choice) and value == choice for choice in self.choices)
         return None if ok else f"must be one of {', '.join(map(repr, self.choices))}"
 
 
 @dataclass(frozen=True)
 class OrNull:
     """null, or a value that passes `rule`."""
-    rule: Int
+    rule: object
 
     def problem(self, value):
         problem = None if value is None else self.rule.problem(value)
@@ -184,10 +183,10 @@ LATENT_GRAD_SCALE_PLACES = ("next_step", "latent")  # latent_grad_scale_at (lear
 
 SETTING_KEYS = {
     # MAZero learner (docs/mazero.md, "Where we differ from the official code")
-    "policy_loss": Choice(("awpo", "bc")),
-    "two_hot_target": Choice(TWO_HOT_TARGETS),
-    "latent_grad_scale_at": Choice(LATENT_GRAD_SCALE_PLACES),
-    "timeout_terminal": Choice((True, False)),
+    "policy_loss": OneOf(("awpo", "bc")),
+    "two_hot_target": OneOf(TWO_HOT_TARGETS),
+    "latent_grad_scale_at": OneOf(LATENT_GRAD_SCALE_PLACES),
+    "timeout_terminal": OneOf((True, False)),
     "reanalyse_num_simulations": OrNull(Int(1)),
 }
 
@@ -205,8 +204,7 @@ def check_keys(config, keys):
 
 def check_config(config):
     """Raises ConfigValueError for the first key of NUMERIC_KEYS / SETTING_KEYS in `config` whose value breaks its
-    rule, or when
-    buffer_size < batch_size (no batch could ever be sampled, so the run would train nothing)."""
+    rule, or when buffer_size < batch_size (no batch could ever be sampled, so the run would train nothing)."""
     check_keys(config, list(NUMERIC_KEYS) + list(SETTING_KEYS))
     if "buffer_size" in config and "batch_size" in config and config["buffer_size"] < config["batch_size"]:
         raise ConfigValueError(f"config key 'buffer_size' ({config['buffer_size']}) must be >= batch_size "

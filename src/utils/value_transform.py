@@ -28,8 +28,6 @@ def unsquash(y):
     return torch.sign(y) * (root * root - 1.0)
 
 
-
-
 def scalar_to_two_hot(x, support_size, two_hot_target="exact"):
     """phi(h(x)): target distribution [..., 2*support_size+1] for scalars x [...].
 
