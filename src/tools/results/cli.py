@@ -1,4 +1,4 @@
-"""`python -m tools.results {list,compare,plot,aggregate}`: query Sacred records (see docs/results.md)."""
+"""`python -m tools.results {list,compare,plot,aggregate,profile}`: query Sacred records (see docs/results.md)."""
 import argparse
 import os
 import re
@@ -158,7 +158,7 @@ def build_parser():
 
     parser = argparse.ArgumentParser(prog="python -m tools.results",
                                      description="Query Sacred experiment records of the MARL harness.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,compare,plot,aggregate}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{list,compare,plot,aggregate,profile}")
     sub.add_parser("list", parents=[common], help="one row per run",
                    description="One row per run: id, group label, map, seed, kind (train or eval), status, start, "
                                "duration, final t_env, last and best value of the metric, and what could not be "
@@ -182,6 +182,20 @@ def build_parser():
                              help="trailing moving average over this many evaluations (default 1 = none)")
     plot_parser.add_argument("--points", type=_positive_int, default=200,
                              help="points of the common env-step grid (default 200)")
+    profile_parser = sub.add_parser("profile", parents=[common, budget],
+                                    help="where a run's wall-clock went, per stretch of env steps",
+                                    description="Per map, one row per run and stretch of env steps: wall-clock, "
+                                                "env steps/s, updates/s, and each part's cost and share from the "
+                                                "time profile the run logs (time_share_* metrics; MAZero's run "
+                                                "loop), then a row for the whole run.")
+    profile_parser.add_argument("--at", type=_budgets, default=[],
+                                help="env steps where stretches end, comma-separated (10k,20k,50k): each ends at "
+                                     "the last profile log at or before it (see --nearest); default: the whole run "
+                                     "only")
+    profile_parser.add_argument("--per", choices=sorted(commands.PER_UNITS), default="env-step",
+                                help="cost of each part in ms per env step (default) or per update")
+    profile_parser.add_argument("--include-incomplete", action="store_true",
+                                help="also use runs that are RUNNING, FAILED, INTERRUPTED or UNKNOWN")
     agg_parser = sub.add_parser("aggregate", parents=[common, stat, budget],
                                 help="IQM, optimality gap, P(X > Y) over maps",
                                 description="Across maps: interquartile mean and optimality gap of normalised "
@@ -260,6 +274,8 @@ def main(argv=None):
         elif args.command == "plot":
             sections = commands.plot(runs, args.out, args.metric, args.smooth, args.points,
                                      args.include_incomplete, args.reps, args.seed, grouping)
+        elif args.command == "profile":
+            sections = commands.profile(runs, args.at, args.per, args.include_incomplete, grouping, args.nearest)
         else:
             sections = commands.aggregate(runs, args.metric, args.at, args.pairs, dict(args.bounds),
                                           args.include_incomplete, args.reps, args.seed, grouping, args.nearest)

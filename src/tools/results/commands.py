@@ -277,6 +277,118 @@ def _compare_columns(budgets, threshold, nearest=False, timing=False):
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# profile
+
+SHARE_PREFIX = "time_share_"  # MAZero's run loop logs each part's share of the wall-clock so far (cumulative)
+PER_UNITS = {"env-step": "ms/env step", "update": "ms/update"}  # --per: the unit of each part's cost
+
+
+def _profile_points(run):
+    """[(t_env, elapsed s, updates, {part: seconds})] at each time-profile log, from t_env 0 (elapsed 0); None
+    with the reason when the run has no profile. Elapsed = t_env / env_steps_per_second: the profile's clock
+    starts with the run's loop at t_env 0."""
+    parts = sorted(name[len(SHARE_PREFIX):] for name in run.metrics if name.startswith(SHARE_PREFIX))
+    needed = ["env_steps_per_second", "updates_per_second"] + [SHARE_PREFIX + p for p in parts]
+    missing = [name for name in needed if name not in run.metrics]
+    if not parts or missing:
+        return None, f"no time profile ({', '.join(missing) or SHARE_PREFIX + '*'} not logged)"
+    if config_get(run.config, "checkpoint_path"):
+        return None, "resumed from a checkpoint: its profile starts at an unlogged t_env"
+    steps = run.metrics["env_steps_per_second"][0]
+    series = {}
+    for name in needed:
+        logged_at, values = run.metrics[name]
+        if not np.array_equal(logged_at, steps):
+            return None, f"{name} is logged at other env steps than env_steps_per_second"
+        series[name] = values
+    points = [(0.0, 0.0, 0.0, dict.fromkeys(parts, 0.0))]
+    for i, t_env in enumerate(steps):
+        if t_env <= 0:  # the loop's start, already the first point
+            continue
+        elapsed = t_env / series["env_steps_per_second"][i]
+        points.append((float(t_env), elapsed, elapsed * series["updates_per_second"][i],
+                       {p: elapsed * series[SHARE_PREFIX + p][i] for p in parts}))
+    return (parts, points), None
+
+
+def _stretch_row(run, label, start, end, per, whole_run=False):
+    (t0, w0, u0, s0), (t1, w1, u1, s1) = start, end
+    wall, steps, updates = w1 - w0, t1 - t0, u1 - u0
+    units = steps if per == "env-step" else updates
+    row = {"run": run.id, "alg": label, "seed": run.seed, "from_step": t0, "to_step": t1, "wall_clock_s": wall,
+           "env_steps_per_s": steps / wall, "updates_per_s": updates / wall, "per": per, "whole_run": whole_run}
+    for part in s0:
+        seconds = s1[part] - s0[part]
+        row[f"ms_per_unit@{part}"] = 1000 * seconds / units if units > 0 else None
+        row[f"share@{part}"] = seconds / wall
+    row["share@other"] = 1 - sum(row[f"share@{p}"] for p in s0)
+    return row
+
+
+def profile(runs, budgets=(), per="env-step", include_incomplete=False, grouping=(None, None), nearest=False):
+    """Per map, one row per run and stretch of env steps: wall-clock, env steps/s, updates/s and each part's cost
+    per env step (or per update) and share, from the run's time profile. A stretch ends at the last profile log
+    at or before each budget (with `nearest`, the log nearest to it); the first starts at t_env 0, and a last row
+    covers the whole run."""
+    kept, notes = _eligible(runs, include_incomplete)
+    labels = _labels(kept, grouping)
+    notes += labels.notes()
+    by_map = defaultdict(list)
+    for run in sorted(kept, key=lambda r: (labels.label(r), _seed_order(r))):
+        profiled, why = _profile_points(run)
+        if profiled is None:
+            notes.append(f"run {run.id} ({run.alg}, {run.map}) skipped: {why}")
+            continue
+        parts, points = profiled
+        chosen = [points[0]]
+        for budget in budgets:
+            at = (min(points, key=lambda p: abs(p[0] - budget)) if nearest
+                  else [p for p in points if p[0] <= budget][-1])
+            if at[0] > chosen[-1][0]:
+                chosen.append(at)
+        stretches = list(zip(chosen, chosen[1:]))
+        if budgets and points[-1][0] > chosen[-1][0]:
+            notes.append(f"run {run.id}: stretches stop at {int(chosen[-1][0])} env steps, the profile log "
+                         f"{'nearest to' if nearest else 'at or before'} {max(budgets)}; the run goes on to "
+                         f"{int(points[-1][0])}")
+        rows = [_stretch_row(run, labels.label(run), a, b, per) for a, b in stretches]
+        rows.append(_stretch_row(run, labels.label(run), points[0], points[-1], per, whole_run=True))
+        by_map[run.map].append((parts, rows))
+    if not by_map:
+        raise CommandError("no run with a time profile" + "".join(f"\n  {n}" for n in notes))
+    sections = []
+    for map_name in sorted(by_map):
+        parts = sorted({p for run_parts, _ in by_map[map_name] for p in run_parts})
+        rows = [row for _, run_rows in by_map[map_name] for row in run_rows]
+        sections.append(Section("profile", f"{map_name}: time profile per stretch of env steps",
+                                _profile_columns(parts, per), rows))
+    sections[-1].notes.extend(notes)
+    return sections
+
+
+def _profile_columns(parts, per):
+    def part_cell(part):
+        def fmt(row):
+            if f"share@{part}" not in row:
+                return "-"
+            return f"{fmt_num(row[f'ms_per_unit@{part}'], 1)} ({100 * row[f'share@{part}']:.1f}%)"
+        return fmt
+
+    def stretch(row):
+        span = f"{fmt_steps(row['from_step'])}-{fmt_steps(row['to_step'])}"
+        return f"{span} (whole run)" if row["whole_run"] else span
+
+    unit = PER_UNITS[per]
+    columns = [("alg", lambda r: r["alg"]), ("seed", lambda r: str(r["seed"])), ("run", lambda r: r["run"]),
+               ("env steps", stretch), ("wall-clock", lambda r: fmt_duration(r["wall_clock_s"])),
+               ("env steps/s", lambda r: fmt_num(r["env_steps_per_s"], 2)),
+               ("updates/s", lambda r: fmt_num(r["updates_per_s"], 2))]
+    columns += [(f"{part} {unit} (share)", part_cell(part)) for part in parts]
+    columns.append(("other (share)", lambda r: f"{100 * r['share@other']:.1f}%"))
+    return columns
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # plot
 
 
