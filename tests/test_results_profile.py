@@ -98,6 +98,9 @@ def test_runs_without_a_usable_profile_are_named(root, capsys):
     assert any(n.startswith("run mazero/3 (mazero, 3m) excluded: status RUNNING") for n in notes)
     rows, _ = profile_rows(capsys, "--root", root, "--include-incomplete")
     assert [r["run"] for r in rows] == ["mazero/1", "mazero/3"]
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["profile", "--root", root, "--metric", "loss"])
+    assert exit_info.value.code == 2 and "--metric: profile reports the run's time profile" in capsys.readouterr().err
     code = cli.main(["profile", "--root", root, "--alg", "qmix"])
     _, err = capsys.readouterr()
     assert code == 1 and "error: no run with a time profile" in err and "run qmix/1 (qmix, 3m) skipped" in err

@@ -257,6 +257,8 @@ def load_runs(args):
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "profile" and args.metric:
+        parser.error("--metric: profile reports the run's time profile (time_share_* metrics), not a chosen metric")
     try:
         runs = load_runs(args)
     except RecordError as err:
