@@ -182,13 +182,14 @@ def run_process(run_dir):
     return None
 
 
-def kill_after_checkpoint(run_dir, deadline):
-    """SIGKILLs the run once a checkpoint past its first episode has its metrics on disk; returns its t_env."""
+def kill_after_checkpoint(run_dir, deadline, t_max):
+    """SIGKILLs the run once a checkpoint past its first episode and before its last (t_env <= t_max) has its
+    metrics on disk; returns its t_env."""
     folder = RunFolder(run_dir)
     while time.time() < deadline:
         checkpoint = folder.resume_checkpoint() if os.path.isdir(run_dir / "models") else None
         pid = run_process(run_dir)
-        if pid and checkpoint and checkpoint[1] > 1:
+        if pid and checkpoint and 1 < checkpoint[1] <= t_max:
             os.kill(pid, signal.SIGKILL)
             return checkpoint[1]
         time.sleep(0.05)
@@ -196,12 +197,16 @@ def kill_after_checkpoint(run_dir, deadline):
 
 
 def test_sweep_two_workers_skips_completed_and_resumes_a_killed_mazero_run(tmp_path):
-    grid, sweep_dir, records = write_grid(tmp_path, TINY_GRID), tmp_path / "sweep", tmp_path / "records"
+    # MAZero runs longer here, so that a checkpoint before its last one reaches the disk with its metrics (heartbeats
+    # every 0.5 s) however fast the machine: killed at its end, the resumed run would have nothing left to run
+    t_max = 160
+    grid = dict(TINY_GRID, config_with=dict(TINY_GRID["config_with"], mazero_cpu=TINY_MAZERO | {"t_max": t_max}))
+    grid, sweep_dir, records = write_grid(tmp_path, grid), tmp_path / "sweep", tmp_path / "records"
     command = [sys.executable, SWEEP, grid, "--workers", "2", "--dir", str(sweep_dir), "--records", str(records),
                "--beat-interval", "0.5"]
     first = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     killed_dir = sweep_dir / "mazero_cpu_matrix_seed1"
-    killed_at = kill_after_checkpoint(killed_dir, time.time() + 120)
+    killed_at = kill_after_checkpoint(killed_dir, time.time() + 120, t_max)
     out = first.communicate(timeout=300)[0]
     assert first.returncode == 1, out
     assert "failed      mazero_cpu_matrix_seed1" in out and "exit code -9" in out
