@@ -147,9 +147,10 @@ def _common_parser():
 
 def build_parser():
     common = _common_parser()
-    stat = argparse.ArgumentParser(add_help=False)
-    stat.add_argument("--include-incomplete", action="store_true",
-                      help="also use runs that are RUNNING, FAILED, INTERRUPTED or UNKNOWN")
+    incomplete = argparse.ArgumentParser(add_help=False)
+    incomplete.add_argument("--include-incomplete", action="store_true",
+                            help="also use runs that are RUNNING, FAILED, INTERRUPTED or UNKNOWN")
+    stat = argparse.ArgumentParser(add_help=False, parents=[incomplete])
     stat.add_argument("--reps", type=_positive_int, default=2000, help="bootstrap resamples (default 2000)")
     stat.add_argument("--seed", type=int, default=0, help="bootstrap random seed (default 0)")
     budget = argparse.ArgumentParser(add_help=False)
@@ -182,7 +183,7 @@ def build_parser():
                              help="trailing moving average over this many evaluations (default 1 = none)")
     plot_parser.add_argument("--points", type=_positive_int, default=200,
                              help="points of the common env-step grid (default 200)")
-    profile_parser = sub.add_parser("profile", parents=[common, budget],
+    profile_parser = sub.add_parser("profile", parents=[common, budget, incomplete],
                                     help="where a run's wall-clock went, per stretch of env steps",
                                     description="Per map, one row per run and stretch of env steps: wall-clock, "
                                                 "env steps/s, updates/s, and each part's cost and share from the "
@@ -194,8 +195,6 @@ def build_parser():
                                      "only")
     profile_parser.add_argument("--per", choices=sorted(commands.PER_UNITS), default="env-step",
                                 help="cost of each part in ms per env step (default) or per update")
-    profile_parser.add_argument("--include-incomplete", action="store_true",
-                                help="also use runs that are RUNNING, FAILED, INTERRUPTED or UNKNOWN")
     agg_parser = sub.add_parser("aggregate", parents=[common, stat, budget],
                                 help="IQM, optimality gap, P(X > Y) over maps",
                                 description="Across maps: interquartile mean and optimality gap of normalised "

@@ -341,9 +341,10 @@ def profile(runs, budgets=(), per="env-step", include_incomplete=False, grouping
             continue
         parts, points = profiled
         chosen = [points[0]]
+        steps, indices = [p[0] for p in points], range(len(points))
+        rule = stats.value_nearest if nearest else stats.value_at_budget  # compare's budget rule
         for budget in budgets:
-            at = (min(points, key=lambda p: abs(p[0] - budget)) if nearest
-                  else [p for p in points if p[0] <= budget][-1])
+            at = points[int(rule(steps, indices, budget))]
             if at[0] > chosen[-1][0]:
                 chosen.append(at)
         stretches = list(zip(chosen, chosen[1:]))
