@@ -188,6 +188,8 @@ SETTING_KEYS = {
     "latent_grad_scale_at": OneOf(LATENT_GRAD_SCALE_PLACES),
     "timeout_terminal": OneOf((True, False)),
     "reanalyse_num_simulations": OrNull(Int(1)),
+    "awpo_advantage_norm": OneOf(("batch", "root")),
+    "acting_temperature_decay": OneOf((True, False)),
 }
 
 

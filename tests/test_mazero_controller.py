@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from controllers.mazero_controller import MAZeroMAC
@@ -81,6 +82,30 @@ def test_before_training_the_action_is_uniform_among_the_sampled_joint_actions()
     assert set(draws(60)) == {0, 1, 2}  # uniform over the sampled rows, padding never chosen
     mac.set_training_started(True)
     assert set(draws(20)) == {0}  # from the visit counts
+
+
+def test_acting_temperature_decay_sharpens_the_visit_distribution_on_the_official_schedule():
+    mac = _mac(acting_temperature_decay=True, t_max=1000)
+    assert [mac.acting_temperature(t) for t in (0, 499, 500, 749, 750, 1000)] == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+    assert _mac(t_max=1000).acting_temperature(900) == 1.0  # off by default
+    K = mac.args.sampled_actions
+    sampled = np.zeros((1, K, N), dtype=np.int64)
+    sampled[0, :, 0] = np.arange(K)  # child j plays action j for agent 0
+    stats = SearchStats(joint_actions=torch.from_numpy(sampled), visits=torch.tensor([[4.0, 2.0, 0.0, 0.0]]),
+                        q_values=torch.zeros(1, K), network_value=torch.zeros(1))
+    mac.search.run = lambda *a, **k: SearchResult(stats=stats, root_values=np.zeros(1), policy_logits=None,
+                                                  num_children=np.array([K]))
+    mac.set_training_started(True)
+    batch = _batch(B=1)
+
+    def share_of_first_child(t_env, n=4000):
+        return np.mean([int(mac.select_actions(batch, 0, t_env=t_env, test_mode=False)[0][0, 0]) == 0
+                        for _ in range(n)])
+
+    # visits 4:2 -> 2/3 at T = 1, 16/(16+4) = 0.8 at T = 0.5, 256/(256+16) = 0.94 at T = 0.25 (4000 draws: sd < 0.008)
+    assert share_of_first_child(0) == pytest.approx(2 / 3, abs=0.03)
+    assert share_of_first_child(600) == pytest.approx(0.8, abs=0.03)
+    assert share_of_first_child(900) == pytest.approx(256 / 272, abs=0.02)
 
 
 def test_test_mode_without_mcts_is_masked_policy_argmax_and_skips_search():

@@ -68,6 +68,19 @@ def test_awpo_weights_normalisation_clip_and_mask():
     assert bc.tolist() == [[1.0, 1.0, 1.0, 0.0]]
 
 
+def test_awpo_root_normalisation_ranks_each_roots_children_alike():
+    adv = torch.tensor([[0.1, 0.2, 0.3, 9.0], [10.0, 20.0, 30.0, 0.0], [5.0, 5.0, 5.0, 5.0]])
+    mask = torch.tensor([[True, True, True, False], [True, True, True, False], [True, True, False, False]])
+    w = policy_target_weights(adv, mask, "awpo", awpo_alpha=2.0, adv_clip=3.0, advantage_norm="root")
+    z = 1.0 / math.sqrt(2.0 / 3.0)  # (0.3 - 0.2) / population std of (0.1, 0.2, 0.3)
+    expected = [math.exp(-z / 2.0), 1.0, math.exp(z / 2.0), 0.0]
+    assert w[0].tolist() == pytest.approx(expected, rel=1e-5)
+    assert w[1].tolist() == pytest.approx(expected, rel=1e-5)  # same ranking, 100x the spread: same weights
+    assert w[2].tolist() == [1.0, 1.0, 0.0, 0.0]  # equal children (std under the floor): weight 1, padding 0
+    batch = policy_target_weights(adv, mask, "awpo", awpo_alpha=2.0, adv_clip=3.0)
+    assert float(batch[0, 2] / batch[0, 0]) < 1.02 < float(w[0, 2] / w[0, 0])  # batch: row 0's spread is lost in row 1's
+
+
 def test_joint_log_probs_by_hand():
     logits = torch.log(torch.tensor([[[0.5, 0.25, 0.25], [0.1, 0.6, 0.3]]]))  # B=1, N=2, A=3
     actions = torch.tensor([[[0, 1], [2, 2], [-1, -1]]])  # K=3, last one padding

@@ -1,7 +1,7 @@
 """MAZero controller (`mazero_mac`): acts from a batched MCTS over the envs the runner asks about.
 
 Training: the root is searched with Dirichlet noise and the joint action is sampled from the root visit counts of
-the sampled joint actions (temperature 1); before the learner's first update (the run loop says when, through
+the sampled joint actions (temperature 1, or the decaying schedule of `acting_temperature_decay`); before the learner's first update (the run loop says when, through
 `set_training_started`) it is drawn uniformly among the root's sampled joint actions, as the official worker does
 (docs/mazero.md, "Acting").
 The search statistics go into the episode batch (`extra_scheme`).
@@ -34,6 +34,14 @@ class MAZeroMAC:
     def extra_scheme(args):
         """Search statistics of each step (mcts.search.SearchStats), stored for the non-reanalysed policy targets."""
         return SearchStats.scheme(args.sampled_actions, args.n_agents)
+
+    def acting_temperature(self, t_env):
+        """T of the self-play action distribution visits^(1/T): 1, or with `acting_temperature_decay` the official
+        code's optional schedule 1 / 0.5 / 0.25 over the first half / next quarter / rest of t_max (its schedule
+        counts updates, which are proportional to env steps here)."""
+        if not self.args.acting_temperature_decay or t_env < 0.5 * self.args.t_max:
+            return 1.0
+        return 0.5 if t_env < 0.75 * self.args.t_max else 0.25
 
     def set_training_started(self, started):
         """Whether the learner has made an update: before, joint actions are drawn uniformly among the sampled ones."""
@@ -93,8 +101,8 @@ class MAZeroMAC:
             return stats.joint_actions[np.arange(B), stats.visits.argmax(1)]
         self.search_seconds += elapsed
         if self.training_started:
-            visits = stats.visits.numpy().astype(np.float64)
-            probs = visits / visits.sum(1, keepdims=True)  # temperature 1
+            visits = stats.visits.numpy().astype(np.float64) ** (1.0 / self.acting_temperature(t_env))
+            probs = visits / visits.sum(1, keepdims=True)
         else:  # uniform among the sampled joint actions (rows padded with -1 are not sampled)
             sampled = (stats.joint_actions[..., 0] >= 0).numpy().astype(np.float64)
             probs = sampled / sampled.sum(1, keepdims=True)

@@ -49,14 +49,28 @@ def n_step_value_targets(rewards, bootstrap_values, horizons, steps_left, termin
     return z
 
 
-def policy_target_weights(advantages, mask, policy_loss, awpo_alpha, adv_clip):
-    """Per-child weights w of the policy loss.
+ROOT_STD_FLOOR = 0.01  # "root" normalisation: below this spread of Q the children count as equal (a 0.17 hit on 2s3z)
 
-    AWPO (paper Eq. 10; the batch normalisation and the clip are the official code's): advantages normalised over every valid entry of the batch, w = min(exp(Ã / alpha), clip).
+
+def policy_target_weights(advantages, mask, policy_loss, awpo_alpha, adv_clip, advantage_norm="batch"):
+    """Per-child weights w of the policy loss; advantages and mask [..., Ks] (the children of each root).
+
+    AWPO (paper Eq. 10), w = min(exp(Ã / alpha), clip), with Ã by `advantage_norm`:
+    "batch" (the official code's): (A - mean) / std over every valid entry of the batch, so a root whose children
+    differ by little next to the spread between states gets weights near 1;
+    "root": (A - mean) / max(std, ROOT_STD_FLOOR) over each root's own valid children, so every state's ranking of
+    its children sharpens its target alike (docs/mazero.md, "Learner").
     BC: w = 1 (Sampled MuZero's -sum omega log pi).
     """
     if policy_loss == "bc":
         return mask.float()
+    if advantage_norm == "root":
+        count = mask.sum(-1, keepdim=True).clamp(min=1)
+        mean = torch.where(mask, advantages, 0.0).sum(-1, keepdim=True) / count
+        var = torch.where(mask, (advantages - mean) ** 2, 0.0).sum(-1, keepdim=True) / count  # population
+        normalised = (advantages - mean) / var.sqrt().clamp(min=ROOT_STD_FLOOR)
+        weights = torch.exp(normalised / awpo_alpha).clamp(max=adv_clip)
+        return torch.where(mask, weights, torch.zeros(()))
     valid = advantages[mask]
     if valid.numel() == 0:
         return torch.zeros_like(advantages)
@@ -136,7 +150,8 @@ def reanalyse_policy_targets(batch, target_model, search, args):
     mask = (stats.joint_actions[..., 0] >= 0) & before_end.unsqueeze(-1)
     omega = stats.visits / stats.visits.sum(-1, keepdim=True).clamp(min=1.0)  # n_j / S (children visits sum to S)
     advantages = stats.q_values - stats.network_value.unsqueeze(-1)
-    weights = policy_target_weights(advantages, mask, args.policy_loss, args.awpo_alpha, args.adv_clip)
+    weights = policy_target_weights(advantages, mask, args.policy_loss, args.awpo_alpha, args.adv_clip,
+                                     args.awpo_advantage_norm)
     return PolicyTargets(joint_actions=stats.joint_actions, omega=omega, advantages=advantages, coef=omega * weights,
                          mask=mask, weights=weights, search_seconds=seconds)
 
