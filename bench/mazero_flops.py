@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
+from learners.mazero_feed import TrainingFeed  # noqa: E402
 from learners.mazero_learner import MAZeroLearner  # noqa: E402
 from mazero_search import MAPS, build_model, measure, official_args, root_inputs, timer_bias  # noqa: E402
 from mazero_update_cost import NullLogger, build_args, filled_replay  # noqa: E402
@@ -113,16 +114,17 @@ def inference_case(model, input_shape, roots, n_agents, n_actions):
 
 
 def update_case(map_name):
-    """One MAZeroLearner.train at the mazero_cpu budget, on bench/mazero_update_cost.py's random replay."""
+    """One training step (TrainingFeed.train_step: MAZeroLearner.update and the replay's side) at the mazero_cpu
+    budget, on bench/mazero_update_cost.py's random replay."""
     n_agents, n_actions, obs_dim = MAPS[map_name]
     args = build_args("mazero_cpu", n_agents, n_actions, [])
     input_dim = obs_dim + (n_actions if args.obs_last_action else 0) + (n_agents if args.obs_agent_id else 0)
     torch.manual_seed(0)
     replay = filled_replay(args, input_dim, max(1000, 4 * args.batch_size))
     model = MAZeroModel(input_dim, args).eval()
-    learner = MAZeroLearner(types.SimpleNamespace(agent=model), None, NullLogger(), args)
-    learner.train(replay, t_env=0)  # warm-up: fills the reanalysis prefetch queue, so each counted call is one update
-    return lambda: learner.train(replay, t_env=0)
+    feed = TrainingFeed(args, replay, MAZeroLearner(types.SimpleNamespace(agent=model), None, NullLogger(), args))
+    feed.train_step(t_env=0)  # warm-up: fills the reanalysis prefetch queue, so each counted call is one update
+    return lambda: feed.train_step(t_env=0)
 
 
 def cases(map_name):

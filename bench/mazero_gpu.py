@@ -33,6 +33,7 @@ RUN_LOG_INTERVAL = 200  # env steps between the run's logged rates (mazero.yaml:
 
 
 def time_updates(cli, device):
+    from learners.mazero_feed import TrainingFeed
     from learners.mazero_learner import MAZeroLearner
     from modules.mazero.model import MAZeroModel
 
@@ -42,19 +43,21 @@ def time_updates(cli, device):
     replay = filled_replay(args, input_dim, max(1000, 4 * args.batch_size))
     learner = MAZeroLearner(types.SimpleNamespace(agent=MAZeroModel(input_dim, args).to(device).eval()), None,
                             NullLogger(), args)
+    feed = TrainingFeed(args, replay, learner)
     try:
-        learner.train(replay, t_env=0)  # warm-up: allocator, kernels, search pools
-        learner.reanalyse_seconds = 0.0
+        feed.train_step(t_env=0)  # warm-up: allocator, kernels, search pools
+        reanalysis_before = feed.time_spent()["reanalyse_search"]
         start = time.perf_counter()
         for _ in range(cli.updates):
-            learner.train(replay, t_env=0)  # ends with the priorities on the host: the device is synchronised
+            feed.train_step(t_env=0)  # ends with the priorities on the host: the device is synchronised
         seconds = (time.perf_counter() - start) / cli.updates
+        reanalysis = feed.time_spent()["reanalyse_search"] - reanalysis_before
     finally:
-        learner.close()
+        feed.close()
     print(f"update at {cli.config}'s budget on {cli.map}-sized data (batch {args.batch_size}, S "
           f"{args.num_simulations}, K_s {args.sampled_actions}, reanalyse_ratio {args.reanalyse_ratio}, "
           f"reanalyse_workers {args.reanalyse_workers}): {seconds:.3f} s wall per update over {cli.updates}, "
-          f"of which reanalysis {learner.reanalyse_seconds / cli.updates:.3f} s")
+          f"of which reanalysis {reanalysis / cli.updates:.3f} s")
     if device == "cuda":
         print(f"GPU memory: peak {torch.cuda.max_memory_allocated() / 2 ** 20:.0f} MiB allocated, "
               f"{torch.cuda.max_memory_reserved() / 2 ** 20:.0f} MiB reserved by torch")

@@ -3,7 +3,7 @@
 1. Reanalysis throughput, in roots x simulations per second of wall-clock: `--batches` batches per worker of the
    official budget (batch 256, reanalyse_ratio 1, K = 5: up to 1536 roots, S = 100, K_s = 10) on 3m-sized data
    (bench/mazero_update_cost.py's replay), reanalysed in process (0 workers, one torch thread) and by 1 and 2
-   Ray actors (`reanalyse_num_cpus` 1: one torch thread each) through the learner's `ReanalysisPool`.
+   Ray actors (`reanalyse_num_cpus` 1: one torch thread each) through the run loop's `ReanalysisPool`.
 2. The learner's update rate at the official budget: `reanalyse_workers=2` (learner with one torch thread)
    against in-process reanalysis with `torch_threads=2`, `--updates` updates each after the pipeline has filled.
 
@@ -26,6 +26,7 @@ sys.path.insert(0, os.path.join(ROOT, "src"))
 
 import torch  # noqa: E402
 
+from learners.mazero_feed import TrainingFeed  # noqa: E402
 from learners.mazero_learner import MAZeroLearner, reanalyse_policy_targets  # noqa: E402
 from learners.mazero_reanalyse import ReanalysisPool  # noqa: E402
 from mazero_search import MAPS  # noqa: E402
@@ -70,20 +71,21 @@ def throughput(workers, batches_per_worker, overrides):
 
 
 def update_rate(updates, overrides, **keys):
-    """(updates per second of MAZeroLearner.train after the reanalysis pipeline has filled, the learner's seconds
-    per update in reanalysis: computing it in process or waiting for the workers)."""
+    """(updates per second of the run loop's training step after the reanalysis pipeline has filled, the learner's
+    seconds per update in reanalysis: computing it in process or waiting for the workers)."""
     args, model, replay = setup(overrides, **keys)
-    learner = MAZeroLearner(types.SimpleNamespace(agent=model), None, NullLogger(), args)
+    feed = TrainingFeed(args, replay, MAZeroLearner(types.SimpleNamespace(agent=model), None, NullLogger(), args))
     try:
         for _ in range(args.reanalyse_prefetch + 1):  # fills the pipeline
-            learner.train(replay, t_env=0)
-        learner.reanalyse_seconds = 0.0
+            feed.train_step(t_env=0)
+        reanalysis_before = feed.time_spent()["reanalyse_search"]
         start = time.perf_counter()
         for _ in range(updates):
-            learner.train(replay, t_env=0)
-        return updates / (time.perf_counter() - start), learner.reanalyse_seconds / updates
+            feed.train_step(t_env=0)
+        reanalysis = feed.time_spent()["reanalyse_search"] - reanalysis_before
+        return updates / (time.perf_counter() - start), reanalysis / updates
     finally:
-        learner.close()
+        feed.close()
 
 
 def main():

@@ -2,8 +2,8 @@
 
 Fills a replay with random SMAC-shaped episodes (3m by default: 3 agents, 9 actions, observation 30 plus the
 one-hot last action and agent id the controller appends), builds the real model and learner from a config in
-src/config/algs/, and times `MAZeroLearner.train` after one warm-up update: CPU time of this thread (one torch
-thread; the machine may be shared), wall-clock, and the learner's own reanalysis clock. Use it to choose budgets:
+src/config/algs/, and times one training step (`TrainingFeed.train_step`) after a warm-up: CPU time of this
+thread (one torch thread; the machine may be shared), wall-clock, and the reanalysis clock. Use it to choose budgets:
 an update's cost times `updates_per_env_step * t_max` is the gradient-plus-reanalysis part of a run.
 
     nice -n 10 python bench/mazero_update_cost.py                       # official mazero.yaml (batch 256, S 100)
@@ -25,6 +25,7 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 
 from components.mazero_replay import MAZeroReplayBuffer  # noqa: E402
+from learners.mazero_feed import TrainingFeed  # noqa: E402
 from learners.mazero_learner import MAZeroLearner  # noqa: E402
 from mcts.search import SearchStats  # noqa: E402
 from mazero_search import MAPS, alg_args  # noqa: E402  (the search bench's map table and config loader)
@@ -73,18 +74,18 @@ def main():
     input_dim = obs_dim + (n_actions if args.obs_last_action else 0) + (n_agents if args.obs_agent_id else 0)
     replay = filled_replay(args, input_dim, max(1000, 4 * args.batch_size))
     model = MAZeroModel(input_dim, args).eval()
-    learner = MAZeroLearner(types.SimpleNamespace(agent=model), None, NullLogger(), args)
-    learner.train(replay, t_env=0)  # warm-up: allocator, search pools, lazy imports
+    feed = TrainingFeed(args, replay, MAZeroLearner(types.SimpleNamespace(agent=model), None, NullLogger(), args))
+    feed.train_step(t_env=0)  # warm-up: allocator, search pools, lazy imports
 
     print(f"{cli.config} on {cli.map}-sized data: batch {args.batch_size}, K {args.unroll_steps}, "
           f"S {args.num_simulations}, K_s {args.sampled_actions}, reanalyse_ratio {args.reanalyse_ratio}")
     cpu_total = 0.0
     for i in range(cli.updates):
-        search = learner.time_spent()["reanalyse_search"]
+        search = feed.time_spent()["reanalyse_search"]
         cpu, wall = time.thread_time(), time.perf_counter()
-        learner.train(replay, t_env=0)
+        feed.train_step(t_env=0)
         cpu, wall = time.thread_time() - cpu, time.perf_counter() - wall
-        search = learner.time_spent()["reanalyse_search"] - search
+        search = feed.time_spent()["reanalyse_search"] - search
         cpu_total += cpu
         print(f"update {i + 1}: {cpu:.2f} s CPU, {wall:.2f} s wall, of which reanalysis search {search:.2f} s wall")
     per_update = cpu_total / cli.updates

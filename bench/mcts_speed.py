@@ -6,6 +6,10 @@ tree calls, marshalling included, are on the clock. One tree-simulation = one se
 
     nice -n 10 python bench/mcts_speed.py            # the table of issue 4
     nice -n 10 python bench/mcts_speed.py --quick    # shorter measurements
+    nice -n 10 python bench/mcts_speed.py --roots    # ctree with the sampled root vs the Gumbel root (issue 28)
+
+With --roots both roots run in ctree on the same shapes and network outputs, prepare() on the clock too (the Gumbel
+root's beam search over the agents runs there); the Gumbel root gets no Dirichlet noise, Gumbel noise instead.
 """
 import argparse
 import os
@@ -45,10 +49,15 @@ def fake_network_outputs(rng, B, N, A, S):
     return root, steps
 
 
-def timed_search(trees, root, steps):
-    """Seconds spent inside select + expand over one search."""
-    trees.prepare(*root)
-    elapsed = 0.0
+def timed_search(trees, root, steps, root_search=None):
+    """Seconds spent inside select + expand over one search; with root_search ("sampled" or "gumbel", the Gumbel
+    root with Gumbel noise instead of the Dirichlet noise) prepare too."""
+    start = time.perf_counter()
+    if root_search == "gumbel":
+        trees.prepare(*root[:3], None, 0.0, gumbel_noise=True)
+    else:
+        trees.prepare(*root)
+    elapsed = time.perf_counter() - start if root_search else 0.0
     for values, rewards, probs in steps:
         start = time.perf_counter()
         trees.select()
@@ -57,14 +66,15 @@ def timed_search(trees, root, steps):
     return elapsed
 
 
-def sims_per_second(module, shape, inputs, min_time, max_searches):
-    """Median tree-sims/s of `module`'s trees of `shape` (B, N, A, K, S) over searches of `inputs`."""
+def sims_per_second(module, shape, inputs, min_time, max_searches, root_search=None):
+    """Median tree-sims/s of `module`'s trees of `shape` (B, N, A, K, S) over searches of `inputs` (see
+    timed_search for root_search)."""
     B, S = shape[0], shape[4]
-    trees = module.SampledTrees(*shape, seed=0, **TREE_KWARGS)
-    timed_search(trees, *inputs[0])  # warm-up: first touch of the preallocated pools
+    trees = module.SampledTrees(*shape, seed=0, root_search=root_search or "sampled", **TREE_KWARGS)
+    timed_search(trees, *inputs[0], root_search)  # warm-up: first touch of the preallocated pools
     rates, total = [], 0.0
     while total < min_time and len(rates) < max_searches:
-        elapsed = timed_search(trees, *inputs[len(rates) % len(inputs)])
+        elapsed = timed_search(trees, *inputs[len(rates) % len(inputs)], root_search)
         rates.append(B * S / elapsed)
         total += elapsed
     return float(np.median(rates))
@@ -74,9 +84,13 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="about 5x shorter measurements")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--roots", action="store_true", help="ctree: sampled root vs Gumbel root (issue 28)")
     args = parser.parse_args()
     c_time, p_time = (0.3, 0.3) if args.quick else (1.5, 1.0)
     rng = np.random.default_rng(args.seed)
+    if args.roots:
+        compare_roots(rng, c_time)
+        return
 
     print("tree-only simulations/s (select + expand, marshalling included; median over searches)")
     print("load average before: %.2f %.2f %.2f" % os.getloadavg())
@@ -98,6 +112,24 @@ def main():
     print("load average after: %.2f %.2f %.2f" % os.getloadavg())
     print(f"target (32,5,14,10,100): >= 360,000 sims/s and >= 30x ptree -> "
           f"{main_rate:,.0f} sims/s, {main_rate / main_ptree:.1f}x")
+
+
+def compare_roots(rng, min_time):
+    print("ctree simulations/s with prepare + select + expand on the clock, sampled root vs Gumbel root "
+          "(median over searches)")
+    print("load average before: %.2f %.2f %.2f" % os.getloadavg())
+    header = f"{'B':>4} {'N':>3} {'A':>3} {'K':>3} {'S':>4} | {'sampled sims/s':>14} {'gumbel sims/s':>14} " \
+             f"{'gumbel/sampled':>14}"
+    print(header)
+    print("-" * len(header))
+    for shape in CONFIGS:
+        B, N, A, K, S = shape
+        inputs = [fake_network_outputs(rng, B, N, A, S) for _ in range(3)]
+        sampled = sims_per_second(ctree, shape, inputs, min_time, 200, root_search="sampled")
+        gumbel = sims_per_second(ctree, shape, inputs, min_time, 200, root_search="gumbel")
+        print(f"{B:>4} {N:>3} {A:>3} {K:>3} {S:>4} | {sampled:>14,.0f} {gumbel:>14,.0f} {gumbel / sampled:>13.2f}x",
+              flush=True)
+    print("load average after: %.2f %.2f %.2f" % os.getloadavg())
 
 
 if __name__ == "__main__":

@@ -2,10 +2,12 @@
 Sacred starts and before any env is built.
 
 `NUMERIC_KEYS` maps each numeric key of config/default.yaml and config/algs/*.yaml to its rule, `SETTING_KEYS` the
-switches whose values are names, booleans or null; a key the merged config does not hold (an algorithm's key under
-another algorithm) is not checked. `check_config` raises ConfigValueError naming the key, its value and what it
-must be; main.py prints it and exits with code 2. Code that is built without main.py (the MAZero learner in tests
-and benches) checks its keys with `check_keys`.
+switches whose values are names or null; a key the merged config does not hold (an algorithm's key under
+another algorithm) is not checked. Every key whose default (in the merged YAML config) is a boolean is a boolean
+key: `coerce_booleans` turns the accepted spellings of a `with` value (True/False, true/false, yes/no, 1/0) into a
+bool before Sacred records it, and `check_config` refuses anything else by name. `check_config` raises
+ConfigValueError naming the key, its value and what it must be; main.py prints it and exits with code 2. Code
+that is built without main.py (the MAZero learner in tests and benches) checks its keys with `check_keys`.
 """
 import math
 import numbers
@@ -79,6 +81,28 @@ class OneOf:
     def problem(self, value):
         ok = any(_same_kind(value, choice) and value == choice for choice in self.choices)
         return None if ok else f"must be one of {', '.join(map(repr, self.choices))}"
+
+
+BOOLEAN_WORDS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
+BOOLEAN_SPELLINGS = "True/False, true/false, yes/no or 1/0"
+
+
+@dataclass(frozen=True)
+class Bool:
+    """True or False (main.py turns the other accepted spellings into these before checking)."""
+
+    def problem(self, value):
+        return None if isinstance(value, bool) else f"must be a boolean ({BOOLEAN_SPELLINGS})"
+
+
+@dataclass(frozen=True)
+class Name:
+    """A plain name used as one folder of the result paths: no path separator, not '.' or '..'."""
+
+    def problem(self, value):
+        if not isinstance(value, str) or value in ("", ".", "..") or "/" in value or "\\" in value:
+            return "must be a plain name (no '/', not '.' or '..'): it names a folder under results/"
+        return None
 
 
 @dataclass(frozen=True)
@@ -155,6 +179,8 @@ NUMERIC_KEYS = {
     "value_delta_min": POSITIVE,
     "root_dirichlet_alpha": POSITIVE,
     "root_exploration_fraction": UNIT,
+    "gumbel_c_visit": NON_NEGATIVE,
+    "gumbel_c_scale": POSITIVE,
     # MAZero training
     "unroll_steps": Int(1),
     "td_steps": Int(1),
@@ -175,6 +201,8 @@ NUMERIC_KEYS = {
     "reanalyse_prefetch": Int(0),
     "reanalyse_num_cpus": POSITIVE,
     "reanalyse_num_gpus": NON_NEGATIVE,
+    "selfplay_workers": Int(0),
+    "selfplay_refresh": Int(1),
 }
 
 
@@ -184,13 +212,64 @@ LATENT_GRAD_SCALE_PLACES = ("next_step", "latent")  # latent_grad_scale_at (lear
 SETTING_KEYS = {
     # MAZero learner (docs/mazero.md, "Where we differ from the official code")
     "policy_loss": OneOf(("awpo", "bc")),
+    "root_search": OneOf(("sampled", "gumbel")),  # mcts.search / docs/gumbel.md
     "two_hot_target": OneOf(TWO_HOT_TARGETS),
     "latent_grad_scale_at": OneOf(LATENT_GRAD_SCALE_PLACES),
     "timeout_terminal": OneOf((True, False)),
     "reanalyse_num_simulations": OrNull(Int(1)),
     "awpo_advantage_norm": OneOf(("batch", "root")),
     "acting_temperature_decay": OneOf((True, False)),
+    # harness: the algorithm label is a folder of results/sacred/ and results/models/ (run.common)
+    "name": Name(),
 }
+BOOLEAN = Bool()
+
+
+def to_bool(value):
+    """The bool an accepted spelling stands for (True/False in any case, yes/no, 1/0), else `value` unchanged."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in BOOLEAN_WORDS:
+        return BOOLEAN_WORDS[value.strip().lower()]
+    return value
+
+
+def boolean_keys(defaults, prefix=""):
+    """Dotted names of the keys whose value in `defaults` (the merged YAML config) is a bool."""
+    keys = []
+    for key, value in defaults.items():
+        if isinstance(value, bool):
+            keys.append(prefix + key)
+        elif isinstance(value, dict):
+            keys += boolean_keys(value, f"{prefix}{key}.")
+    return keys
+
+
+def coerce_booleans(defaults, updates):
+    """`updates` ({dotted key: value}) with the value of every boolean key of `defaults` turned into a bool;
+    raises ConfigValueError naming the key when a value spells no boolean ('maybe', 2)."""
+    booleans = set(boolean_keys(defaults))
+    coerced = {}
+    for key, value in updates.items():
+        if key in booleans:
+            value = to_bool(value)
+            problem = BOOLEAN.problem(value)
+            if problem:
+                raise ConfigValueError(f"config key {key!r} {problem}, got {value!r}")
+        coerced[key] = value
+    return coerced
+
+
+def _get(config, dotted):
+    """(value, True) of a dotted key in a nested config, (None, False) when it is not there."""
+    node = config
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None, False
+        node = node[part]
+    return node, True
 
 
 def check_keys(config, keys):
@@ -204,10 +283,16 @@ def check_keys(config, keys):
                 raise ConfigValueError(f"config key {key!r} {problem}, got {config[key]!r}")
 
 
-def check_config(config):
+def check_config(config, defaults=None):
     """Raises ConfigValueError for the first key of NUMERIC_KEYS / SETTING_KEYS in `config` whose value breaks its
-    rule, or when buffer_size < batch_size (no batch could ever be sampled, so the run would train nothing)."""
+    rule, for a boolean key of `defaults` (the merged YAML config; `config` itself when None) that holds no bool,
+    or when buffer_size < batch_size (no batch could ever be sampled, so the run would train nothing)."""
     check_keys(config, list(NUMERIC_KEYS) + list(SETTING_KEYS))
+    for key in boolean_keys(config if defaults is None else defaults):
+        value, present = _get(config, key)
+        problem = BOOLEAN.problem(value) if present else None
+        if problem:
+            raise ConfigValueError(f"config key {key!r} {problem}, got {value!r}")
     if "buffer_size" in config and "batch_size" in config and config["buffer_size"] < config["batch_size"]:
         raise ConfigValueError(f"config key 'buffer_size' ({config['buffer_size']}) must be >= batch_size "
                                f"({config['batch_size']}): no batch could be sampled, nothing would be trained")

@@ -2,6 +2,7 @@ import os
 import sys
 
 import pytest
+import torch
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 if SRC not in sys.path:
@@ -50,3 +51,30 @@ def missing_package(monkeypatch):
         monkeypatch.setitem(sys.modules, name, None)
 
     return remove
+
+
+@pytest.fixture
+def deterministic_torch():
+    """torch.use_deterministic_algorithms for the test (bitwise comparisons of runs)."""
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    yield
+    torch.use_deterministic_algorithms(previous)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local two-CPU Ray for a test module (the workers import our modules from src/); shut down after it."""
+    import ray
+
+    for attempt in range(2):  # Ray gives its node 30 s to start, which a loaded machine can exceed once
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": SRC}})
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt:
+                raise
+    yield ray
+    ray.shutdown()

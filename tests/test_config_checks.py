@@ -5,8 +5,9 @@ import os
 import pytest
 import yaml
 
-from config_checks import NUMERIC_KEYS, ConfigValueError, check_config
-from harness_helpers import REPO_ROOT, merged_config, run_main
+from config_checks import NUMERIC_KEYS, ConfigValueError, boolean_keys, check_config, coerce_booleans
+from harness_helpers import REPO_ROOT, load_json, merged_config, run_main, sacred_runs
+from main import parse_value
 
 CONFIG_DIR = os.path.join(REPO_ROOT, "src", "config")
 ALGS = sorted(os.path.basename(p)[:-5] for p in glob.glob(os.path.join(CONFIG_DIR, "algs", "*.yaml")))
@@ -82,3 +83,64 @@ def test_main_refuses_before_sacred_and_the_env_with_exit_2(tmp_path, update, ke
     assert f"ERROR: config key {key!r} must be" in proc.stderr
     assert "Traceback" not in proc.stderr and "StarCraft" not in proc.stderr
     assert not os.path.exists(tmp_path / "sacred")
+
+
+@pytest.mark.parametrize("spelling, value", [("True", True), ("true", True), ("yes", True), ("1", True),
+                                             ("False", False), ("false", False), ("NO", False), ("0", False)])
+def test_boolean_keys_take_every_spelling_of_a_boolean(spelling, value):
+    config = merged_config("mazero_cpu", "sc2")
+    updates = {"use_os_lambda": parse_value(spelling), "env_args.continuing_episode": parse_value(spelling)}
+    assert "env_args.continuing_episode" in boolean_keys(config)
+    assert coerce_booleans(config, updates) == {"use_os_lambda": value, "env_args.continuing_episode": value}
+
+
+@pytest.mark.parametrize("key, value", [("use_os_lambda", "maybe"), ("share_parameters", 2), ("save_model", "nope"),
+                                        ("env_args.continuing_episode", "perhaps")])
+def test_boolean_keys_refuse_anything_else_by_name(key, value):
+    config = merged_config("mazero_cpu", "sc2")
+    with pytest.raises(ConfigValueError, match=rf"config key '{key}' must be a boolean \(True/False, true/false, "
+                                               rf"yes/no or 1/0\), got {value!r}"):
+        coerce_booleans(config, {key: value})
+    bad = merged_config("mazero_cpu", "sc2")
+    node = bad
+    *parents, leaf = key.split(".")
+    for parent in parents:
+        node = node[parent]
+    node[leaf] = value
+    with pytest.raises(ConfigValueError, match=rf"config key '{key}' must be a boolean"):
+        check_config(bad, defaults=config)
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", "..", ""])
+def test_name_must_be_one_folder(name):
+    with pytest.raises(ConfigValueError, match="config key 'name' must be a plain name"):
+        check_config(dict(merged_config("qmix", "matrix"), name=name))
+
+
+@pytest.mark.parametrize("tokens, message", [
+    (["use_os_lambda=maybe"], "config key 'use_os_lambda' must be a boolean"),
+    (["name=../../x"], "config key 'name' must be a plain name"),
+    (["FILE"], "config key 'gamma' must be a real number >= 0 and <= 1, got 5"),
+    (["BOOLFILE"], "config key 'share_parameters' must be a boolean"),
+])
+def test_main_checks_with_values_and_with_files_before_sacred(tmp_path, tokens, message):
+    (tmp_path / "gamma.yaml").write_text("gamma: 5\n")
+    (tmp_path / "bools.yaml").write_text("share_parameters: maybe\n")
+    files = {"FILE": str(tmp_path / "gamma.yaml"), "BOOLFILE": str(tmp_path / "bools.yaml")}
+    tokens = [files.get(token, token) for token in tokens]
+    proc = run_main(["--config=mazero_cpu", "--env-config=matrix", "with"] + tokens, tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"ERROR: {message}" in proc.stderr and "Traceback" not in proc.stderr
+    assert not os.path.exists(tmp_path / "sacred")
+
+
+def test_string_booleans_reach_the_run_and_its_record_as_bools(tmp_path):
+    (tmp_path / "update.yaml").write_text("obs_last_action: 'no'\n")  # quoted: a string, not YAML's boolean
+    run_main(["--config=qmix", "--env-config=matrix", "with", "use_rnn=false", "test_greedy=yes", "save_model=0",
+              str(tmp_path / "update.yaml"), "t_max=20", "test_interval=10", "test_nepisode=3",
+              "save_git_info=False"], tmp_path)
+    run_dir = sacred_runs(tmp_path, "qmix", "matrix")[-1]
+    config = load_json(run_dir, "config.json")
+    assert (config["use_rnn"], config["test_greedy"], config["save_model"], config["obs_last_action"]) == \
+        (False, True, False, False)
+    assert config["test_nepisode"] == 3  # recorded as given: exactly 3 test episodes ran (test_harness_runners)

@@ -17,6 +17,14 @@ def test_merge_order_default_env_alg():
     assert config["gamma"] == 0.99  # untouched default
 
 
+def test_help_comes_first_and_lists_configs_env_configs_and_maps(tmp_path):
+    proc = run_main(["--config=qmix", "--help"], tmp_path)  # used to say "missing --env-config"
+    assert proc.stdout.startswith("usage: python src/main.py --config=ALG --env-config=ENV")
+    for listed in ("mazero_cpu, mazero_matrix, qmix", "gymma, matrix, sc2, sc2v2, smax", "2s3z, 3m", "docs/harness.md"):
+        assert listed in proc.stdout
+    assert proc.stderr == ""
+
+
 @pytest.mark.parametrize("argv, expected, listed", [
     (["--config=nope", "--env-config=matrix"], "unknown algorithm config 'nope'", "iql"),
     (["--config=qmix", "--env-config=nope"], "unknown environment config 'nope'", "matrix"),
@@ -122,3 +130,12 @@ def test_invalid_settings_exit_with_a_message(tmp_path, update, expected):
                     check=False)
     assert proc.returncode == 1
     assert expected in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_a_run_with_env_worker_processes_ends_without_sacred_capture_warnings(tmp_path):
+    # spawn workers start multiprocessing's resource tracker, which once held Sacred's output capture open to the
+    # end of the process: every such run ended with "UserWarning: tee_stdout.wait timeout. Forcibly terminating."
+    proc = run_main(["--config=mappo", "--env-config=matrix", "with", "t_max=16", "test_interval=8",
+                     "test_nepisode=8", "log_interval=8", "save_git_info=False"], tmp_path)
+    assert "Completed after" in proc.stderr
+    assert "tee_stdout.wait timeout" not in proc.stderr and "tee_stderr.wait timeout" not in proc.stderr

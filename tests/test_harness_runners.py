@@ -230,9 +230,22 @@ def test_parallel_runner_with_subprocess_workers_counts_all_envs():
         assert runner.t_env == 3
         runner.run()
         assert runner.t_env == 6
-        for _ in range(args.test_nepisode // 3):
+        for _ in range(-(-args.test_nepisode // 3)):  # 8 episodes: three batches of 3, the last counting 2
             runner.run(test_mode=True)
         assert [t for t, _ in logger.stats["test_return_mean"]] == [6]
+    finally:
+        runner.close_env()
+
+
+def test_test_episodes_are_counted_exactly_when_test_nepisode_is_no_multiple_of_the_envs():
+    # config.json records test_nepisode as given: 4 episodes over 3 envs are one batch of 3 and one of the last 1
+    args = make_args("qmix", "matrix", runner="parallel", batch_size_run=3, test_nepisode=4)
+    runner, logger = build_runner(args)
+    try:
+        runner._record_episodes(np.array([1.0, 2.0, 3.0]), np.ones(3, dtype=np.int64), [{}] * 3, True)
+        assert "test_return_mean" not in logger.stats
+        runner._record_episodes(np.array([5.0, 100.0, 100.0]), np.ones(3, dtype=np.int64), [{}] * 3, True)
+        assert [value for _, value in logger.stats["test_return_mean"]] == [(1 + 2 + 3 + 5) / 4]
     finally:
         runner.close_env()
 

@@ -9,6 +9,7 @@ import torch
 from components.mazero_replay import MAZeroReplayBuffer
 from controllers.mazero_controller import MAZeroMAC
 from harness_helpers import load_json, run_main, sacred_runs
+from learners.mazero_feed import TrainingFeed
 from learners.mazero_learner import MAZeroLearner
 from mazero_args import SMALL, mazero_args
 from mcts import ptree
@@ -149,7 +150,7 @@ def _one_update(policy_loss, qvalue_seed):
     model = MAZeroModel(5, args).eval()
     before = copy.deepcopy(model)
     learner = MAZeroLearner(SimpleNamespace(agent=model), None, Logger(), args)
-    learner.train(buf, t_env=0)
+    TrainingFeed(args, buf, learner).train_step(t_env=0)
     return args, buf, before, learner
 
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from harness_helpers import REPO_ROOT
+from learners.mazero_feed import TrainingFeed
 from learners.mazero_learner import value_targets
 from mazero_args import mazero_args
 from mcts.search import MCTSSearch, host_block, split_block
@@ -23,7 +24,7 @@ def test_value_targets_and_unroll_losses_stay_on_the_batch_device():
     args = mazero_args(2, 3, sampled_actions=4, reanalyse_ratio=0.5, num_simulations=3, batch_size=8, t_max=1000,
                        attention_dropout=0.0)
     learner = _learner(args, 5)
-    batch, policy = learner.next_batch(_filled_buffer(args, 5))  # the replay and the reanalysis: CPU
+    batch, policy = TrainingFeed(args, _filled_buffer(args, 5), learner).next()  # the replay and the reanalysis: CPU
     learner.model.to("meta")
     learner.target_model.to("meta")
     batch, policy = batch.to("meta"), policy.to("meta")

@@ -10,8 +10,10 @@ from components.mazero_replay import MAZeroReplayBuffer
 from mcts import ptree
 from mcts.search import SearchStats
 from components.mazero_replay import bootstrap_offsets, off_policy_td_steps
+from learners.mazero_feed import TrainingFeed
 from learners.mazero_learner import (MAZeroLearner, joint_log_probs, n_step_value_targets, policy_target_weights,
                                      reanalyse_policy_targets, value_targets)
+from mcts.search import MCTSSearch
 from mazero_args import SMALL, mazero_args
 from modules.mazero.model import MAZeroModel
 from utils.value_transform import logits_to_scalar
@@ -123,12 +125,17 @@ def _learner(args, obs_dim):
     return MAZeroLearner(SimpleNamespace(agent=model), None, RecordingLogger(), args)
 
 
+def _search(args):
+    """A reanalysis search driver like the TrainingFeed's."""
+    return MCTSSearch(args, seed=args.seed + 1)
+
+
 def test_policy_targets_masked_past_episode_end():
     args = mazero_args(2, 3, sampled_actions=4, reanalyse_ratio=0.0, batch_size=8, t_max=1000)
     buf = _filled_buffer(args, 5)
     learner = _learner(args, 5)
     rows = np.array([4, 5])  # rows 4, 5 of episode 0 (T = 6): 2 and 1 steps left
-    targets = reanalyse_policy_targets(_batch_at(buf, rows, args), learner.target_model, learner.search, args)
+    targets = reanalyse_policy_targets(_batch_at(buf, rows, args), learner.target_model, _search(args), args)
     omega, adv, mask = targets.omega, targets.advantages, targets.mask
     assert mask[0].any(-1).tolist() == [True, True, False, False, False, False]
     assert mask[1].any(-1).tolist() == [True, False, False, False, False, False]
@@ -149,8 +156,9 @@ def test_target_network_lags_one_to_two_intervals():
 
     history = [params(learner.model)]  # history[u] = online parameters after u updates
     targets = [params(learner.target_model)]
+    feed = TrainingFeed(args, buf, learner)
     for _ in range(6):
-        learner.train(buf, t_env=0)
+        feed.train_step(t_env=0)
         history.append(params(learner.model))
         targets.append(params(learner.target_model))
     assert not torch.equal(history[1], history[0])
@@ -166,7 +174,7 @@ def test_train_logs_losses_and_updates_priorities():
     buf = _filled_buffer(args, obs_dim)
     learner = _learner(args, obs_dim)
     before = buf.priorities.copy()
-    learner.train(buf, t_env=10)
+    TrainingFeed(args, buf, learner).train_step(t_env=10)
     for key in ("loss", "reward_loss", "value_loss", "policy_loss", "consistency_loss", "grad_norm"):
         assert np.isfinite(learner.logger.stats[key][0][1])
     changed = np.flatnonzero(buf.priorities != before)
@@ -177,14 +185,15 @@ def test_reanalysis_replaces_stored_targets_for_its_share_of_the_batch():
     args = mazero_args(2, 3, sampled_actions=4, num_simulations=7, reanalyse_ratio=0.5, batch_size=4, t_max=1000)
     buf = _filled_buffer(args, 5)
     learner = _learner(args, 5)
-    learner.search.tree_cls = ptree.SampledTrees
+    search = _search(args)
+    search.tree_cls = ptree.SampledTrees
     rows = np.array([0, 5, 7, 12])  # first two reanalysed; row 5 has one step left
     window, _ = buf.window(rows, args.unroll_steps + 1)
-    targets = reanalyse_policy_targets(_batch_at(buf, rows, args), learner.target_model, learner.search, args)
+    targets = reanalyse_policy_targets(_batch_at(buf, rows, args), learner.target_model, search, args)
     omega = targets.omega
     visits = torch.stack([buf.search.visits[window[b]] for b in range(4)])
     # reanalysed roots: fresh visit counts summing to S; past the end and the other half: the stored statistics
-    assert learner.search.num_searches == 1
+    assert search.num_searches == 1
     assert torch.equal(omega[0].sum(-1) > 0, torch.ones(6, dtype=torch.bool))
     stored = visits / visits.sum(-1, keepdim=True).clamp(min=1.0)
     assert torch.allclose(omega[1, 1:], stored[1, 1:])
@@ -255,11 +264,11 @@ def test_value_bootstraps_and_reanalysis_use_the_target_network(monkeypatch):
             return function(batch, model, *rest)
         return wrapper
     monkeypatch.setattr(module, "value_targets", recording("value", module.value_targets))
-    # before the learner is built: its reanalysis pool keeps the function it is given
+    # before the feed is built: its reanalysis pool keeps the function it is given
     monkeypatch.setattr(module, "reanalyse_policy_targets", recording("policy", module.reanalyse_policy_targets))
     args, buf, learner = _small(reanalyse_ratio=0.5)
     buf.sample = lambda batch_size, per_beta: (ROWS, torch.ones(len(ROWS)))
-    learner.train(buf, t_env=0)
+    TrainingFeed(args, buf, learner).train_step(t_env=0)
     assert seen["value"] is learner.target_model and seen["policy"] is learner.target_model
     # and the two networks give different targets, so using the online one would show
     batch = _batch_at(buf, ROWS, args)
@@ -271,7 +280,7 @@ def test_value_bootstraps_and_reanalysis_use_the_target_network(monkeypatch):
 def _unroll(learner, batch, args):
     with torch.no_grad():
         targets = value_targets(batch, learner.target_model, args)
-        policy = reanalyse_policy_targets(batch, learner.target_model, learner.search, args)
+        policy = reanalyse_policy_targets(batch, learner.target_model, _search(args), args)
     return targets, policy, learner.unroll_losses(batch, targets, policy)
 
 
@@ -306,7 +315,7 @@ def test_loss_coefficients_the_1_over_K_scaling_and_the_importance_weights():
     per_sample = sum(c * t.detach().numpy() for c, t in zip((1.5, 0.25, 0.7, 2.0), terms))
     expected = float(np.mean(weights.numpy() * per_sample)) / args.unroll_steps
     learner.model.eval()
-    learner.train(buf, t_env=0)
+    TrainingFeed(args, buf, learner).train_step(t_env=0)
     logged = learner.logger.stats["loss"][-1][1] / args.unroll_steps  # the log multiplies the 1/K back
     assert logged == pytest.approx(expected, rel=1e-5)
 
@@ -346,9 +355,25 @@ def test_new_priorities_are_the_online_root_value_error():
     with torch.no_grad():
         z0 = value_targets(batch, learner.target_model, args)[:, 0]
         v0 = logits_to_scalar(learner.model.initial_inference(batch.inputs[:, 0])[1], args.value_support_size)
-    learner.train(buf, t_env=0)
+    TrainingFeed(args, buf, learner).train_step(t_env=0)
     expected = (v0 - z0).abs().numpy() + 1e-6
     np.testing.assert_allclose(buf.priorities[ROWS], expected, rtol=1e-5)
+
+
+def test_update_takes_a_batch_and_targets_and_returns_priorities_without_a_replay():
+    args, buf, learner = _small()
+    batch = _batch_at(buf, ROWS, args)
+    with torch.no_grad():
+        z0 = value_targets(batch, learner.target_model, args)[:, 0]
+        v0 = logits_to_scalar(learner.model.initial_inference(batch.inputs[:, 0])[1], args.value_support_size)
+        policy = reanalyse_policy_targets(batch, learner.target_model, _search(args), args)
+    before = buf.priorities.copy()
+    parameters = [p.detach().clone() for p in learner.model.parameters()]
+    priorities = learner.update(batch, policy, t_env=0)
+    np.testing.assert_allclose(priorities, (v0 - z0).abs().numpy() + 1e-6, rtol=1e-5)
+    assert learner.update_count == 1
+    assert any(not torch.equal(a, b) for a, b in zip(parameters, learner.model.parameters()))
+    np.testing.assert_array_equal(buf.priorities, before)  # the learner holds no replay to write to
 
 
 def test_per_beta_anneals_linearly_from_its_start_to_one():
@@ -363,5 +388,5 @@ def test_per_beta_anneals_linearly_from_its_start_to_one():
     betas = []
     buf.sample = lambda batch_size, per_beta: (betas.append(per_beta), (ROWS, torch.ones(len(ROWS))))[1]
     learner.update_count = 250
-    learner.train(buf, t_env=0)
+    TrainingFeed(args, buf, learner).train_step(t_env=0)
     assert betas == [pytest.approx(0.7)]

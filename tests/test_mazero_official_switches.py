@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from components.mazero_replay import MAZeroReplayBuffer
+from learners.mazero_feed import TrainingFeed
 from learners.mazero_learner import MAZeroLearner, value_targets
 from learners.mazero_reanalyse import ReanalysisWorker, reanalyse_with_seed
 from mcts.search import SearchStats, legal_or_all
@@ -163,14 +164,15 @@ def test_reanalysis_searches_with_reanalyse_num_simulations():
     batch = _batch_at(buf, ROWS, args)
     worker = ReanalysisWorker(learner.target_model, args, lambda b, m, s, a: s.run(
         m, b.inputs[:, 0], legal_or_all(b.avail[:, 0]), add_noise=True), "cpu", 1)
-    for search in (learner.search, worker.search):  # in process and on a Ray worker
+    for search in (TrainingFeed(args, buf, learner).search, worker.search):  # in process and on a Ray worker
         result = reanalyse_with_seed(lambda b, m, s, a: s.run(m, b.inputs[:, 0], legal_or_all(b.avail[:, 0]),
                                                               add_noise=True), batch, 0, learner.target_model,
                                      search, args)
         assert result.stats.visits.sum(-1).tolist() == [3.0] * len(ROWS)  # children visits sum to S
     assert args.num_simulations == 6  # self-play keeps its own count
-    default_args, _, default_learner = _small(num_simulations=6)
-    assert default_args.reanalyse_num_simulations is None and default_learner.search.num_simulations == 6
+    default_args, default_buf, default_learner = _small(num_simulations=6)
+    default_search = TrainingFeed(default_args, default_buf, default_learner).search
+    assert default_args.reanalyse_num_simulations is None and default_search.num_simulations == 6
 
 
 @pytest.mark.parametrize("key, value", [("two_hot_target", "floor"), ("latent_grad_scale_at", "hidden"),

@@ -12,50 +12,31 @@ import pytest
 import torch
 
 from harness_helpers import run_main
-from learners.mazero_learner import MAZeroLearner
-from learners.mazero_reanalyse import SRC_DIR, ReanalysisPool
+from learners.mazero_feed import TrainingFeed
+from learners.mazero_reanalyse import ReanalysisPool
 from mazero_args import mazero_args
-from test_mazero_resume import (  # noqa: F401  (deterministic_torch is a fixture)
-    CHECKPOINT_T, FILES, assert_identical, deterministic, deterministic_torch, train,
-)
+from mazero_run_helpers import CHECKPOINT_T, assert_same_checkpoint, train
 
 KILL_AT_UPDATE = 20  # after the checkpoint at update 15, so the resumed run (no kill) must match the killed one
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    import ray
-
-    for attempt in range(2):  # Ray gives its node 30 s to start, which a loaded machine can exceed once
-        try:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": SRC_DIR}})
-            break
-        except Exception:
-            ray.shutdown()
-            if attempt:
-                raise
-    yield ray
-    ray.shutdown()
 
 
 @pytest.fixture
 def recorded_updates(monkeypatch):
     """Records (rows, policy targets) of every update of every run, keyed by reanalyse_workers; kills a worker's
     process before update KILL_AT_UPDATE of a run with workers when `kill` is set."""
-    record = {"kill": False, "learners": []}
-    original = MAZeroLearner.next_batch
+    record = {"kill": False, "feeds": []}
+    original = TrainingFeed.next
 
-    def next_batch(self, replay):
-        if self.args.reanalyse_workers and record["kill"] and self.update_count == KILL_AT_UPDATE:
+    def next_batch(self):
+        if self.args.reanalyse_workers and record["kill"] and self.learner.update_count == KILL_AT_UPDATE:
             os.kill(self.reanalysis.worker_pids()[0], signal.SIGKILL)
-        if self not in record["learners"]:
-            record["learners"].append(self)
-        batch, policy = original(self, replay)
+        if self not in record["feeds"]:
+            record["feeds"].append(self)
+        batch, policy = original(self)
         record.setdefault(self.args.reanalyse_workers, []).append((batch.rows.clone(), policy))
         return batch, policy
 
-    monkeypatch.setattr(MAZeroLearner, "next_batch", next_batch)
+    monkeypatch.setattr(TrainingFeed, "next", next_batch)
     return record
 
 
@@ -75,25 +56,14 @@ def assert_same_targets(a, b):
             assert torch.equal(getattr(policy_a, name), getattr(policy_b, name)), name
 
 
-def assert_same_checkpoint(dir_a, dir_b, t_env):
-    for name in FILES:
-        a = torch.load(os.path.join(dir_a, str(t_env), name), weights_only=False)
-        b = torch.load(os.path.join(dir_b, str(t_env), name), weights_only=False)
-        if name == "run_state.th":  # wall-clock statistics differ between any two runs
-            for state in (a, b):
-                recent = state["logger"]["recent_stats"]
-                state["logger"]["recent_stats"] = {key: values for key, values in recent.items() if deterministic(key)}
-        assert_identical(a, b, name)
-
-
-def test_workers_give_in_process_targets_survive_a_kill_and_resume_bitwise(tmp_path, ray_session, recorded_updates,
-                                                                           deterministic_torch):  # noqa: F811
+def test_workers_give_in_process_targets_survive_a_kill_and_resume_bitwise(tmp_path, local_ray, recorded_updates,
+                                                                           deterministic_torch):
     in_process_dir, _ = train_from_seed(tmp_path, "in_process")
     recorded_updates["kill"] = True
     workers_dir, _ = train_from_seed(tmp_path, "workers", reanalyse_workers=2)
     # identical targets batch for batch, so identical runs; the killed worker was restarted once and the run ended
     assert_same_targets(recorded_updates[0], recorded_updates[2])
-    assert recorded_updates["learners"][1].reanalysis.restarts == 1
+    assert recorded_updates["feeds"][1].reanalysis.restarts == 1
     assert_same_checkpoint(in_process_dir, workers_dir, 61)
 
     # resume from the checkpoint taken with two batches in flight, with workers, and without the kill
@@ -105,7 +75,7 @@ def test_workers_give_in_process_targets_survive_a_kill_and_resume_bitwise(tmp_p
     assert_same_checkpoint(workers_dir, resumed_dir, 61)
 
 
-def test_more_workers_than_cpus_is_a_clear_error(ray_session):
+def test_more_workers_than_cpus_is_a_clear_error(local_ray):
     with pytest.raises(SystemExit, match=r"reanalyse_workers=3 x reanalyse_num_cpus=1 needs 3 CPUs, the Ray "
                                          r"cluster has 2"):
         ReanalysisPool(mazero_args(reanalyse_workers=3), None, None, None)

@@ -50,4 +50,4 @@ def test_a_replay_larger_than_memory_is_announced_naming_buffer_size(caplog):
         huge = MAZeroReplayBuffer(10 ** 12, 3, 87, 9, 4, 0.6, 0)  # starts: storage grows as it fills
         warn_if_replay_exceeds_memory(huge, log)
     (record,) = caplog.records
-    assert "buffer_size=1000000000000 transitions of 1264 bytes" in record.getMessage()
+    assert "buffer_size=1000000000000 transitions of 1280 bytes" in record.getMessage()

@@ -277,11 +277,15 @@ def test_bad_input_gives_message_and_nonzero_exit(records, capsys, tmp_path):
     assert code == 2 and "results directory not found" in err
     for argv in (["compare", "--root", root, "--at", "abc"], ["list", "--root", root, "--where", "novalue"],
                  ["list", "--root", root, "--since", "yesterday"], ["aggregate", "--root", root, "--bounds", "3m=1:0"],
-                 ["plot", "--root", root, "--smooth", "0"], ["list", "--root", root, "--format", "xml"]):
+                 ["plot", "--root", root, "--smooth", "0"], ["list", "--root", root, "--format", "xml"],
+                 ["compare", "--root", root, "--at", "1e999"], ["compare", "--root", root, "--threshold", "nan"],
+                 ["compare", "--root", root, "--threshold", "inf"]):
         with pytest.raises(SystemExit) as exc:
             cli.main(argv)
         assert exc.value.code == 2, argv
-    assert "not a step count: 'abc'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "not a step count: 'abc'" in err and "not a finite step count: '1e999'" in err
+    assert "--threshold: expected a finite number, got 'nan'" in err
     code, _, err = run_cli(capsys, "aggregate", "--root", root, "--pairs", "qmix:mazero")
     assert code == 1 and "--pairs names algorithms without scores: mazero" in err
     code, _, err = run_cli(capsys, "aggregate", "--root", root, "--bounds", "8m=0:20")
@@ -334,6 +338,20 @@ def test_default_root_is_the_checkouts_results_from_any_directory(records, capsy
     assert "give --root DIR, --mongo URL or --sql URL" in err
     shutil.copytree(records[0], checkout / "results" / "sacred")
     assert len(rows_of(run_json(capsys, "list"), "runs")) == 12
+
+
+def test_a_second_clone_reads_its_own_results_and_says_which(records, capsys, tmp_path, monkeypatch):
+    installed, clone = tmp_path / "installed", tmp_path / "clone"
+    for checkout in (installed, clone):
+        (checkout / "src").mkdir(parents=True)
+        (checkout / "src" / "main.py").write_text("")
+    shutil.copytree(records[0], installed / "results" / "sacred")
+    shutil.copytree(os.path.join(records[0], "qmix"), clone / "results" / "sacred" / "qmix")
+    monkeypatch.setattr(cli, "REPO_ROOT", str(installed))
+    monkeypatch.chdir(clone / "src")
+    code, out, err = run_cli(capsys, "list", "--format", "json")
+    assert code == 0 and f"reading {clone / 'results' / 'sacred'}" in err
+    assert {row["alg"] for row in json.loads(out)[0]["rows"]} == {"qmix"}
 
 
 def test_compare_timing_columns(records, capsys, tmp_path):

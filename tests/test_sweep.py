@@ -261,3 +261,26 @@ def test_exported_records_hold_no_machine_paths(tmp_path):
         assert json.load(f)["experiment"]["repositories"] == [{"commit": "abc", "dirty": False}]
     with open(os.path.join(path, "config.json")) as f:  # a resumed run's checkpoint folder, by the run's name
         assert json.load(f)["checkpoint_path"] == os.path.join("run", "models", "tok")
+
+
+def test_bad_values_in_a_grid_are_refused_before_anything_runs(tmp_path):
+    grid = dict(TINY_GRID, config_with={"mazero_cpu": TINY_MAZERO | {"use_os_lambda": "maybe"}})
+    with pytest.raises(GridError, match="run mazero_cpu_matrix_seed1: config key 'use_os_lambda' must be a boolean"):
+        load_grid(write_grid(tmp_path, grid))
+    grid = dict(TINY_GRID, config_with={"qmix": {"gamma": 5}})
+    with pytest.raises(GridError, match="run qmix_matrix_seed1: config key 'gamma' must be a real number"):
+        load_grid(write_grid(tmp_path, grid))
+
+
+def test_a_checkpoint_whose_record_was_written_first_is_resumed_from_however_late(tmp_path):
+    # runs write their record before each checkpoint and note it (info.json record_complete_to)
+    spec = RunSpec("run", "mazero_cpu", "matrix", 1, {"seed": 1, "t_max": 60}, resumable=True)
+    folder = RunFolder(tmp_path / "run")
+    fake_record(folder, "mazero_cpu/matrix/1", "RUNNING", {"seed": 1, "t_max": 60})
+    with open(os.path.join(folder.record("mazero_cpu/matrix/1"), "info.json"), "w") as f:
+        json.dump({"unique_token": "tok_b", "record_complete_to": 41}, f)
+    for checkpoint, written in (("tok_b/31", "08:01:00"), ("tok_b/41", "08:01:50"), ("tok_c/51", "08:01:55")):
+        os.makedirs(os.path.join(folder.path, "models", checkpoint))
+        set_mtime(os.path.join(folder.path, "models", checkpoint), written)
+    plan = plan_run(spec, folder, None)  # 41: after the last heartbeat, but its record was complete; 51: not
+    assert (plan.action, plan.checkpoint, plan.t_env) == ("resume", os.path.join(folder.path, "models", "tok_b"), 41)

@@ -98,8 +98,10 @@ class MAZeroMAC:
         B = stats.visits.shape[0]
         if test_mode:
             self.test_search_seconds += elapsed
-            return stats.joint_actions[np.arange(B), stats.visits.argmax(1)]
+            return stats.joint_actions[np.arange(B), result.selected]  # the most visited (Gumbel: halving's winner)
         self.search_seconds += elapsed
+        if self.args.root_search == "gumbel":  # Sequential Halving's winner of a Gumbel-noised search (docs/gumbel.md)
+            return stats.joint_actions[np.arange(B), result.selected], stats.episode_fields()
         if self.training_started:
             visits = stats.visits.numpy().astype(np.float64) ** (1.0 / self.acting_temperature(t_env))
             probs = visits / visits.sum(1, keepdims=True)

@@ -17,6 +17,7 @@ Interface (B = number of envs, N = agents):
 has started JAX deadlocks); `InProcessVecEnv` steps single envs one after the other in this process.
 """
 import multiprocessing
+import signal
 import traceback
 
 import numpy as np
@@ -117,7 +118,13 @@ class InProcessVecEnv(_BatchedObservations):
 
 
 def _worker(conn, env_key, env_args):
-    """Worker loop: builds one env, then serves commands until "close". Errors are sent back, not raised."""
+    """Worker loop: builds one env, then serves commands until "close". Errors are sent back, not raised.
+
+    Ctrl-C (sent to the whole terminal process group) and SIGTERM (SLURM signals every process) are ignored: the
+    parent stops its workers itself (close()); a worker whose parent died sees the pipe close and exits quietly.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     from envs import REGISTRY  # imported in the child: the parent's modules are not inherited under spawn
 
     env = None
@@ -145,8 +152,8 @@ def _worker(conn, env_key, env_args):
             else:
                 raise ValueError(f"unknown vector-env command {command!r}")
             conn.send(("ok", result))
-    except KeyboardInterrupt:
-        pass
+    except (EOFError, BrokenPipeError, ConnectionResetError):
+        pass  # the parent is gone (killed or interrupted): nobody to answer
     except Exception as exc:  # hand the failure to the parent, which re-raises it
         try:
             conn.send(("error", (exc, traceback.format_exc())))
@@ -243,7 +250,7 @@ class SubprocVecEnv(_BatchedObservations):
                     pass
         for conn, process in zip(self.conns, self.processes):
             process.join(timeout=10)
-            if process.is_alive():
-                process.terminate()
+            if process.is_alive():  # SIGKILL: workers ignore SIGTERM
+                process.kill()
                 process.join()
             conn.close()

@@ -1,15 +1,16 @@
 """MAZero learner: K-step unroll with reward / value / policy (AWPO) / consistency losses (paper Eqs. 10-14;
 docs/mazero.md, "Learner"). K = unroll_steps throughout this file.
 
-One update is four steps on a `MAZeroBatch` from the replay: value targets (n-step returns bootstrapped from the
-target network, "pred-re", with the off-policy n-shrink the replay applied to the horizons), policy targets (a
+One update (`MAZeroLearner.update`) takes a `MAZeroBatch` sampled from the replay and its policy targets (a
 search with the target network at o_{t..t+K} for a `reanalyse_ratio` share of the batch, the stored self-play
-search statistics for the rest), the unroll losses, and the logged statistics. The policy targets are computed
-`reanalyse_prefetch` batches ahead, in process or on Ray workers (learners/mazero_reanalyse.py); the batch moves
-to `args.device` once, after them (docs/mazero_scaleout.md).
+search statistics for the rest: `reanalyse_policy_targets`, computed by learners/mazero_feed.py beforehand, in
+process or on Ray workers) and does three steps: value targets (n-step returns bootstrapped from the target
+network, "pred-re", with the off-policy n-shrink the replay applied to the horizons), the unroll losses and the
+gradient step, and the logged statistics; it returns the batch's new PER priorities. The learner never touches the
+replay: the run loop samples, reanalyses and writes the priorities back (docs/mazero.md, "Run loop"). The batch
+moves to `args.device` once (docs/mazero_scaleout.md).
 """
 import copy
-import os
 import time
 from dataclasses import dataclass
 
@@ -17,11 +18,9 @@ import torch
 import torch.nn.functional as F
 
 from config_checks import SETTING_KEYS, check_keys
-from learners.mazero_reanalyse import ReanalysisPool, reanalysis_args
-from mcts.search import MCTSSearch, legal_or_all
+from mcts.search import legal_or_all
+from utils.divergence import check_finite
 from utils.value_transform import logits_to_scalar, scalar_to_two_hot
-
-REANALYSIS_FILE = "reanalysis_queue.th"  # the prefetched batches and their targets (ReanalysisPool.state_dict)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -148,7 +147,7 @@ def reanalyse_policy_targets(batch, target_model, search, args):
         seconds = time.perf_counter() - start
         stats[searched] = result.stats
     mask = (stats.joint_actions[..., 0] >= 0) & before_end.unsqueeze(-1)
-    omega = stats.visits / stats.visits.sum(-1, keepdim=True).clamp(min=1.0)  # n_j / S (children visits sum to S)
+    omega = stats.policy_target  # n_j / S, or the Gumbel root's improved policy (mcts.search.SearchStats)
     advantages = stats.q_values - stats.network_value.unsqueeze(-1)
     weights = policy_target_weights(advantages, mask, args.policy_loss, args.awpo_alpha, args.adv_clip,
                                      args.awpo_advantage_norm)
@@ -180,23 +179,14 @@ class MAZeroLearner:
         self.target_snapshot = copy.deepcopy(self.model).eval()
         # fused: one kernel for all ~100 parameter tensors (4x faster than the per-tensor default on a 3m model)
         self.optimiser = torch.optim.Adam(self.model.parameters(), lr=args.lr, eps=args.optim_eps, fused=True)
-        self.search = MCTSSearch(reanalysis_args(args), seed=args.seed + 1)  # the reanalysis search
-        # Reanalysis of the next reanalyse_prefetch batches, in process or on reanalyse_workers Ray actors.
-        self.reanalysis = ReanalysisPool(args, self.target_model, self.search, reanalyse_policy_targets)
         self.update_count = 0
+        # Counts the target network's changes (refreshes and loads): reanalysis reloads its copy when it moves.
+        self.target_version = 0
         self.total_updates = max(1, int(args.t_max * args.updates_per_env_step))
-        # auto_td_steps of the official code: the replay age (in transitions) per unit of n-shrink.
-        self.off_policy_age_unit = max(1.0, args.off_policy_age_fraction * args.t_max)
         self.log_stats_t = -args.learner_log_interval - 1
-        self.reanalyse_seconds = 0.0  # wall-clock of reanalysis searches (time_spent)
-
-    def time_spent(self):
-        """Cumulative wall-clock seconds by part of the run's time profile."""
-        return {"reanalyse_search": self.reanalyse_seconds}
 
     def state_dict(self):
-        """What a resumed run needs besides the files of save_models: the log clock. The reanalysis search has no
-        state to keep: it is reseeded from each batch's own seed (the ReanalysisPool's)."""
+        """What a resumed run needs besides the files of save_models: the log clock."""
         return {"log_stats_t": self.log_stats_t}
 
     def load_state_dict(self, state):
@@ -207,23 +197,10 @@ class MAZeroLearner:
         frac = min(1.0, self.update_count / self.total_updates)
         return self.args.per_beta_start + (1.0 - self.args.per_beta_start) * frac
 
-    def next_batch(self, replay):
-        """The oldest prefetched batch (CPU) and its policy targets; first tops the queue up to
-        reanalyse_prefetch batches beyond it; each is submitted with the number of the update that trains on it."""
+    def update(self, cpu_batch, policy, t_env):
+        """One gradient step on a batch sampled from the replay (CPU) and its policy targets; returns the batch's new
+        PER priorities |v̂_0 - z_0| + 1e-6 (numpy [B]) for the caller to write back to the replay."""
         args = self.args
-        age_per_step = self.off_policy_age_unit if args.use_off_policy_correction else None
-        reanalyse_before = self.reanalysis.seconds
-        while len(self.reanalysis) <= args.reanalyse_prefetch:
-            batch = replay.sample_batch(args.batch_size, self.per_beta(), args.unroll_steps, args.td_steps,
-                                        age_per_step)
-            self.reanalysis.submit(batch, self.update_count + len(self.reanalysis))
-        batch, policy = self.reanalysis.next()
-        self.reanalyse_seconds += self.reanalysis.seconds - reanalyse_before
-        return batch, policy
-
-    def train(self, replay, t_env):
-        args = self.args
-        cpu_batch, policy = self.next_batch(replay)
         batch, policy = cpu_batch.to(args.device), policy.to(args.device)  # one copy per update
         with torch.no_grad():
             self.target_model.eval()
@@ -238,16 +215,18 @@ class MAZeroLearner:
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), args.grad_norm_clip)
         self.optimiser.step()
+        check_finite(t_env, {"loss": loss, "grad_norm": grad_norm}, self.model.parameters())
         self.model.eval()
 
-        replay.update_priorities(cpu_batch.rows, ((losses.root_value - targets[:, 0]).abs() + 1e-6).cpu().numpy())
+        priorities = ((losses.root_value - targets[:, 0]).abs() + 1e-6).cpu().numpy()
         self.update_count += 1
         if self.update_count % args.target_model_interval == 0:
             self.target_model.load_state_dict(self.target_snapshot.state_dict())
             self.target_snapshot.load_state_dict(self.model.state_dict())
-            self.reanalysis.refresh(self.target_model)
+            self.target_version += 1
         if t_env - self.log_stats_t >= args.learner_log_interval:
             self.log_stats(t_env, loss, losses, grad_norm, targets, policy)
+        return priorities
 
     def unroll_losses(self, batch, targets, policy):
         """Unrolls the online model K steps from o_t with the real actions; targets [B, K+1] are the z_{t+k}.
@@ -323,7 +302,6 @@ class MAZeroLearner:
         torch.save(self.target_snapshot.state_dict(), f"{path}/target_snapshot.th")
         torch.save(self.optimiser.state_dict(), f"{path}/opt.th")
         torch.save({"update_count": self.update_count}, f"{path}/learner_state.th")
-        torch.save(self.reanalysis.state_dict(), f"{path}/{REANALYSIS_FILE}")
 
     def load_models(self, path):
         self.mac.load_models(path)
@@ -331,10 +309,4 @@ class MAZeroLearner:
         self.target_snapshot.load_state_dict(torch.load(f"{path}/target_snapshot.th", map_location="cpu"))
         self.optimiser.load_state_dict(torch.load(f"{path}/opt.th", map_location="cpu"))
         self.update_count = torch.load(f"{path}/learner_state.th")["update_count"]
-        self.reanalysis.refresh(self.target_model)
-        if os.path.exists(f"{path}/{REANALYSIS_FILE}"):  # absent in checkpoints written before prefetching
-            self.reanalysis.load_state_dict(torch.load(f"{path}/{REANALYSIS_FILE}", weights_only=False))
-
-    def close(self):
-        """Stops the reanalysis workers (if any)."""
-        self.reanalysis.close()
+        self.target_version += 1

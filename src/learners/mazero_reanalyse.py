@@ -1,15 +1,17 @@
 """Reanalysis of upcoming batches, in the learner's process or on Ray actors (docs/mazero_scaleout.md).
 
-The learner samples `reanalyse_prefetch` batches ahead of the one it trains on and submits each, with its own seed,
-to a `ReanalysisPool`. With `reanalyse_workers: 0` the pool computes the policy targets at once, in process (Ray
-is not imported); with N >= 1 it hands them to N Ray actors, each holding a copy of the target model and its own
-search trees, which compute them while the learner trains on batches already done. The batch's seed and the
-target weights in force at submission fix its targets, so 0 and N workers give identical targets batch for batch.
+The run loop's TrainingFeed (learners/mazero_feed.py) samples `reanalyse_prefetch` batches ahead of the one the
+learner trains on and submits each, with its own seed, to a `ReanalysisPool`. With `reanalyse_workers: 0` the pool
+computes the policy targets at once, in process (Ray is not imported); with N >= 1 it hands them to N Ray actors,
+each holding a copy of the target model and its own search trees, which compute them while the learner trains on
+batches already done. The batch's seed and the target weights in force at submission fix its targets, so 0 and N
+workers give identical targets batch for batch.
 
-Collection, the prioritised replay and the gradient steps stay in the learner's process. The target weights go to
-the object store once per target-network refresh (one `ray.put`); a worker loads them at its first batch after a
-refresh. A worker that dies is restarted and its batches are computed again from the same inputs; a checkpoint
-drains the batches in flight (`state_dict`), so a resumed run continues with the same targets.
+The prioritised replay and the gradient steps stay in the learner's process (collection too, unless
+`selfplay_workers` moves it to actors: run/mazero_selfplay.py). The target weights go to the object store once per
+target-network refresh (one `ray.put`); a worker loads them at its first batch after a refresh. A worker that dies
+is restarted and its batches are computed again from the same inputs; a checkpoint drains the batches in flight
+(`state_dict`), so a resumed run continues with the same targets.
 """
 import copy
 import logging
@@ -86,12 +88,13 @@ class ReanalysisWorker:
         return reanalyse_with_seed(self.reanalyse, batch, seed, self.model, self.search, self.args)
 
 
-def import_ray(args):
+def import_ray(args, key="reanalyse_workers"):
+    """Ray, for the workers that config key `key` asks for; a clear exit when it is not installed."""
     try:
         import ray
     except ImportError:
-        raise SystemExit(f"ERROR: reanalyse_workers={args.reanalyse_workers} needs Ray, which is not installed: "
-                         f"pip install -r requirements.txt (or set reanalyse_workers=0)") from None
+        raise SystemExit(f"ERROR: {key}={getattr(args, key)} needs Ray, which is not installed: "
+                         f"pip install -r requirements.txt (or set {key}=0)") from None
     return ray
 
 
@@ -109,7 +112,8 @@ def unreachable(address):
 
 def connect_ray(ray, args):
     """Starts a local Ray (ray_address null) or joins the cluster at ray_address, unless Ray is running already
-    in this process; exits with a message when the cluster cannot be reached or lacks the workers' resources."""
+    in this process; exits with a message when the cluster cannot be reached or lacks the resources of the
+    reanalysis and self-play workers."""
     if not ray.is_initialized():
         if args.ray_address is None:  # a local Ray, whose workers import our modules from src/
             runtime_env = {"env_vars": {"PYTHONPATH": SRC_DIR}}
@@ -132,6 +136,11 @@ def connect_ray(ray, args):
             raise SystemExit(f"ERROR: reanalyse_workers={args.reanalyse_workers} x reanalyse_num_{key.lower()}s="
                              f"{per_worker} needs {needed:g} {key}s, the Ray cluster has {total.get(key, 0.0):g}: "
                              f"use fewer workers or a smaller reanalyse_num_{key.lower()}s")
+    needed = args.reanalyse_workers * args.reanalyse_num_cpus + args.selfplay_workers  # a self-play actor: 1 CPU
+    if args.selfplay_workers and needed > total.get("CPU", 0.0) + 1e-9:
+        raise SystemExit(f"ERROR: selfplay_workers={args.selfplay_workers} (1 CPU each) and reanalyse_workers="
+                         f"{args.reanalyse_workers} x reanalyse_num_cpus={args.reanalyse_num_cpus} need {needed:g} "
+                         f"CPUs, the Ray cluster has {total.get('CPU', 0.0):g}: use fewer workers")
 
 
 class ReanalysisPool:

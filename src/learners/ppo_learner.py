@@ -17,6 +17,8 @@ import torch.nn.functional as F
 from torch.optim import Adam
 
 from modules.critics import REGISTRY as critic_REGISTRY
+from utils.checkpoint import load_state
+from utils.divergence import check_finite
 from utils.value_norm import ValueNorm
 
 # floor for probabilities inside logarithms: masked actions have probability exactly 0
@@ -140,6 +142,9 @@ class PPOLearner:
             critic_loss.backward()
             critic_grad_norm = torch.nn.utils.clip_grad_norm_(self.critic_params, args.grad_norm_clip)
             self.critic_optimiser.step()
+            check_finite(t_env, {"pg_loss": pg_loss, "critic_loss": critic_loss, "agent_grad_norm": agent_grad_norm,
+                                 "critic_grad_norm": critic_grad_norm}, self.agent_params + self.critic_params,
+                         hint="lower lr, critic_lr or grad_norm_clip")
 
             for key, value in (("pg_loss", pg_loss), ("entropy", entropy), ("agent_grad_norm", agent_grad_norm),
                                ("critic_loss", critic_loss), ("critic_grad_norm", critic_grad_norm)):
@@ -171,8 +176,8 @@ class PPOLearner:
 
     def load_models(self, path):
         self.mac.load_models(path)
-        self.critic.load_state_dict(torch.load(f"{path}/critic.th", map_location="cpu"))
-        self.agent_optimiser.load_state_dict(torch.load(f"{path}/agent_opt.th", map_location="cpu"))
-        self.critic_optimiser.load_state_dict(torch.load(f"{path}/critic_opt.th", map_location="cpu"))
+        self.critic.load_state_dict(load_state(f"{path}/critic.th"))
+        self.agent_optimiser.load_state_dict(load_state(f"{path}/agent_opt.th"))
+        self.critic_optimiser.load_state_dict(load_state(f"{path}/critic_opt.th"))
         if self.value_norm is not None:
-            self.value_norm.load_state_dict(torch.load(f"{path}/value_norm.th", map_location="cpu"))
+            self.value_norm.load_state_dict(load_state(f"{path}/value_norm.th"))

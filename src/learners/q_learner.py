@@ -13,6 +13,8 @@ import torch
 from torch.optim import Adam
 
 from modules.mixers import REGISTRY as mixer_REGISTRY
+from utils.checkpoint import load_state
+from utils.divergence import check_finite
 from utils.rl_utils import RunningMeanStd
 
 # stands in for -inf when masking unavailable actions: padded steps have no available action at all, and a
@@ -84,6 +86,7 @@ class QLearner:
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.args.grad_norm_clip)
         self.optimiser.step()
+        check_finite(t_env, {"loss": loss, "grad_norm": grad_norm}, self.params)
 
         self.training_steps += 1
         interval_or_tau = self.args.target_update_interval_or_tau
@@ -135,6 +138,6 @@ class QLearner:
         # target networks are not saved; they restart as copies of the loaded networks
         self.target_mac.load_models(path)
         if self.mixer is not None:
-            self.mixer.load_state_dict(torch.load(f"{path}/mixer.th", map_location="cpu"))
+            self.mixer.load_state_dict(load_state(f"{path}/mixer.th"))
             self.target_mixer.load_state_dict(self.mixer.state_dict())
-        self.optimiser.load_state_dict(torch.load(f"{path}/opt.th", map_location="cpu"))
+        self.optimiser.load_state_dict(load_state(f"{path}/opt.th"))

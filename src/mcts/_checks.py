@@ -62,6 +62,50 @@ def tree_params(num_roots, n_agents, n_actions, sampled_actions, num_simulations
     return params
 
 
+ROOT_SEARCHES = ("sampled", "gumbel")
+
+
+def root_params(root_search, gumbel_c_visit, gumbel_c_scale):
+    """Validates the root-search arguments (docs/gumbel.md); returns (root_search, c_visit, c_scale)."""
+    if root_search not in ROOT_SEARCHES:
+        raise ValueError(f"root_search must be one of {', '.join(ROOT_SEARCHES)}, got {root_search!r}")
+    return (root_search, _float_param("gumbel_c_visit", gumbel_c_visit, 0.0),
+            _float_param("gumbel_c_scale", gumbel_c_scale, 0.0, low_open=True))
+
+
+def gumbel_noise_param(gumbel_noise, gumbel_root, noise):
+    """prepare()'s `gumbel_noise` flag: only the Gumbel root takes it, and that root takes no Dirichlet noise."""
+    if not isinstance(gumbel_noise, (bool, np.bool_)):
+        raise ValueError(f"gumbel_noise must be a bool, got {gumbel_noise!r}")
+    if gumbel_noise and not gumbel_root:
+        raise ValueError("gumbel_noise=True needs root_search='gumbel'")
+    if gumbel_root and noise is not None:
+        raise ValueError("the Gumbel root takes no Dirichlet noise (noise must be None): it explores by its "
+                         "Gumbel noise (gumbel_noise=True)")
+    return bool(gumbel_noise)
+
+
+def halving_schedule(num_considered, num_simulations):
+    """Sequential Halving's visit schedule (Danihelka et al. 2022, Sec. 4; docs/gumbel.md): the visit count the
+    root child chosen by simulation j has before that simulation, for j = 0 .. num_simulations - 1.
+
+    Phases of ceil(log2 m) over m considered actions: in a phase every one of the r remaining actions gets
+    max(1, floor(S / (ceil(log2 m) * r))) more visits, one round of r visits at a time; then r = max(2, r // 2).
+    Past the last phase the two best keep alternating until the budget is spent. With m = 1 the one action takes
+    every simulation."""
+    if num_considered == 1:
+        return list(range(num_simulations))
+    phases = math.ceil(math.log2(num_considered))
+    schedule, level, remaining = [], 0, num_considered
+    while len(schedule) < num_simulations:
+        rounds = max(1, num_simulations // (phases * remaining))
+        for _ in range(rounds):
+            schedule.extend([level] * remaining)
+            level += 1
+        remaining = max(2, remaining // 2)
+    return schedule[:num_simulations]
+
+
 def seed_param(seed):
     seed = _int_param("seed", seed, 0)
     if seed >= 2**64:

@@ -14,7 +14,7 @@ with twice the room when full (at most S+1-i slots: the returns its subtree can 
 counters; an arena that runs out of room is grown with realloc in the checking phase of expand(), before any tree
 changes, and keeps its size for later searches.
 """
-from libc.math cimport INFINITY, ceil, isfinite, log, sqrt
+from libc.math cimport INFINITY, ceil, exp, expm1, fabs, isfinite, log, log1p, sqrt
 from libc.stdint cimport int16_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcpy, memmove
@@ -31,6 +31,7 @@ cnp.import_array()
 cdef double U32_TO_UNIT = 1.0 / 4294967296.0  # 2**-32: u32 * this is an exact double in [0, 1)
 cdef double ROOT_PRIOR_FLOOR = 1e-4  # added to every legal action's probability at the root (docs/mcts.md, "Semantics")
 cdef double KEEP_EPS = 1e-9  # see ptree._KEEP_EPS
+cdef double LN2 = 0.6931471805599453  # see ptree._LN2
 # Sizes measured on random searches (S = 100, K = 10, 5 agents): nodes hold 4 returns on average, so regions start
 # at 2 slots and the regions of a tree, moves included, take about 5 slots per node.
 cdef int REGION_MIN = 2  # initial OS(lambda) slots of a node
@@ -76,6 +77,9 @@ cdef struct Pools:
     int B, N, A, K, S
     double one_minus_rho, discount, pb_c_base, pb_c_init, value_delta_min
     bint use_os_lambda
+    bint gumbel_root  # root_search == "gumbel" (docs/gumbel.md)
+    double gumbel_c_visit, gumbel_c_scale
+    int* halving  # [(K+1) * S]: Sequential Halving's schedule for m root children at m * S .. m * S + S - 1
     double* lam_pow  # lam**d, d = 0..S, built by repeated multiplication as in ptree
     double* sqrt_visits  # sqrt(N_s) and pb_c_init + log((N_s + pb_c_base + 1) / pb_c_base) for N_s = 0..S,
     double* c_term  # the same expressions ptree evaluates inline
@@ -112,9 +116,24 @@ cdef struct Pools:
     uint64_t* rng_inc
     int* error
     int* error_agent
-    # scratch: per-agent CDFs [B * N * A], one sampled joint action [B * N]
+    # scratch: per-agent CDFs [B * N * A] (the Gumbel root: the masked priors pi~), one sampled joint action [B * N]
     double* cdf
     int16_t* row
+    # Gumbel root, per root child slot [B * K]: log pi~(a), g(a) + log pi~(a), and scratch for the completed Q and
+    # sigma; the beam search's two beams per tree [B * 2 * K] (prefixes [B * 2 * K * N]), the parent entry and
+    # action of each next-beam entry [B * K], and one entry's (perturbed) children's values [B * A]
+    double* root_log_prior
+    double* root_prior_ratio  # pi~(a) / max over the root's children, cached for v_mix
+    double* root_score
+    double* completed_q
+    double* sigma
+    int16_t* beam_prefix
+    double* beam_phi
+    double* beam_score
+    int* beam_parent
+    int16_t* beam_action
+    double* perturbed
+    int* beam_order  # [B * K]: one entry's best extensions, by perturbed value
 
 
 # ------------------------------------------------------------------------------------------------------- PCG32
@@ -142,7 +161,8 @@ cdef void pcg_seed(Pools* P, int b, uint64_t initstate, uint64_t initseq) noexce
 cdef int root_cdfs(Pools* P, int b, const float* probs, const uint8_t* legal, const float* noise,
                    double noise_eps) noexcept nogil:
     """Checks tree b's root inputs and writes the per-agent CDFs of the root sampling distribution
-    (1-eps) * pi~ + eps * eta~ over legal actions. Returns an error code (agent in P.error_agent[b])."""
+    (1-eps) * pi~ + eps * eta~ over legal actions (the Gumbel root: log pi~ instead, -inf where illegal). Returns an
+    error code (agent in P.error_agent[b])."""
     cdef int N = P.N, A = P.A, i, a
     cdef double total, noise_total, acc, one_minus_eps = 1.0 - noise_eps
     cdef float x
@@ -187,6 +207,10 @@ cdef int root_cdfs(Pools* P, int b, const float* probs, const uint8_t* legal, co
             for a in range(A):
                 if m[a]:
                     cdf[a] = one_minus_eps * cdf[a] + noise_eps * ((<double>eta[a] + ROOT_PRIOR_FLOOR) / noise_total)
+        if P.gumbel_root:  # the Gumbel root reads log pi~ (its noise is None), -inf where illegal
+            for a in range(A):
+                cdf[a] = log(cdf[a]) if m[a] else -INFINITY
+            continue
         acc = 0.0
         for a in range(A):
             acc += cdf[a]
@@ -307,6 +331,195 @@ cdef void sample_children(Pools* P, int b, int node) noexcept nogil:
     P.num_children[n] = unique
     P.num_depths[n] = 0
     P.return_sum[n] = 0.0
+
+
+# ------------------------------------------------------------------------------------------- Gumbel root
+cdef inline double gumbel(Pools* P, int b) noexcept nogil:
+    """A standard Gumbel draw -log(-log u), u = (u32 + 1/2) * 2**-32 in (0, 1) (ptree.gumbel)."""
+    return -log(-log((<double>pcg_next(P, b) + 0.5) * U32_TO_UNIT))
+
+
+cdef inline double truncated_gumbel(double bound, double maximum, double perturbed) noexcept nogil:
+    """Kool et al. 2019, Eq. 23, stable form: -log(e^-bound - e^-maximum + e^-perturbed) (ptree.truncated_gumbel)."""
+    if perturbed >= maximum:
+        return bound
+    cdef double x = perturbed - maximum
+    cdef double log1mexp = log(-expm1(x)) if x > -LN2 else log1p(-exp(x))
+    cdef double v = bound - perturbed + log1mexp
+    return bound - (v if v > 0.0 else 0.0) - log1p(exp(-fabs(v)))
+
+
+cdef void gumbel_children(Pools* P, int b, bint noise) noexcept nogil:
+    """The root's children by Gumbel-top-k over the factorised prior pi~ (in scratch), by stochastic beam search over
+    the agents; stored in lexicographic order with prior pi~(a), log pi~(a) and the score g(a) + log pi~(a)
+    (ptree._gumbel_children says how)."""
+    cdef int N = P.N, A = P.A, K = P.K, i, a, e, j, k, pos, size = 1, next_size, cur = 0, order_size
+    cdef double base_phi, bound, maximum, score
+    cdef const double* log_pi
+    cdef int16_t* prefix[2]
+    cdef double* phi[2]
+    cdef double* G[2]
+    for j in range(2):
+        prefix[j] = P.beam_prefix + (<Py_ssize_t>b * 2 + j) * K * N
+        phi[j] = P.beam_phi + (<Py_ssize_t>b * 2 + j) * K
+        G[j] = P.beam_score + (<Py_ssize_t>b * 2 + j) * K
+    cdef int* parent = P.beam_parent + <Py_ssize_t>b * K
+    cdef int16_t* action = P.beam_action + <Py_ssize_t>b * K
+    cdef double* value = P.perturbed + <Py_ssize_t>b * A
+    cdef int* order = P.beam_order + <Py_ssize_t>b * K
+    phi[0][0] = 0.0
+    G[0][0] = gumbel(P, b) if noise else 0.0
+    for i in range(N):
+        log_pi = P.cdf + (<Py_ssize_t>b * N + i) * A
+        next_size = 0
+        for e in range(size):
+            base_phi = phi[cur][e]
+            bound = G[cur][e]
+            maximum = -INFINITY
+            for a in range(A):
+                if log_pi[a] > -INFINITY:
+                    value[a] = base_phi + log_pi[a]
+                    if noise:
+                        value[a] = value[a] + gumbel(P, b)
+                    if value[a] > maximum:
+                        maximum = value[a]
+            # The shift is increasing in the perturbed value, so only this entry's K best can enter the beam, in
+            # this order: the others' shifts are never computed.
+            order_size = 0
+            for a in range(A):
+                if not log_pi[a] > -INFINITY:
+                    continue
+                pos = order_size
+                while pos > 0 and value[order[pos - 1]] < value[a]:
+                    pos -= 1
+                if pos >= K:
+                    continue
+                j = order_size if order_size < K else K - 1
+                while j > pos:
+                    order[j] = order[j - 1]
+                    j -= 1
+                order[pos] = a
+                if order_size < K:
+                    order_size += 1
+            for k in range(order_size):
+                a = order[k]
+                score = truncated_gumbel(bound, maximum, value[a]) if noise else value[a]
+                pos = next_size
+                while pos > 0 and G[1 - cur][pos - 1] < score:
+                    pos -= 1
+                if pos >= K:
+                    break
+                j = next_size if next_size < K else K - 1  # the last entry drops out when the beam is full
+                while j > pos:
+                    G[1 - cur][j] = G[1 - cur][j - 1]
+                    phi[1 - cur][j] = phi[1 - cur][j - 1]
+                    parent[j] = parent[j - 1]
+                    action[j] = action[j - 1]
+                    j -= 1
+                G[1 - cur][pos] = score
+                phi[1 - cur][pos] = base_phi + log_pi[a]
+                parent[pos] = e
+                action[pos] = <int16_t>a
+                if next_size < K:
+                    next_size += 1
+        for j in range(next_size):
+            if i > 0:
+                memcpy(prefix[1 - cur] + <Py_ssize_t>j * N, prefix[cur] + <Py_ssize_t>parent[j] * N,
+                       <size_t>i * sizeof(int16_t))
+            prefix[1 - cur][<Py_ssize_t>j * N + i] = action[j]
+        cur = 1 - cur
+        size = next_size
+    # the beam's entries into the root's edge slots, in ascending lexicographic order
+    cdef Py_ssize_t e0 = <Py_ssize_t>b * (P.S + 1) * K
+    cdef int16_t* actions = P.edge_action + e0 * N
+    cdef double* log_prior = P.root_log_prior + <Py_ssize_t>b * K
+    cdef double* scores = P.root_score + <Py_ssize_t>b * K
+    for e in range(size):
+        pos = 0
+        while pos < e and compare_rows(actions + <Py_ssize_t>pos * N, prefix[cur] + <Py_ssize_t>e * N, N) < 0:
+            pos += 1
+        memmove(actions + <Py_ssize_t>(pos + 1) * N, actions + <Py_ssize_t>pos * N,
+                <size_t>(e - pos) * N * sizeof(int16_t))
+        memmove(log_prior + pos + 1, log_prior + pos, <size_t>(e - pos) * sizeof(double))
+        memmove(scores + pos + 1, scores + pos, <size_t>(e - pos) * sizeof(double))
+        memcpy(actions + <Py_ssize_t>pos * N, prefix[cur] + <Py_ssize_t>e * N, <size_t>N * sizeof(int16_t))
+        log_prior[pos] = phi[cur][e]
+        scores[pos] = G[cur][e]
+    cdef double top = log_prior[0]
+    for e in range(1, size):
+        if log_prior[e] > top:
+            top = log_prior[e]
+    for e in range(size):
+        P.edge_child[e0 + e] = -1
+        P.edge_prior[e0 + e] = exp(log_prior[e])
+        P.root_prior_ratio[<Py_ssize_t>b * K + e] = exp(log_prior[e] - top)
+    cdef Py_ssize_t n = <Py_ssize_t>b * (P.S + 1)
+    P.num_children[n] = size
+    P.num_depths[n] = 0
+    P.return_sum[n] = 0.0
+
+
+cdef int root_sigma(Pools* P, int b) noexcept nogil:
+    """Writes the completed Q (Danihelka et al. 2022, Eq. 10, App. D; ptree._completed_q) and sigma(q^) of tree
+    b's root children into scratch; returns their number m."""
+    cdef Py_ssize_t n0 = <Py_ssize_t>b * (P.S + 1), e0 = n0 * P.K
+    cdef int m = P.num_children[n0], c, child, n, visit_sum = 0, max_visits = 0
+    cdef double* q = P.completed_q + <Py_ssize_t>b * P.K
+    cdef double* sigma = P.sigma + <Py_ssize_t>b * P.K
+    cdef const double* prior_ratio = P.root_prior_ratio + <Py_ssize_t>b * P.K
+    cdef double weighted = 0.0, prior_sum = 0.0, prior, v_mix, lo, hi, span, scale
+    for c in range(m):
+        child = P.edge_child[e0 + c]
+        if child >= 0:
+            n = P.visits[n0 + child]
+            q[c] = P.reward[n0 + child] + P.discount * P.value[n0 + child]
+            prior = prior_ratio[c]  # pi(b) / max pi: the common factor cancels
+            weighted += prior * q[c]
+            prior_sum += prior
+            visit_sum += n
+            if n > max_visits:
+                max_visits = n
+    v_mix = P.v_hat[n0]
+    if visit_sum > 0:
+        v_mix = (v_mix + <double>visit_sum * (weighted / prior_sum)) / (1.0 + visit_sum)
+    for c in range(m):
+        if P.edge_child[e0 + c] < 0:
+            q[c] = v_mix
+    lo = q[0]
+    hi = q[0]
+    for c in range(m):
+        if q[c] < lo:
+            lo = q[c]
+        if q[c] > hi:
+            hi = q[c]
+    span = hi - lo
+    if span < P.value_delta_min:
+        span = P.value_delta_min
+    scale = (P.gumbel_c_visit + max_visits) * P.gumbel_c_scale
+    for c in range(m):
+        sigma[c] = scale * ((q[c] - lo) / span)
+    return m
+
+
+cdef int halving_child(Pools* P, int b, int sims_done) noexcept nogil:
+    """Sequential Halving at the root (ptree._halving_child): among the children with the schedule's visit count
+    for this simulation, the largest g + log pi~ + sigma(completed Q), first on ties."""
+    cdef Py_ssize_t n0 = <Py_ssize_t>b * (P.S + 1), e0 = n0 * P.K
+    cdef int m = root_sigma(P, b), c, child, n, choice = -1
+    cdef int target = P.halving[m * P.S + sims_done]
+    cdef const double* scores = P.root_score + <Py_ssize_t>b * P.K
+    cdef const double* sigma = P.sigma + <Py_ssize_t>b * P.K
+    cdef double best = -INFINITY, score
+    for c in range(m):
+        child = P.edge_child[e0 + c]
+        n = P.visits[n0 + child] if child >= 0 else 0
+        if n != target:
+            continue
+        score = scores[c] + sigma[c]
+        if score > best:
+            best = score
+            choice = c
+    return choice
 
 
 # ------------------------------------------------------------------------------------------------- backup
@@ -474,7 +687,7 @@ cdef void backup(Pools* P, int b, int leaf, double leaf_value) noexcept nogil:
 
 
 # ------------------------------------------------------------------------------------------- per-tree steps
-cdef void prepare_tree(Pools* P, int b, double root_value) noexcept nogil:
+cdef void prepare_tree(Pools* P, int b, double root_value, bint gumbel_noise) noexcept nogil:
     cdef Py_ssize_t n0 = <Py_ssize_t>b * (P.S + 1)
     P.num_nodes[b] = 1
     P.parent[n0] = -1
@@ -486,7 +699,10 @@ cdef void prepare_tree(Pools* P, int b, double root_value) noexcept nogil:
     if P.use_os_lambda:
         P.arena_top[b] = 0
         new_region(P, b, 0)
-    sample_children(P, b, 0)
+    if P.gumbel_root:
+        gumbel_children(P, b, gumbel_noise)
+    else:
+        sample_children(P, b, 0)
     backup(P, b, 0, root_value)
 
 
@@ -530,7 +746,12 @@ cdef int select_child(Pools* P, int b, int node) noexcept nogil:
 cdef void select_tree(Pools* P, int b, int sims_done, int* parents, int* actions) noexcept nogil:
     cdef Py_ssize_t n0 = <Py_ssize_t>b * (P.S + 1)
     cdef int node = 0, edge, i
-    if sims_done < P.num_children[n0]:
+    if P.gumbel_root:
+        edge = halving_child(P, b, sims_done)
+        while P.edge_child[n0 * P.K + edge] >= 0:
+            node = P.edge_child[n0 * P.K + edge]
+            edge = node * P.K + select_child(P, b, node)
+    elif sims_done < P.num_children[n0]:
         edge = sims_done  # root forcing: every sampled root child once, in order
     else:
         while True:
@@ -637,7 +858,8 @@ cdef class SampledTrees:
     """B independent MAZero search trees over sampled joint actions, stepped in lockstep (compiled).
 
     ``SampledTrees(num_roots, n_agents, n_actions, sampled_actions, num_simulations, *, rho, lam, discount,
-    pb_c_base=19652, pb_c_init=1.25, value_delta_min=0.01, seed=0, use_os_lambda=True)``
+    pb_c_base=19652, pb_c_init=1.25, value_delta_min=0.01, seed=0, use_os_lambda=True, root_search="sampled",
+    gumbel_c_visit=50.0, gumbel_c_scale=0.1)``
 
     One search: ``prepare`` (expands the B roots), then ``num_simulations`` times ``select`` -> network -> ``expand``,
     then read ``root_values`` / ``root_children`` / ``marginal_visits``. ``prepare`` starts a new search on the same
@@ -657,6 +879,8 @@ cdef class SampledTrees:
     cdef readonly int num_roots, n_agents, n_actions, sampled_actions, num_simulations
     cdef readonly double rho, lam, discount, pb_c_base, pb_c_init, value_delta_min
     cdef readonly bint use_os_lambda
+    cdef readonly str root_search
+    cdef readonly double gumbel_c_visit, gumbel_c_scale
     cdef int sims_done
     cdef int phase  # 0: needs prepare, 1: ready to select, 2: selected, needs expand
     cdef char* block  # every pool below is carved from this one allocation
@@ -668,9 +892,12 @@ cdef class SampledTrees:
 
     @one_thread_at_a_time
     def __init__(self, num_roots, n_agents, n_actions, sampled_actions, num_simulations, *, rho, lam, discount,
-                 pb_c_base=19652, pb_c_init=1.25, value_delta_min=0.01, seed=0, use_os_lambda=True):
+                 pb_c_base=19652, pb_c_init=1.25, value_delta_min=0.01, seed=0, use_os_lambda=True,
+                 root_search="sampled", gumbel_c_visit=50.0, gumbel_c_scale=0.1):
         p = _checks.tree_params(num_roots, n_agents, n_actions, sampled_actions, num_simulations, rho, lam,
                                 discount, pb_c_base, pb_c_init, value_delta_min, seed)
+        self.root_search, self.gumbel_c_visit, self.gumbel_c_scale = _checks.root_params(
+            root_search, gumbel_c_visit, gumbel_c_scale)
         self._free_pools()  # only does something when __init__ is called again on a live object
         self.num_roots = p["num_roots"]
         self.n_agents = p["n_agents"]
@@ -697,6 +924,9 @@ cdef class SampledTrees:
         P.pb_c_init = self.pb_c_init
         P.value_delta_min = self.value_delta_min
         P.use_os_lambda = self.use_os_lambda
+        P.gumbel_root = self.root_search == "gumbel"
+        P.gumbel_c_visit = self.gumbel_c_visit
+        P.gumbel_c_scale = self.gumbel_c_scale
         cdef size_t size = self._layout(NULL)
         self.block = <char*>malloc(size)
         if self.block == NULL:
@@ -718,6 +948,10 @@ cdef class SampledTrees:
         for d in range(P.S + 1):
             P.sqrt_visits[d] = sqrt(d)
             P.c_term[d] = P.pb_c_init + log((d + P.pb_c_base + 1.0) / P.pb_c_base)
+        cdef int m, j
+        for m in range(1, P.K + 1):
+            for j, d in enumerate(_checks.halving_schedule(m, P.S)):
+                P.halving[m * P.S + j] = d
         self._seed(p["seed"])
         self.sims_done = 0
         self.phase = 0
@@ -730,6 +964,7 @@ cdef class SampledTrees:
         P.lam_pow = <double*>carve(base, &off, (P.S + 1) * sizeof(double))
         P.sqrt_visits = <double*>carve(base, &off, (P.S + 1) * sizeof(double))
         P.c_term = <double*>carve(base, &off, (P.S + 1) * sizeof(double))
+        P.halving = <int*>carve(base, &off, <size_t>(P.K + 1) * P.S * sizeof(int))
         P.parent = <int*>carve(base, &off, nodes * sizeof(int))
         P.visits = <int*>carve(base, &off, nodes * sizeof(int))
         P.num_children = <int*>carve(base, &off, nodes * sizeof(int))
@@ -760,6 +995,18 @@ cdef class SampledTrees:
         P.error_agent = <int*>carve(base, &off, B * sizeof(int))
         P.cdf = <double*>carve(base, &off, B * P.N * P.A * sizeof(double))
         P.row = <int16_t*>carve(base, &off, B * P.N * sizeof(int16_t))
+        P.root_log_prior = <double*>carve(base, &off, B * P.K * sizeof(double))
+        P.root_prior_ratio = <double*>carve(base, &off, B * P.K * sizeof(double))
+        P.root_score = <double*>carve(base, &off, B * P.K * sizeof(double))
+        P.completed_q = <double*>carve(base, &off, B * P.K * sizeof(double))
+        P.sigma = <double*>carve(base, &off, B * P.K * sizeof(double))
+        P.beam_prefix = <int16_t*>carve(base, &off, B * 2 * P.K * P.N * sizeof(int16_t))
+        P.beam_phi = <double*>carve(base, &off, B * 2 * P.K * sizeof(double))
+        P.beam_score = <double*>carve(base, &off, B * 2 * P.K * sizeof(double))
+        P.beam_parent = <int*>carve(base, &off, B * P.K * sizeof(int))
+        P.beam_action = <int16_t*>carve(base, &off, B * P.K * sizeof(int16_t))
+        P.perturbed = <double*>carve(base, &off, B * P.A * sizeof(double))
+        P.beam_order = <int*>carve(base, &off, B * P.K * sizeof(int))
         return off
 
     cdef void _free_pools(self):
@@ -796,11 +1043,14 @@ cdef class SampledTrees:
         self.phase = 0
 
     @one_thread_at_a_time
-    def prepare(self, values, probs, legal, noise, noise_eps):
+    def prepare(self, values, probs, legal, noise, noise_eps, gumbel_noise=False):
         """Expands the B roots (starting a new search): ``values`` [B] f32 root v_hat (the depth-0 term of the root
         value), ``probs`` [B, N, A] f32 policy, ``legal`` [B, N, A] bool, ``noise`` [B, N, A] f32 or None (e.g.
-        Dirichlet samples) mixed in with weight ``noise_eps``."""
+        Dirichlet samples) mixed in with weight ``noise_eps``. The Gumbel root takes ``noise=None`` and
+        ``gumbel_noise``: True perturbs its joint log-prior with Gumbel noise (self-play, reanalysis), False
+        considers the K most probable joint actions (evaluation)."""
         cdef Pools* P = &self.P
+        cdef bint use_gumbel_noise = _checks.gumbel_noise_param(gumbel_noise, P.gumbel_root, noise)
         shape = (P.B, P.N, P.A)
         values = checked("values", values, cnp.NPY_FLOAT32, np.float32, (P.B,))
         probs = checked("probs", probs, cnp.NPY_FLOAT32, np.float32, shape)
@@ -819,7 +1069,7 @@ cdef class SampledTrees:
                 P.error[b] = check_root_inputs(P, b, values_ptr, probs_ptr, legal_ptr, noise_ptr, eps)
             if first_error(P) < 0:  # every tree is checked before any tree changes
                 for b in range(B):
-                    prepare_tree(P, b, values_ptr[b])
+                    prepare_tree(P, b, values_ptr[b], use_gumbel_noise)
         self._raise_on_error()
         self.sims_done = 0
         self.phase = 1
@@ -895,21 +1145,33 @@ cdef class SampledTrees:
     def root_children(self):
         """Padded statistics of the sampled root children (K = sampled_actions slots, lexicographic order):
         ``actions`` [B, K, N] int32 (-1 pad), ``visits`` [B, K] int32, ``q_values`` [B, K] f32
-        (r + discount * V(child); 0 for unvisited children and padding), ``priors`` [B, K] f32, ``beta_hat``
-        [B, K] f32 (equal to ``priors`` with tau = 1, see ptree's class docstring), ``num_children`` [B] int32."""
+        (r + discount * V(child); 0 for unvisited children and padding, the completed Q v_mix for the Gumbel
+        root's unvisited children), ``priors`` [B, K] f32, ``beta_hat`` [B, K] f32 (equal to ``priors`` with
+        tau = 1, see ptree's class docstring; the Gumbel root: both the joint prior pi~(a)), ``num_children`` [B]
+        int32, ``policy_target`` [B, K] f32 (visit shares n / sum n in float32; the Gumbel root: the improved
+        policy softmax(log pi~ + sigma(completed Q))), ``selected`` [B] int32 (the most visited child, first on
+        ties; the Gumbel root: Sequential Halving's winner)."""
         self._check_prepared("root_children")
         cdef Pools* P = &self.P
-        cdef int B = P.B, K = P.K, N = P.N, b, c, i, child
+        cdef int B = P.B, K = P.K, N = P.N, b, c, i, child, m, total, most
         actions = np.full((B, K, N), -1, dtype=np.int32)
         visits = np.zeros((B, K), dtype=np.int32)
         q_values = np.zeros((B, K), dtype=np.float32)
         priors = np.zeros((B, K), dtype=np.float32)
         num_children = np.zeros(B, dtype=np.int32)
+        policy_target = np.zeros((B, K), dtype=np.float32)
+        selected = np.zeros(B, dtype=np.int32)
         cdef int[:, :, ::1] actions_v = actions
         cdef int[:, ::1] visits_v = visits
         cdef float[:, ::1] q_v = q_values
         cdef float[:, ::1] priors_v = priors
         cdef int[::1] num_children_v = num_children
+        cdef float[:, ::1] target_v = policy_target
+        cdef int[::1] selected_v = selected
+        cdef const double* sigma
+        cdef const double* scores
+        cdef const double* log_prior
+        cdef double top, weight_sum, best
         cdef Py_ssize_t n0, e0
         for b in range(B):
             n0 = <Py_ssize_t>b * (P.S + 1)
@@ -923,8 +1185,43 @@ cdef class SampledTrees:
                 if child >= 0:
                     visits_v[b, c] = P.visits[n0 + child]
                     q_v[b, c] = <float>(P.reward[n0 + child] + P.discount * P.value[n0 + child])
+            if P.gumbel_root:
+                m = root_sigma(P, b)
+                sigma = P.sigma + <Py_ssize_t>b * K
+                scores = P.root_score + <Py_ssize_t>b * K
+                log_prior = P.root_log_prior + <Py_ssize_t>b * K
+                # the improved policy softmax(log pi~ + sigma), in double as ptree._improved_policy
+                top = log_prior[0] + sigma[0]
+                for c in range(m):
+                    q_v[b, c] = <float>P.completed_q[<Py_ssize_t>b * K + c]
+                    if log_prior[c] + sigma[c] > top:
+                        top = log_prior[c] + sigma[c]
+                weight_sum = 0.0
+                for c in range(m):
+                    weight_sum += exp(log_prior[c] + sigma[c] - top)
+                for c in range(m):
+                    target_v[b, c] = <float>(exp(log_prior[c] + sigma[c] - top) / weight_sum)
+                most = 0
+                for c in range(m):
+                    if visits_v[b, c] > most:
+                        most = visits_v[b, c]
+                best = -INFINITY
+                for c in range(m):
+                    if visits_v[b, c] == most and scores[c] + sigma[c] > best:
+                        best = scores[c] + sigma[c]
+                        selected_v[b] = c
+            else:
+                total = 0
+                for c in range(K):
+                    total += visits_v[b, c]
+                    if visits_v[b, c] > visits_v[b, selected_v[b]]:
+                        selected_v[b] = c
+                if total < 1:
+                    total = 1
+                for c in range(K):
+                    target_v[b, c] = (<float>visits_v[b, c]) / (<float>total)
         return dict(actions=actions, visits=visits, q_values=q_values, priors=priors, beta_hat=priors.copy(),
-                    num_children=num_children)
+                    num_children=num_children, policy_target=policy_target, selected=selected)
 
     @one_thread_at_a_time
     def marginal_visits(self):

@@ -20,6 +20,7 @@ _U32_TO_UNIT = 1.0 / 4294967296.0  # 2**-32: u32 * this is an exact double in [0
 _ROOT_PRIOR_FLOOR = 1e-4
 # ceil(count * (1 - rho)) is taken after subtracting this, so 10 * (1 - 0.7) = 3.0000000000000004 keeps 3, not 4.
 _KEEP_EPS = 1e-9
+_LN2 = 0.6931471805599453  # log1mexp switches formulas at -log 2 (Maechler's accurate log(1 - e^x))
 
 
 class Pcg32:
@@ -46,6 +47,23 @@ class Pcg32:
         return (self.next_u32() * n) >> 32
 
 
+def gumbel(rng):
+    """A standard Gumbel draw -log(-log u), u = (u32 + 1/2) * 2**-32 in (0, 1)."""
+    return -math.log(-math.log((rng.next_u32() + 0.5) * _U32_TO_UNIT))
+
+
+def truncated_gumbel(bound, maximum, perturbed):
+    """Kool et al. 2019, Eq. 23 (in their stable form): a child's perturbed log-probability `perturbed` shifted so
+    that the largest of its siblings (`maximum`) becomes the parent's `bound`: -log(e^-bound - e^-maximum +
+    e^-perturbed). The siblings' maximum gets exactly `bound`."""
+    if perturbed >= maximum:
+        return bound
+    x = perturbed - maximum
+    log1mexp = math.log(-math.expm1(x)) if x > -_LN2 else math.log1p(-math.exp(x))
+    v = bound - perturbed + log1mexp
+    return bound - (v if v > 0.0 else 0.0) - math.log1p(math.exp(-abs(v)))
+
+
 def keep_count(count, one_minus_rho):
     """|U^rho_d| = max(1, ceil((1 - rho) * |U_d|)): how many of a depth's returns OS(lambda) keeps."""
     keep = math.ceil(count * one_minus_rho - _KEEP_EPS)
@@ -58,7 +76,8 @@ class _Tree:
 
     __slots__ = ("rng", "num_nodes", "parent", "v_hat", "reward", "visits", "value", "adv", "num_children",
                  "edge_child", "edge_prior", "edge_action", "returns", "tops", "keeps", "return_sum",
-                 "adv_min", "adv_max", "argmin", "argmax", "pending_parent", "pending_edge")
+                 "adv_min", "adv_max", "argmin", "argmax", "pending_parent", "pending_edge", "root_log_prior",
+                 "root_score")
 
     def __init__(self, rng, num_nodes, num_edges):
         self.rng = rng
@@ -83,6 +102,9 @@ class _Tree:
         self.argmax = -1
         self.pending_parent = -1
         self.pending_edge = -1
+        # Gumbel root, per root child slot: log pi~(a) (the joint log-prior) and g(a) + log pi~(a) (its Gumbel score)
+        self.root_log_prior = None
+        self.root_score = None
 
 
 def one_thread_at_a_time(method):
@@ -131,15 +153,22 @@ class SampledTrees:
     ``sum_d lam^d * sum(top_d) / sum_d lam^d * |top_d|`` over the returns a node has received at each relative
     depth d, top_d being the largest max(1, ceil((1 - rho) * count_d)) of them; with ``use_os_lambda=False`` V is
     the plain mean of all returns (Sampled-MuZero backup). Tree b draws from PCG32(seed, b).
+    ``root_search="gumbel"`` replaces the root's i.i.d. sampling, forcing and pUCT by Gumbel MuZero's root
+    (docs/gumbel.md): K distinct joint actions by Gumbel-top-k (stochastic beam search over the agents), visited by
+    Sequential Halving; inner nodes are unchanged.
     One object serves one Python thread at a time: a call while another thread is inside a method of the same
     object raises RuntimeError, as in ctree.
     """
 
     @one_thread_at_a_time
     def __init__(self, num_roots, n_agents, n_actions, sampled_actions, num_simulations, *, rho, lam, discount,
-                 pb_c_base=19652, pb_c_init=1.25, value_delta_min=0.01, seed=0, use_os_lambda=True):
+                 pb_c_base=19652, pb_c_init=1.25, value_delta_min=0.01, seed=0, use_os_lambda=True,
+                 root_search="sampled", gumbel_c_visit=50.0, gumbel_c_scale=0.1):
         p = _checks.tree_params(num_roots, n_agents, n_actions, sampled_actions, num_simulations, rho, lam,
                                 discount, pb_c_base, pb_c_init, value_delta_min, seed)
+        self.root_search, self.gumbel_c_visit, self.gumbel_c_scale = _checks.root_params(
+            root_search, gumbel_c_visit, gumbel_c_scale)
+        self._gumbel_root = self.root_search == "gumbel"
         self.num_roots = p["num_roots"]
         self.n_agents = p["n_agents"]
         self.n_actions = p["n_actions"]
@@ -159,6 +188,9 @@ class SampledTrees:
         num_nodes = self.num_simulations + 1
         self._trees = [_Tree(Pcg32(p["seed"], b), num_nodes, num_nodes * self.sampled_actions)
                        for b in range(self.num_roots)]
+        # Sequential Halving's schedule for every possible number of root children m = 1..K
+        self._halving = [None] + [_checks.halving_schedule(m, self.num_simulations)
+                                  for m in range(1, self.sampled_actions + 1)]
         self._sims_done = 0
         self._phase = "reset"  # reset -> ready (prepared) <-> selected
 
@@ -174,11 +206,14 @@ class SampledTrees:
         self._phase = "reset"
 
     @one_thread_at_a_time
-    def prepare(self, values, probs, legal, noise, noise_eps):
+    def prepare(self, values, probs, legal, noise, noise_eps, gumbel_noise=False):
         """Expands the B roots (starting a new search): ``values`` [B] f32 root v_hat (the depth-0 term of the root
         value), ``probs`` [B, N, A] f32 policy, ``legal`` [B, N, A] bool, ``noise`` [B, N, A] f32 or None (e.g.
-        Dirichlet samples) mixed in with weight ``noise_eps``."""
+        Dirichlet samples) mixed in with weight ``noise_eps``. The Gumbel root takes ``noise=None`` and
+        ``gumbel_noise``: True perturbs its joint log-prior with Gumbel noise (self-play, reanalysis), False
+        considers the K most probable joint actions (evaluation)."""
         B, N, A = self.num_roots, self.n_agents, self.n_actions
+        gumbel_noise = _checks.gumbel_noise_param(gumbel_noise, self._gumbel_root, noise)
         values = _checks.array("values", values, np.float32, (B,))
         probs = _checks.array("probs", probs, np.float32, (B, N, A))
         legal = _checks.array("legal", legal, np.bool_, (B, N, A))
@@ -193,6 +228,17 @@ class SampledTrees:
         noise_l = noise.tolist() if noise is not None else None
         one_minus_eps = 1.0 - noise_eps
         for b, tree in enumerate(self._trees):
+            tree.num_nodes = 1
+            tree.parent[0] = -1
+            tree.v_hat[0] = values_l[b]
+            tree.reward[0] = 0.0
+            tree.visits[0] = 0
+            tree.argmin = tree.argmax = -1
+            if self._gumbel_root:
+                self._gumbel_children(tree, [self._masked(probs_l[b][i], legal_l[b][i]) for i in range(N)],
+                                      gumbel_noise)
+                self._backup(tree, 0, values_l[b])
+                continue
             cdfs = []
             for i in range(N):
                 mask = legal_l[b][i]
@@ -203,12 +249,6 @@ class SampledTrees:
                 else:
                     weights = pi
                 cdfs.append(self._cdf(weights))
-            tree.num_nodes = 1
-            tree.parent[0] = -1
-            tree.v_hat[0] = values_l[b]
-            tree.reward[0] = 0.0
-            tree.visits[0] = 0
-            tree.argmin = tree.argmax = -1
             self._sample_children(tree, 0, cdfs)
             self._backup(tree, 0, values_l[b])
         self._sims_done = 0
@@ -247,7 +287,12 @@ class SampledTrees:
         parents = np.empty(self.num_roots, dtype=np.int32)
         actions = np.empty((self.num_roots, self.n_agents), dtype=np.int32)
         for b, tree in enumerate(self._trees):
-            if self._sims_done < tree.num_children[0]:
+            if self._gumbel_root:
+                node, edge = 0, self._halving_child(tree)
+                while tree.edge_child[edge] >= 0:
+                    node = tree.edge_child[edge]
+                    edge = node * K + self._select_child(tree, node)
+            elif self._sims_done < tree.num_children[0]:
                 node, edge = 0, self._sims_done  # root forcing: every sampled root child once, in order
             else:
                 node = 0
@@ -262,6 +307,125 @@ class SampledTrees:
             actions[b] = tree.edge_action[edge]
         self._phase = "selected"
         return parents, actions
+
+    def _halving_child(self, tree):
+        """Sequential Halving at the root: among the children whose visit count is the schedule's for this
+        simulation, the one with the largest g + log pi~ + sigma(completed Q) (first in order on ties)."""
+        target = self._halving[tree.num_children[0]][self._sims_done]
+        sigma = self._sigma(tree)[0]
+        best = -math.inf
+        choice = -1
+        for c in range(tree.num_children[0]):
+            child = tree.edge_child[c]
+            if (tree.visits[child] if child >= 0 else 0) != target:
+                continue
+            score = tree.root_score[c] + sigma[c]
+            if score > best:
+                best = score
+                choice = c
+        return choice
+
+    def _completed_q(self, tree):
+        """Gumbel MuZero's completed Q of the root children (Danihelka et al. 2022, Eq. 10 and App. D): the OS(lambda)
+        Q r + discount * V(child) where visited, else v_mix = (v_hat + sum_b N(b) / sum_{visited} pi(b) *
+        sum_{visited} pi(b) Q(b)) / (1 + sum_b N(b)), pi the joint prior pi~. Returns (completed Q, max_b N(b))."""
+        m = tree.num_children[0]
+        log_prior = tree.root_log_prior
+        top = log_prior[0]
+        for c in range(1, m):
+            if log_prior[c] > top:
+                top = log_prior[c]
+        q = [0.0] * m
+        visited = [False] * m
+        visit_sum = 0
+        max_visits = 0
+        weighted = 0.0
+        prior_sum = 0.0
+        for c in range(m):
+            child = tree.edge_child[c]
+            if child >= 0:
+                n = tree.visits[child]
+                q[c] = tree.reward[child] + self.discount * tree.value[child]
+                visited[c] = True
+                prior = math.exp(log_prior[c] - top)  # pi(b) up to a common factor, which cancels
+                weighted += prior * q[c]
+                prior_sum += prior
+                visit_sum += n
+                if n > max_visits:
+                    max_visits = n
+        v_mix = tree.v_hat[0]
+        if visit_sum > 0:
+            v_mix = (v_mix + visit_sum * (weighted / prior_sum)) / (1.0 + visit_sum)
+        for c in range(m):
+            if not visited[c]:
+                q[c] = v_mix
+        return q, max_visits
+
+    def _sigma(self, tree):
+        """sigma(q^) = (c_visit + max_b N(b)) * c_scale * q^ with q^ the completed Q min-max normalised over the root's
+        children (the range floored at value_delta_min, as the pUCT normaliser). Returns (sigma, completed Q)."""
+        q, max_visits = self._completed_q(tree)
+        lo = hi = q[0]
+        for value in q:
+            if value < lo:
+                lo = value
+            if value > hi:
+                hi = value
+        span = hi - lo
+        if span < self.value_delta_min:
+            span = self.value_delta_min
+        scale = (self.gumbel_c_visit + max_visits) * self.gumbel_c_scale
+        return [scale * ((value - lo) / span) for value in q], q
+
+    def _gumbel_children(self, tree, priors, gumbel_noise):
+        """The root's children: K distinct joint actions by Gumbel-top-k over the factorised prior pi~ (``priors``, N
+        rows [A], 0 where illegal), by stochastic beam search over the agents (Kool et al. 2019): a beam of at most
+        K partial joint actions with log-prior phi and perturbed value G, G(empty) ~ Gumbel(0); agent i extends
+        each entry by its legal actions, phi + log pi~^i(a), whose Gumbel perturbations are shifted so that their
+        maximum equals the entry's G (`truncated_gumbel`); the K largest G (earlier first on ties) stay. Without
+        noise G = phi, an exact top-K by joint prior. Children are stored in lexicographic order, prior =
+        pi~(a)."""
+        rng = tree.rng
+        K = self.sampled_actions
+        beam = [((), 0.0, gumbel(rng) if gumbel_noise else 0.0)]  # (prefix, phi, G)
+        for agent_prior in priors:
+            log_prior = [math.log(p) if p > 0.0 else 0.0 for p in agent_prior]
+            legal = [a for a in range(len(agent_prior)) if agent_prior[a] > 0.0]
+            best = []  # (G, prefix, phi), G descending, earlier first on ties
+            for prefix, phi, bound in beam:
+                value = {a: phi + log_prior[a] + gumbel(rng) if gumbel_noise else phi + log_prior[a] for a in legal}
+                maximum = -math.inf
+                for a in legal:
+                    if value[a] > maximum:
+                        maximum = value[a]
+                # The shift is increasing in the perturbed value, so only this entry's K best can enter the beam,
+                # in this order: the others' shifts are never computed.
+                order = []
+                for a in legal:
+                    pos = len(order)
+                    while pos > 0 and value[order[pos - 1]] < value[a]:
+                        pos -= 1
+                    if pos < K:
+                        order.insert(pos, a)
+                        del order[K:]
+                for a in order:
+                    score = truncated_gumbel(bound, maximum, value[a]) if gumbel_noise else value[a]
+                    pos = len(best)
+                    while pos > 0 and best[pos - 1][0] < score:
+                        pos -= 1
+                    if pos >= K:
+                        break
+                    best.insert(pos, (score, prefix + (a,), phi + log_prior[a]))
+                    del best[K:]
+            beam = [(prefix, phi, score) for score, prefix, phi in best]
+        beam.sort(key=lambda entry: entry[0])
+        tree.root_log_prior = [phi for _, phi, _ in beam]
+        tree.root_score = [score for _, _, score in beam]
+        for c, (prefix, phi, _) in enumerate(beam):
+            tree.edge_child[c] = -1
+            tree.edge_prior[c] = math.exp(phi)
+            tree.edge_action[c] = prefix
+        self._new_node_stats(tree, 0, len(beam))
 
     def _select_child(self, tree, node):
         n_parent = tree.visits[node] - 1  # N_s = sum of the children's visits
@@ -351,7 +515,11 @@ class SampledTrees:
             tree.edge_child[base + c] = -1
             tree.edge_prior[base + c] = counts[key] / self.sampled_actions
             tree.edge_action[base + c] = key
-        tree.num_children[node] = len(counts)
+        self._new_node_stats(tree, node, len(counts))
+
+    @staticmethod
+    def _new_node_stats(tree, node, num_children):
+        tree.num_children[node] = num_children
         tree.returns[node] = []
         tree.tops[node] = []
         tree.keeps[node] = []
@@ -460,23 +628,59 @@ class SampledTrees:
     def root_children(self):
         """Padded statistics of the sampled root children (K = sampled_actions slots, lexicographic order):
         ``actions`` [B, K, N] int32 (-1 pad), ``visits`` [B, K] int32, ``q_values`` [B, K] f32
-        (r + discount * V(child); 0 for unvisited children and padding), ``priors`` [B, K] f32, ``beta_hat``
-        [B, K] f32 (equal to ``priors`` with tau = 1, see the class docstring), ``num_children`` [B] int32."""
+        (r + discount * V(child); 0 for unvisited children and padding, the completed Q v_mix for the Gumbel
+        root's unvisited children), ``priors`` [B, K] f32, ``beta_hat`` [B, K] f32 (equal to ``priors`` with
+        tau = 1, see the class docstring; the Gumbel root: both the joint prior pi~(a)), ``num_children`` [B] int32,
+        ``policy_target`` [B, K] f32 (the visit shares n / sum n, computed in float32; the Gumbel root: the
+        improved policy softmax(log pi~ + sigma(completed Q)) over its children), ``selected`` [B] int32 (the most
+        visited child, first in order on ties; the Gumbel root: Sequential Halving's winner, the most visited
+        child with the largest g + log pi~ + sigma(completed Q))."""
         self._check_prepared("root_children")
         B, K, N = self.num_roots, self.sampled_actions, self.n_agents
         out = dict(actions=np.full((B, K, N), -1, dtype=np.int32), visits=np.zeros((B, K), dtype=np.int32),
                    q_values=np.zeros((B, K), dtype=np.float32), priors=np.zeros((B, K), dtype=np.float32),
-                   beta_hat=np.zeros((B, K), dtype=np.float32), num_children=np.zeros(B, dtype=np.int32))
+                   beta_hat=np.zeros((B, K), dtype=np.float32), num_children=np.zeros(B, dtype=np.int32),
+                   policy_target=np.zeros((B, K), dtype=np.float32), selected=np.zeros(B, dtype=np.int32))
         for b, tree in enumerate(self._trees):
-            out["num_children"][b] = tree.num_children[0]
-            for c in range(tree.num_children[0]):
+            m = tree.num_children[0]
+            out["num_children"][b] = m
+            for c in range(m):
                 out["actions"][b, c] = tree.edge_action[c]
                 out["priors"][b, c] = out["beta_hat"][b, c] = tree.edge_prior[c]
                 child = tree.edge_child[c]
                 if child >= 0:
                     out["visits"][b, c] = tree.visits[child]
                     out["q_values"][b, c] = tree.reward[child] + self.discount * tree.value[child]
+            visits = out["visits"][b]
+            if self._gumbel_root:
+                sigma, q = self._sigma(tree)
+                out["q_values"][b, :m] = q
+                out["policy_target"][b, :m] = self._improved_policy(tree.root_log_prior, sigma)
+                most = max(visits[:m])
+                best = -math.inf
+                for c in range(m):
+                    if visits[c] == most and tree.root_score[c] + sigma[c] > best:
+                        best = tree.root_score[c] + sigma[c]
+                        out["selected"][b] = c
+            else:
+                total = np.float32(max(int(visits.sum()), 1))
+                out["policy_target"][b] = visits.astype(np.float32) / total
+                out["selected"][b] = int(np.argmax(visits))
         return out
+
+    @staticmethod
+    def _improved_policy(log_prior, sigma):
+        """softmax(log pi~ + sigma(completed Q)) over the root's children (Danihelka et al. 2022, Eq. 11)."""
+        logits = [lp + s for lp, s in zip(log_prior, sigma)]
+        top = logits[0]
+        for x in logits:
+            if x > top:
+                top = x
+        weights = [math.exp(x - top) for x in logits]
+        total = 0.0
+        for w in weights:
+            total += w
+        return [w / total for w in weights]
 
     @one_thread_at_a_time
     def marginal_visits(self):

@@ -1,4 +1,5 @@
 """Batched search driver: MAZero's sampled joint-action MCTS over B roots with one network call per simulation.
+`root_search: gumbel` gives the trees Gumbel MuZero's root instead (docs/gumbel.md).
 
 Per search: one `initial_inference` on all roots, then per simulation one `select` over all trees, one gather of
 the parents' latents from a preallocated pool [S+1, B, N, H] with an index tensor, one batched
@@ -38,8 +39,16 @@ class SearchStats:
     """
     joint_actions: torch.Tensor  # [..., K, N] long: the sampled joint actions of the root, -1 padded
     visits: torch.Tensor  # [..., K] float: visit counts n(s, a), 0 for padding
-    q_values: torch.Tensor  # [..., K] float: r + gamma V^rho_lambda(child)
+    q_values: torch.Tensor  # [..., K] float: r + gamma V^rho_lambda(child); the Gumbel root: completed Q if unvisited
     network_value: torch.Tensor  # [...] float: the network's value v̂ of the root (the advantage baseline)
+    # [..., K] float: the policy target over the root's joint actions, 0 for padding: visit shares n / sum n (the
+    # sampled root), the improved policy softmax(log pi~ + sigma(completed Q)) (the Gumbel root). None (statistics
+    # stored before this field existed) means visit shares.
+    policy_target: torch.Tensor = None
+
+    def __post_init__(self):
+        if self.policy_target is None:
+            self.policy_target = self.visits / self.visits.sum(-1, keepdim=True).clamp(min=1.0)
 
     @staticmethod
     def scheme(sampled_actions, n_agents):
@@ -47,14 +56,15 @@ class SearchStats:
         return {"joint_actions": {"vshape": (sampled_actions, n_agents), "dtype": torch.long},
                 "visits": {"vshape": (sampled_actions,)},
                 "q_values": {"vshape": (sampled_actions,)},
-                "network_value": {"vshape": (1,)}}
+                "network_value": {"vshape": (1,)},
+                "policy_target": {"vshape": (sampled_actions,)}}
 
     @classmethod
     def padding(cls, shape, sampled_actions, n_agents):
         """Statistics of `shape` roots that were never searched: no sampled joint action (-1), zeros."""
         return cls(joint_actions=torch.full((*shape, sampled_actions, n_agents), -1, dtype=torch.long),
                    visits=torch.zeros(*shape, sampled_actions), q_values=torch.zeros(*shape, sampled_actions),
-                   network_value=torch.zeros(shape))
+                   network_value=torch.zeros(shape), policy_target=torch.zeros(*shape, sampled_actions))
 
     @classmethod
     def from_episode_batch(cls, batch, index):
@@ -93,6 +103,13 @@ class SearchResult:
     root_values: np.ndarray  # [B] V^rho_lambda(root)
     policy_logits: torch.Tensor  # [B, N, A] network policy at the root ([B, 1, A^N] for agent: mazero_flat)
     num_children: np.ndarray  # [B] |T(root)|
+    # [B] long: the joint action to act with, an index into K: the most visited (first on ties) for the sampled
+    # root, Sequential Halving's winner for the Gumbel root; None means the most visited
+    selected: torch.Tensor = None
+
+    def __post_init__(self):
+        if self.selected is None:
+            self.selected = self.stats.visits.argmax(-1)
 
 
 class SearchNetwork(nn.Module):
@@ -164,7 +181,10 @@ class MCTSSearch:
         self.sampled_actions = args.sampled_actions
         self.tree_kwargs = dict(rho=args.os_rho, lam=args.os_lambda, discount=args.gamma,
                                 pb_c_base=args.pb_c_base, pb_c_init=args.pb_c_init,
-                                value_delta_min=args.value_delta_min, use_os_lambda=args.use_os_lambda)
+                                value_delta_min=args.value_delta_min, use_os_lambda=args.use_os_lambda,
+                                root_search=args.root_search, gumbel_c_visit=args.gumbel_c_visit,
+                                gumbel_c_scale=args.gumbel_c_scale)
+        self.gumbel_root = args.root_search == "gumbel"
         self.dirichlet_alpha = args.root_dirichlet_alpha
         self.exploration_fraction = args.root_exploration_fraction
         self.value_support_size = args.value_support_size
@@ -235,9 +255,10 @@ class MCTSSearch:
 
         model: a MAZero-family model (put in eval mode by the caller), on any device; inputs [B, N, D] float
         tensor (moved to the model's device); legal [B, N, A] bool (numpy or tensor), each agent needs at least
-        one legal action; add_noise: root Dirichlet noise (self-play and reanalysis) or none (evaluation). The tree
-        runs in `model.action_space` on the CPU; the result's joint actions are per-agent actions [B, K, N], and
-        the result is on the CPU except `policy_logits` (on the model's device).
+        one legal action; add_noise: root Dirichlet noise, or Gumbel noise for the Gumbel root (self-play and
+        reanalysis), or none (evaluation). The tree runs in `model.action_space` on the CPU; the result's joint
+        actions are per-agent actions [B, K, N], and the result is on the CPU except `policy_logits` (on the
+        model's device).
         """
         legal = torch.as_tensor(legal).bool()
         B = legal.shape[0]
@@ -250,10 +271,13 @@ class MCTSSearch:
         F, A = space.n_factors, space.factor_size
         latent, policy_logits, block = network.root(inputs)
         pred_values, probs = split_block(block, [(), (F, A)])
-        noise = self.rng.dirichlet(np.full(A, self.dirichlet_alpha),
-                                   size=(B, F)).astype(np.float32) if add_noise else None
         trees = self._new_trees(B, space)
-        trees.prepare(pred_values, probs, space.legal(legal).numpy(), noise, self.exploration_fraction)
+        if self.gumbel_root:  # its noise is the Gumbel perturbation, drawn by the trees
+            trees.prepare(pred_values, probs, space.legal(legal).numpy(), None, 0.0, gumbel_noise=add_noise)
+        else:
+            noise = self.rng.dirichlet(np.full(A, self.dirichlet_alpha),
+                                       size=(B, F)).astype(np.float32) if add_noise else None
+            trees.prepare(pred_values, probs, space.legal(legal).numpy(), noise, self.exploration_fraction)
 
         pool = self._pool_for(B, latent)
         pool[0] = latent
@@ -273,8 +297,10 @@ class MCTSSearch:
         stats = SearchStats(joint_actions=joint_actions,
                             visits=torch.from_numpy(np.asarray(children["visits"], dtype=np.float32)),
                             q_values=torch.from_numpy(np.asarray(children["q_values"], dtype=np.float32)),
-                            network_value=torch.from_numpy(pred_values))
+                            network_value=torch.from_numpy(pred_values),
+                            policy_target=torch.from_numpy(np.asarray(children["policy_target"], dtype=np.float32)))
         return SearchResult(stats=stats, root_values=np.asarray(trees.root_values(), dtype=np.float32),
                             policy_logits=policy_logits,
-                            num_children=np.asarray(children["num_children"], dtype=np.int64))
+                            num_children=np.asarray(children["num_children"], dtype=np.int64),
+                            selected=torch.from_numpy(np.asarray(children["selected"], dtype=np.int64)))
 

@@ -18,6 +18,7 @@ from modules.agents import REGISTRY as agent_REGISTRY
 from modules.mixers import REGISTRY as mixer_REGISTRY
 from runners import REGISTRY as runner_REGISTRY
 from utils.checkpoint import CheckpointError, load_checkpoint
+from utils.divergence import DivergenceError
 from utils.logging import Logger
 from utils.run_identity import trained_on, unique_token
 from utils.timehelper import time_left, time_str
@@ -57,11 +58,6 @@ def args_sanity_check(config, log):
         config["use_cuda"] = False
         log.info("use_cuda is True but no CUDA device is available: running on CPU")
     batch_size_run = config["batch_size_run"]
-    if config["test_nepisode"] < batch_size_run:
-        config["test_nepisode"] = batch_size_run
-    else:
-        # test runs collect batch_size_run episodes each
-        config["test_nepisode"] = (config["test_nepisode"] // batch_size_run) * batch_size_run
     if config["runner"] == "episode" and batch_size_run != 1:
         raise ValueError(f"runner 'episode' needs batch_size_run 1, got {batch_size_run}; use runner=parallel")
     return config
@@ -131,11 +127,18 @@ def env_scheme(args, runner):
 
 
 def run(loop_cls, _run, _config, _log):
-    """The entry of every run loop (REGISTRY binds loop_cls): args and logger around run_sequential."""
+    """The entry of every run loop (REGISTRY binds loop_cls): args and logger around run_sequential. A diverged
+    run stops with one line, its record FAILED with `diverged` in info.json (tools.results never counts it); so
+    does a run whose checkpoint cannot be written (disk full) or read safely."""
     args = make_args(_config, _log)
     logger = setup_logger(_run, _log, args)
     try:
         run_sequential(loop_cls, args, logger)
+    except DivergenceError as exc:
+        logger.record_divergence(exc.t_env, str(exc))
+        raise SystemExit(f"ERROR: {exc}") from None
+    except CheckpointError as exc:  # a full disk while saving, an unsafe file while resuming: one line, FAILED
+        raise SystemExit(f"ERROR: {exc}") from None
     finally:
         logger.finish()
 
@@ -147,13 +150,17 @@ def run_sequential(loop_cls, args, logger):
     try:
         loop = loop_cls(args, logger, runner)
         counters = LoopCounters(episode=0, last_test_T=-args.test_interval - 1, last_log_T=0, last_save_T=0)
+        resumed_from = None
         if args.checkpoint_path:
             counters = loop.restore(counters)
+            resumed_from = {"unique_token": os.path.basename(os.path.normpath(args.checkpoint_path)),
+                            "checkpoint_path": args.checkpoint_path, "t_env": int(runner.t_env)}
         elif args.evaluate:
             logger.console_logger.warning("evaluate=True without checkpoint_path: evaluating an untrained model")
         if args.evaluate:
             evaluate_sequential(args, runner, logger)
         else:
+            logger.record_identity(args.unique_token, resumed_from)
             train_sequential(args, logger, runner, loop, counters)
     finally:
         if loop is not None:
@@ -199,6 +206,7 @@ def train_sequential(args, logger, runner, loop, counters):
         if args.save_model and (runner.t_env - counters.last_save_T >= args.save_model_interval
                                 or counters.last_save_T == 0):
             counters.last_save_T = runner.t_env
+            logger.flush_records(runner.t_env)  # the record reaches this t_env before the checkpoint exists
             loop.save(counters)
     finish_training(args, logger, runner, loop, counters, progress)
 
@@ -220,6 +228,7 @@ def finish_training(args, logger, runner, loop, counters, progress):
         counters.last_log_T = t_env
     if args.save_model and (finished_now or counters.last_save_T != t_env):
         counters.last_save_T = t_env
+        logger.flush_records(t_env)
         loop.save(counters)
     logger.info("Finished training")
 
@@ -251,8 +260,9 @@ def load_models(args, learner, logger):
 
 
 def run_test_episodes(args, runner):
-    """`test_nepisode` greedy episodes; the runner logs test_* stats after the last one."""
-    for _ in range(max(1, args.test_nepisode // runner.batch_size)):
+    """Exactly `test_nepisode` greedy episodes: whole batches of the runner's envs, of which the last counts only
+    the episodes still missing; the runner logs test_* stats after the last one."""
+    for _ in range(-(-args.test_nepisode // runner.batch_size)):
         runner.run(test_mode=True)
 
 

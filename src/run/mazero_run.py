@@ -1,19 +1,25 @@
-"""The `mazero` run loop's steps: synchronous collect / train like the official `train_sync` (docs/mazero.md,
-"Run loop"); the cycle (test, log and checkpoint timing) is run.common.train_sequential.
+"""The `mazero` run loop's steps (docs/mazero.md, "Run loop"); the cycle (test, log and checkpoint timing) is
+run.common.train_sequential.
 
-Each cycle collects one episode in each of the `batch_size_run` envs through the harness's runner (the mazero_mac
-searches for every acting env at every step), stores the episodes transition by transition in MAZero's
-prioritised replay, then trains until updates = updates_per_env_step * t_env (training starts once `batch_size`
-transitions are stored).
+Each cycle collects one episode in each of the `batch_size_run` envs, stores the episodes transition by transition
+in MAZero's prioritised replay, then trains until updates = updates_per_env_step * t_env (training starts once
+`batch_size` transitions are stored). With `selfplay_workers: 0` (the default, like the official `train_sync`) the
+harness's runner collects in this process (the mazero_mac searches for every acting env at every step) while
+nothing trains; with N >= 1 the batch comes from the first of N self-play actors to finish one
+(run/mazero_selfplay.py), which collect beside the learner (docs/mazero_scaleout.md, "Pipelined run"). Training is
+the data path this loop drives (learners/mazero_feed.py): replay -> reanalysis -> learner.update(batch, targets) ->
+priorities back to the replay.
 
 The log states where wall-clock goes (self-play search, env stepping and batch bookkeeping, reanalysis search,
 gradient steps, evaluation) so that users can size the budget keys (num_simulations, sampled_actions, batch_size,
 reanalyse_ratio, updates_per_env_step).
 
 Checkpoints hold everything a run needs to continue exactly ("Exact resume" in docs/mazero.md): the learner's
-files, the replay buffer (`replay.th`) and `run_state.th` (the state_dict of the loop counters, runner, controller,
-learner and logger, and every global RNG stream). They are taken at the end of a loop cycle, between runner.run()
-calls, and the last KEEP_CHECKPOINTS are kept.
+files, the reanalysis queue, the replay buffer (`replay.th`) and `run_state.th` (the state_dict of the loop
+counters, runner, controller, learner and logger, and every global RNG stream). They are taken at the end of a loop
+cycle, between runner.run() calls, and the last KEEP_CHECKPOINTS are kept. A pipelined run's checkpoint does not
+hold the episodes its actors are collecting: they are dropped (the log and the record's
+`checkpoint_episodes_dropped` say how many) and a resumed run's actors collect anew.
 """
 import os
 import random
@@ -26,34 +32,33 @@ import torch
 
 from components.mazero_replay import MAZeroReplayBuffer
 from learners import REGISTRY as le_REGISTRY
-from mcts.search import SearchStats
-from run.common import LoopCounters, env_scheme, load_models, models_dir, run_test_episodes
-from utils.checkpoint import find_checkpoint, save_checkpoint
+from learners.mazero_feed import TrainingFeed
+from run.common import LoopCounters, load_models, models_dir, run_test_episodes
+from run.mazero_selfplay import SelfPlayActors, build_mac, episode_records
+from utils.checkpoint import find_checkpoint, load_state, save_checkpoint
 from utils.run_identity import trained_on
 
-PROFILE_PARTS = ("selfplay_search", "env", "reanalyse_search", "gradient", "test")
+# selfplay_wait: the learner's wait for the self-play actors' next batch (selfplay_workers >= 1)
+PROFILE_PARTS = ("selfplay_search", "env", "selfplay_wait", "reanalyse_search", "gradient", "test")
 KEEP_CHECKPOINTS = 2
 REPLAY_FILE = "replay.th"
 RUN_STATE_FILE = "run_state.th"
 
 
-def store_episodes(episode_batch, mac, buffer):
-    """Moves every episode of a runner batch into the transition-level replay."""
-    inputs = mac.build_inputs(episode_batch, slice(None))  # [B, T_max + 1, N, D]
-    lengths = episode_batch["filled"][:, :, 0].sum(1) - 1  # filled rows = transitions + the final observation
-    actions = episode_batch["actions"][..., 0]
-    avail = episode_batch["avail_actions"].bool()
-    rewards = episode_batch["reward"][..., 0]
-    terminated = episode_batch["terminated"][..., 0]
-    for b, T in enumerate(lengths.tolist()):
-        buffer.add_episode(inputs[b, :T + 1], actions[b, :T], avail[b, :T + 1], rewards[b, :T],
-                           bool(terminated[b, T - 1]), SearchStats.from_episode_batch(episode_batch, (b, slice(0, T))))
+def store_episodes(episodes, buffer):
+    """Moves episodes (episode_records) into the transition-level replay; returns the transitions stored."""
+    for episode in episodes:
+        buffer.add_episode(*episode)
+    return sum(len(actions) for _, actions, *_ in episodes)
 
 
-def save_run_state(path, counters, runner, mac, learner, buffer, logger):
-    """Writes the replay buffer and everything else a resumed run needs besides the learner's files."""
+def save_run_state(path, counters, runner, mac, learner, buffer, logger, selfplay=None):
+    """Writes the replay buffer and everything else a resumed run needs besides the learner's files; `selfplay`:
+    what a pipelined run's checkpoint says of its actors (the episodes in flight it dropped)."""
     torch.save(buffer.state_dict(), f"{path}/{REPLAY_FILE}")
+    extra = {} if selfplay is None else {"selfplay": selfplay}
     torch.save({
+        **extra,
         "counters": asdict(counters),
         "runner": runner.state_dict(),
         "mac": mac.state_dict(),
@@ -83,11 +88,11 @@ def upgrade_run_state(state):
 def load_run_state(path, runner, mac, learner, buffer, logger):
     """Restores save_run_state(path, ...) and returns the LoopCounters; the learner's files are loaded already."""
     try:
-        state = upgrade_run_state(torch.load(f"{path}/{RUN_STATE_FILE}", weights_only=False))
+        state = upgrade_run_state(load_state(f"{path}/{RUN_STATE_FILE}"))
     except FileNotFoundError:
         raise SystemExit(f"ERROR: checkpoint {path} has no {RUN_STATE_FILE} (written before exact resume "
                          f"existed): it can be evaluated (evaluate=True) but not resumed") from None
-    buffer.load_state_dict(torch.load(f"{path}/{REPLAY_FILE}", weights_only=False))
+    buffer.load_state_dict(load_state(f"{path}/{REPLAY_FILE}"))
     if not runner.load_state_dict(state["runner"]):
         logger.info(f"env {runner.args.env!r} exposes no RNG state: its envs continue from their seeds (exact "
                     f"for deterministic envs such as the matrix games)")
@@ -146,6 +151,7 @@ class TimeProfile:
         updates_per_s = (updates - self.updates_start) / wall
         logger.log_stat("env_steps_per_second", env_steps_per_s, t_env)
         logger.log_stat("updates_per_second", updates_per_s, t_env)
+        logger.log_stat("replay_ratio", updates / max(t_env, 1), t_env)  # updates per env step since t_env 0
         shares = ", ".join(f"{part} {100 * self.seconds[part] / wall:.1f}%" for part in PROFILE_PARTS)
         logger.info(f"MAZero time profile after {wall:.0f} s: {shares}; other "
                     f"{100 * (1 - sum(self.seconds.values()) / wall):.1f}% | {env_steps_per_s:.1f} env steps/s, "
@@ -155,40 +161,59 @@ class TimeProfile:
 class MAZeroLoop:
     def __init__(self, args, logger, runner):
         self.args, self.logger, self.runner = args, logger, runner
-        _, mac_cls, (scheme, groups, preprocess) = env_scheme(args, runner)
-        missing = [field for field in SearchStats.scheme(args.sampled_actions, args.n_agents) if field not in scheme]
-        if missing:
-            raise ValueError(f"run 'mazero' needs a controller that stores the search statistics {missing} "
-                             f"(mac: mazero_mac), got mac {args.mac!r}")
-        self.mac = mac_cls(scheme, groups, args)
-        runner.setup(scheme=scheme, groups=groups, preprocess=preprocess, mac=self.mac)
+        # With selfplay_workers >= 1 this controller and the runner's envs play only the test episodes.
+        self.mac, scheme = build_mac(args, runner)
         self.learner = le_REGISTRY[args.learner](self.mac, scheme, logger, args)
         self.buffer = MAZeroReplayBuffer(args.buffer_size, args.n_agents, self.mac.input_shape, args.n_actions,
                                          args.sampled_actions, args.per_alpha, args.seed)
         warn_if_replay_exceeds_memory(self.buffer, logger)
+        self.feed = TrainingFeed(args, self.buffer, self.learner)  # replay -> reanalysis -> update -> priorities
+        self.actors = None  # the self-play actors (selfplay_workers >= 1), started by start()
+        self.weights_sent_at = 0  # update count of the weights the actors were last sent
         self.profile = None
 
     def restore(self, counters):
-        """Loads the learner's files and, unless evaluating, the replay and run state for an exact resume."""
+        """Loads the learner's files and, unless evaluating, the reanalysis queue, the replay and run state for an
+        exact resume."""
         self.runner.t_env = load_models(self.args, self.learner, self.logger)
         if self.args.evaluate:
             return counters
         path, _ = find_checkpoint(self.args.checkpoint_path, self.args.load_step)
+        self.feed.load(path)
         return load_run_state(path, self.runner, self.mac, self.learner, self.buffer, self.logger)
 
     def start(self):
+        if self.args.selfplay_workers > 0:
+            self.actors = SelfPlayActors(self.args, self.runner.t_env)  # returns once the actors are up
+            self.send_weights()
+            self.actors.request_all(self.learner.update_count > 0)
         self.profile = TimeProfile(self.runner.t_env, self.learner.update_count)
 
+    def send_weights(self):
+        self.actors.refresh(self.learner.model)
+        self.weights_sent_at = self.learner.update_count
+
     def collect(self):
-        self.mac.set_training_started(self.learner.update_count > 0)
-        with self.profile.measure("env", self.mac):
-            store_episodes(self.runner.run(test_mode=False), self.mac, self.buffer)
+        training_started = self.learner.update_count > 0
+        if self.actors is None:
+            self.mac.set_training_started(training_started)
+            with self.profile.measure("env", self.mac):
+                store_episodes(episode_records(self.runner.run(test_mode=False), self.mac), self.buffer)
+            return
+        with self.profile.measure("selfplay_wait"):
+            episodes, runner_stats = self.actors.next_batch(training_started)
+            self.runner.t_env += store_episodes(episodes, self.buffer)  # t_env: the env steps stored
+        for key, value in runner_stats:  # the actors' returns and env statistics, on the run's env-step axis
+            self.logger.log_stat(key, value, self.runner.t_env)
 
     def train(self, episode):
-        with self.profile.measure("gradient", self.learner):
+        with self.profile.measure("gradient", self.feed):
             while (self.learner.update_count < int(self.args.updates_per_env_step * self.runner.t_env)
                    and self.buffer.can_sample(self.args.batch_size)):
-                self.learner.train(self.buffer, self.runner.t_env)
+                self.feed.train_step(self.runner.t_env)
+                if self.actors is not None and (self.learner.update_count - self.weights_sent_at
+                                                >= self.args.selfplay_refresh):
+                    self.send_weights()
 
     def test(self):
         with self.profile.measure("test"):
@@ -196,16 +221,30 @@ class MAZeroLoop:
 
     def log(self, t_env):
         self.profile.log(self.logger, t_env, self.learner.update_count)
+        if self.actors is not None:
+            self.logger.log_stat("selfplay_actor_restarts", self.actors.restarts, t_env)
+            self.logger.log_stat("selfplay_actor_search_seconds", self.actors.search_seconds, t_env)
 
     def save(self, counters):
+        selfplay = None
+        if self.actors is not None:
+            selfplay = {"episodes_in_flight_dropped": self.actors.in_flight_episodes()}
+            self.logger.log_stat("checkpoint_episodes_dropped", selfplay["episodes_in_flight_dropped"],
+                                 self.runner.t_env)
+
         def write(path):
             self.learner.save_models(path)
-            save_run_state(path, counters, self.runner, self.mac, self.learner, self.buffer, self.logger)
+            self.feed.save(path)
+            save_run_state(path, counters, self.runner, self.mac, self.learner, self.buffer, self.logger, selfplay)
 
         path = save_checkpoint(models_dir(self.args), self.runner.t_env, write, keep=KEEP_CHECKPOINTS,
                                trained_on=trained_on(self.args))
-        self.logger.info(f"Saved checkpoint ({self.buffer.num_transitions} transitions in replay) to {path}")
+        dropped = "" if selfplay is None else (f"; {selfplay['episodes_in_flight_dropped']} episodes the self-play "
+                                               f"actors are collecting are not in it (a resume collects anew)")
+        self.logger.info(f"Saved checkpoint ({self.buffer.num_transitions} transitions in replay) to {path}{dropped}")
         self.logger.save_to_wandb(path, self.runner.t_env)
 
     def close(self):
-        self.learner.close()  # the reanalysis workers (reanalyse_workers >= 1)
+        if self.actors is not None:
+            self.actors.close()
+        self.feed.close()  # the reanalysis workers (reanalyse_workers >= 1)

@@ -102,7 +102,7 @@ class ParallelRunner:
         episode_lengths = np.zeros(B, dtype=np.int64)
         running = np.ones(B, dtype=bool)  # env still in its episode
         acting = np.ones(B, dtype=bool)  # env has an observation at step t that needs an action
-        final_infos = []
+        final_infos = [{} for _ in range(B)]  # each env's info at its episode's end
         while True:
             bs = np.flatnonzero(acting)
             with torch.no_grad():
@@ -128,7 +128,7 @@ class ParallelRunner:
                 episode_lengths[i] += 1
                 if terminated[i]:
                     running[i] = False
-                    final_infos.append(infos[i])
+                    final_infos[i] = infos[i]
                 stored_terminated.append(bool(terminated[i]) and not infos[i].get("episode_limit", False))
             self.batch.update({"reward": rewards[stepped], "terminated": stored_terminated}, bs=stepped,
                               ts=self.t, mark_filled=False)
@@ -154,6 +154,10 @@ class ParallelRunner:
         )
 
     def _record_episodes(self, episode_returns, episode_lengths, final_infos, test_mode):
+        if test_mode:  # the last test batch counts only the episodes test_nepisode still needs
+            missing = self.args.test_nepisode - len(self.test_returns)
+            episode_returns, episode_lengths = episode_returns[:missing], episode_lengths[:missing]
+            final_infos = final_infos[:missing]
         stats = self.test_stats if test_mode else self.train_stats
         returns = self.test_returns if test_mode else self.train_returns
         for info in final_infos:
@@ -164,8 +168,7 @@ class ParallelRunner:
         stats["ep_length"] = stats.get("ep_length", 0) + int(episode_lengths.sum())
         returns.extend(episode_returns.tolist())
 
-        n_test_episodes = max(1, self.args.test_nepisode // self.batch_size) * self.batch_size
-        if test_mode and len(self.test_returns) >= n_test_episodes:
+        if test_mode and len(self.test_returns) >= self.args.test_nepisode:
             self._log(self.test_returns, self.test_stats, "test_")
         elif not test_mode and self.t_env - self.log_train_stats_t >= self.args.runner_log_interval:
             self._log(self.train_returns, self.train_stats, "")

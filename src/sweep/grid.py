@@ -26,6 +26,7 @@ import yaml
 
 import config_loader
 import main
+from config_checks import ConfigValueError
 
 GRID_KEYS = ("configs", "env_configs", "maps", "seeds", "with", "config_with", "variants", "grid")
 # keys the sweep sets itself, one value per run
@@ -183,7 +184,8 @@ def load_grid(path):
 
 
 def _check_runs(specs, path):
-    """Unknown `with` keys (main.py's check, per config pair) and duplicate run names, before anything runs."""
+    """Unknown `with` keys and bad values (main.py's checks, per config pair) and duplicate run names, before
+    anything runs."""
     names = [spec.name for spec in specs]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
@@ -199,6 +201,7 @@ def _check_runs(specs, path):
                 raise GridError(f"{path}: {exc}") from None
         try:
             main.check_update_keys(merged[key], spec.updates)
-        except config_loader.UsageError as exc:
+            main.check_update_values(merged[key], spec.updates)
+        except (config_loader.UsageError, ConfigValueError) as exc:
             raise GridError(f"{path}: run {spec.name}: {exc}") from None
         spec.resumable = main.effective(merged[key], spec.updates, "run") == "mazero"

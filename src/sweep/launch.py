@@ -13,7 +13,7 @@ from sweep.records import export_record
 from sweep.run_folder import RunFolder, read_json
 
 REPO_ROOT = os.path.dirname(config_loader.SRC_DIR)
-INTERRUPT_GRACE_SECONDS = 60  # time a run gets after SIGINT to write its INTERRUPTED record before SIGKILL
+INTERRUPT_GRACE_SECONDS = 60  # time a run gets after SIGTERM to write its INTERRUPTED record before SIGKILL
 
 
 @dataclass
@@ -103,7 +103,9 @@ class Launcher:
         if self.stopping.is_set():
             return Outcome(spec.name, "interrupted", "not started")
         if not folder.lock():
-            return Outcome(spec.name, "skipped", "running in another sweep process")
+            holder = folder.lock_holder()
+            return Outcome(spec.name, "skipped", f"still running ({holder or 'another sweep process'}); not resumed "
+                                                 f"while it runs")
         try:
             plan = plan_run(spec, folder, self.records_dir)
             if plan.action == "conflict":
@@ -140,13 +142,15 @@ class Launcher:
                 open(os.path.join(folder.path, "stderr.txt"), "ab") as err:
             err.write(f"=== sweep attempt {time.strftime('%Y-%m-%d %H:%M:%S')}: {_shell(command)}\n".encode())
             err.flush()
-            # own session: a terminal's Ctrl-C reaches the sweep only, which interrupts each run once (stop())
+            # own session: a terminal's Ctrl-C reaches the sweep only, which interrupts each run once (stop());
+            # the run inherits the folder's lock, so it stays locked while the run lives, even if the sweep dies
             child = subprocess.Popen(command, cwd=REPO_ROOT, stdout=out, stderr=err, start_new_session=True,
-                                     env=dict(os.environ, PYTHONUNBUFFERED="1"))
+                                     env=dict(os.environ, PYTHONUNBUFFERED="1"), pass_fds=(folder.lock_fd(),))
+            folder.note_lock_holder(f"sweep pid {os.getpid()}, run pid {child.pid}")
             with self.children_lock:
                 self.children.add(child)
                 if self.stopping.is_set():  # stop() came between the check in run() and the start
-                    child.send_signal(signal.SIGINT)
+                    child.send_signal(signal.SIGTERM)
             try:
                 return child.wait()
             finally:
@@ -168,13 +172,14 @@ class Launcher:
         return outcome
 
     def stop(self):
-        """SIGINT to every running run (Sacred then records INTERRUPTED), SIGKILL after the grace period."""
+        """SIGTERM to every running run (main.py stops as on Ctrl-C and Sacred records INTERRUPTED; SIGINT could be
+        ignored by a run whose sweep was started in the background by a script), SIGKILL after the grace period."""
         self.stopping.set()
         with self.children_lock:
             children = list(self.children)
         for child in children:
             if child.poll() is None:
-                child.send_signal(signal.SIGINT)
+                child.send_signal(signal.SIGTERM)
         deadline = time.time() + INTERRUPT_GRACE_SECONDS
         for child in children:
             try:

@@ -73,20 +73,35 @@ class RunFolder:
                 windows.append((datetime.fromisoformat(run["start_time"]), datetime.fromisoformat(run["heartbeat"])))
         return windows
 
-    def resume_checkpoint(self):
-        """(models/<token> folder, t_env) of the newest checkpoint whose metrics Sacred flushed, or None.
+    def records_complete_to(self):
+        """{checkpoint token: t_env} from the records' info.json: the run with that unique_token wrote every metric
+        up to that t_env before writing its checkpoint there (utils.logging.Logger.flush_records)."""
+        complete = {}
+        for sacred_id in self.sacred_ids():
+            info = read_json(os.path.join(self.record(sacred_id), "info.json")) or {}
+            token, t_env = info.get("unique_token"), info.get("record_complete_to")
+            if isinstance(token, str) and isinstance(t_env, int):
+                complete[token] = max(t_env, complete.get(token, t_env))
+        return complete
 
-        Sacred writes metrics.json at each heartbeat (every 10 s by default), so a killed run's record ends at
-        its last heartbeat: only a checkpoint written inside some record's (start, last heartbeat) window has
-        every metric up to its t_env on disk. Tokens are listed, not rebuilt: each attempt has its own folder.
+    def resume_checkpoint(self):
+        """(models/<token> folder, t_env) of the newest checkpoint whose metrics reached disk, or None.
+
+        The run writes its record before each checkpoint and notes that in info.json (`record_complete_to`), so
+        every checkpoint of such a run qualifies. For runs from before that note, Sacred wrote metrics.json only at
+        each heartbeat (every 10 s by default), so a killed run's record ends at its last heartbeat: only a
+        checkpoint written inside some record's (start, last heartbeat) window has every metric up to its t_env on
+        disk. Tokens are listed, not rebuilt: each attempt has its own folder.
         """
         windows = self.heartbeat_windows()
+        complete = self.records_complete_to()
         best = None
         for token in self.model_tokens():
             folder = os.path.join(self.path, "models", token)
             for step in list_checkpoints(folder) if os.path.isdir(folder) else []:
                 written = _utc_mtime(os.path.join(folder, str(step)))
-                if any(start <= written <= beat for start, beat in windows) and (best is None or step > best[1]):
+                usable = step <= complete.get(token, -1) or any(start <= written <= beat for start, beat in windows)
+                if usable and (best is None or step > best[1]):
                     best = (folder, step)
         return best
 
@@ -123,15 +138,37 @@ class RunFolder:
                 "models": [m for m in models_now if m not in attempt["models_before"]]}
 
     def lock(self):
-        """Takes the folder's lock; False when another sweep process is running this run right now."""
+        """Takes the folder's lock; False when another sweep process, or a run started by one (the run's process
+        inherits the lock, see `lock_fd`), is running this run right now."""
         os.makedirs(self.path, exist_ok=True)
-        self.lock_file = open(os.path.join(self.path, LOCK), "w")
+        self.lock_file = open(os.path.join(self.path, LOCK), "a+")
         try:
             fcntl.flock(self.lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self.unlock()
             return False
+        self.note_lock_holder(f"sweep pid {os.getpid()}")
         return True
+
+    def note_lock_holder(self, text):
+        """Writes who holds the lock into the lock file (read back by `lock_holder` for the skip message)."""
+        self.lock_file.seek(0)
+        self.lock_file.truncate()
+        self.lock_file.write(text + "\n")
+        self.lock_file.flush()
+
+    def lock_fd(self):
+        """The lock's file descriptor: a run process started with it open holds the lock until it exits, so a
+        sweep that was killed cannot have its still-running runs resumed a second time by the next sweep."""
+        return self.lock_file.fileno()
+
+    def lock_holder(self):
+        """Who holds the lock, as written by the holder ('sweep pid 12, run pid 34'), or '' if unknown."""
+        try:
+            with open(os.path.join(self.path, LOCK)) as f:
+                return f.read().strip()
+        except OSError:
+            return ""
 
     def unlock(self):
         if self.lock_file is not None:

@@ -10,11 +10,20 @@ Each checkpoint holds `checkpoint.json`: the size of every file in it (a truncat
 before torch reads it) and what it was trained on (utils.run_identity.trained_on). `load_checkpoint` refuses, in
 one line, a checkpoint made for another env, map, agent count or algorithm, and skips a damaged one with a warning
 for the next older loadable one. Checkpoints from before `checkpoint.json` load unchecked.
+
+Every file is read with `load_state`: torch.load(weights_only=True), which builds tensors, numbers, strings and
+plain containers only, so a shared checkpoint cannot run code when it is opened (a pickle can). Allowed besides
+those: numpy arrays (the replay's arrays, numpy's RNG state) and the types a caller names.
 """
+import errno
 import json
 import os
+import pickle
 import shutil
 import tempfile
+
+import numpy as np
+import torch
 
 from utils.run_identity import mismatch
 
@@ -23,6 +32,59 @@ MANIFEST = "checkpoint.json"
 
 class CheckpointError(Exception):
     """No loadable checkpoint, or one made for another run; the message is one line naming the path."""
+
+
+class DiskFullError(CheckpointError):
+    """The file system ran out of space while a checkpoint was written; the message names the folder."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint file that holds objects other than tensors, numbers, strings, containers and allowed types."""
+
+
+# what a numpy array of numbers unpickles through: the reconstruct function, the array type, np.dtype and the dtype
+# classes of booleans, integers and floats (no object dtype: its elements would be arbitrary pickles)
+NUMPY_ARRAY_TYPES = (np._core.multiarray._reconstruct, np.ndarray, np.dtype,
+                     *(type(np.dtype(code)) for code in "?bBhHiIlLqQefd"))
+
+
+def refused_global(exc):
+    """What torch's weights_only error says was refused ('Unsupported global: GLOBAL posix.system ...'), without
+    the general advice around it."""
+    lines = [line.strip() for line in str(exc).splitlines()]
+    for line in lines:
+        if "WeightsUnpickler error:" in line:
+            return line.split("WeightsUnpickler error:", 1)[1].split(" Please use", 1)[0].strip()[:300]
+    for line in lines:
+        if "unsupported global" in line.lower():
+            return line[:300]
+    return first_line(exc)
+
+
+def refused(exc):
+    """True when exc is torch's weights_only loader refusing a type (not a damaged file, which it reports as an
+    UnpicklingError too)."""
+    text = str(exc).lower()
+    return isinstance(exc, pickle.UnpicklingError) and ("global" in text or "allowlisted" in text)
+
+
+def unsafe(what, exc):
+    """The one-line refusal of a file (or checkpoint folder) that torch's weights_only loader refused with exc."""
+    return (f"refusing to load {what}: it holds objects other than tensors, numbers and containers "
+            f"({refused_global(exc)}); unpickling them could run code (docs/harness.md, Checkpoints)")
+
+
+def load_state(path, allowed=()):
+    """torch.load(path) on the CPU with weights_only=True, numpy arrays and the `allowed` types (classes whose
+    instances the file may hold, e.g. dataclasses of tensors) allowed besides tensors and plain containers.
+    Raises UnsafeCheckpointError naming the file and the refused global when it holds anything else."""
+    try:
+        with torch.serialization.safe_globals([*NUMPY_ARRAY_TYPES, *allowed]):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if not refused(exc):
+            raise
+        raise UnsafeCheckpointError(unsafe(path, exc)) from None
 
 
 def save_checkpoint(models_dir, t_env, save_fn, keep=None, trained_on=None):
@@ -43,8 +105,12 @@ def save_checkpoint(models_dir, t_env, save_fn, keep=None, trained_on=None):
         if os.path.isdir(final_path):  # same t_env saved before (e.g. a resumed run): keep the newest
             shutil.rmtree(final_path)
         os.rename(tmp_path, final_path)
-    except BaseException:
-        shutil.rmtree(tmp_path, ignore_errors=True)
+    except BaseException as exc:
+        full = disk_full(exc, models_dir)
+        shutil.rmtree(tmp_path, ignore_errors=True)  # frees the space the Sacred record needs to end FAILED
+        if full:
+            raise DiskFullError(f"disk full: cannot write checkpoint {final_path} ({first_line(exc)}); free space "
+                                f"on that file system or set local_results_path elsewhere") from None
         raise
     if keep is not None:
         for step in list_checkpoints(models_dir)[:-keep]:
@@ -52,6 +118,23 @@ def save_checkpoint(models_dir, t_env, save_fn, keep=None, trained_on=None):
             os.rename(os.path.join(models_dir, str(step)), os.path.join(doomed, str(step)))
             shutil.rmtree(doomed)
     return final_path
+
+
+# below this many free bytes a failed write counts as a full disk (torch's zip writer reports ENOSPC as
+# "unexpected pos ...", a RuntimeError without errno)
+DISK_FULL_FREE_BYTES = 1 << 20
+
+
+def disk_full(exc, folder):
+    """True when `exc` (raised while writing into folder) is ENOSPC or came with the folder's disk (nearly) full."""
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    if not isinstance(exc, (OSError, RuntimeError)):
+        return False
+    try:
+        return shutil.disk_usage(folder).free < DISK_FULL_FREE_BYTES
+    except OSError:
+        return False
 
 
 def list_checkpoints(checkpoint_path):
@@ -156,7 +239,11 @@ def load_checkpoint(checkpoint_path, load_step, load_fn, trained_on, log):
             try:
                 load_fn(path)
                 return path, step
+            except UnsafeCheckpointError:
+                raise  # a planted file: never fall back to another checkpoint of the same folder silently
             except Exception as exc:  # torch's zip, pickle and size-mismatch errors, a missing file, ...
+                if refused(exc):  # torch.load's own weights_only refusal (its default since torch 2.6)
+                    raise UnsafeCheckpointError(unsafe(f"checkpoint {path}", exc)) from None
                 problem = first_line(exc)
         failures.append(f"{path}: {problem}")
         log.warning(f"checkpoint {path} cannot be loaded ({problem}); trying the next one")

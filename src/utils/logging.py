@@ -83,6 +83,33 @@ class Logger:
     def setup_sacred(self, sacred_run):
         self.sacred_run = sacred_run
 
+    def record_identity(self, unique_token, resumed_from=None):
+        """Names the run in its Sacred record (info.json `unique_token`, the name of its checkpoint folder) and,
+        for a run resumed from a checkpoint, the run it continues (`resumed_from`: that run's unique_token, the
+        checkpoint folder and its t_env), so the results tool can join the attempts into one record."""
+        if self.sacred_run is not None:
+            self.sacred_run.info["unique_token"] = unique_token
+            if resumed_from is not None:
+                self.sacred_run.info["resumed_from"] = resumed_from
+
+    def flush_records(self, checkpoint_t_env):
+        """Writes the metrics logged so far to the Sacred record now, not at the next heartbeat (Sacred writes
+        every 10 s), with info `record_complete_to` = checkpoint_t_env: run before the checkpoint at that t_env is
+        written, so a killed run's record reaches it and says so (the sweep resumes from such checkpoints). Sacred
+        has no public call for it; stand-ins without a heartbeat (tests) have nothing to write."""
+        if self.sacred_run is None:
+            return
+        self.sacred_run.info["record_complete_to"] = int(checkpoint_t_env)
+        emit_heartbeat = getattr(self.sacred_run, "_emit_heartbeat", None)
+        if emit_heartbeat is not None:
+            emit_heartbeat()
+
+    def record_divergence(self, t_env, message):
+        """Marks the Sacred record as diverged (info.json `diverged`: t_env and the one-line message), so the
+        results tool can tell a diverged run from one that crashed."""
+        if self.sacred_run is not None:
+            self.sacred_run.info["diverged"] = {"t_env": int(t_env), "message": message}
+
     def setup_progress(self, t_max, t_start=0):
         """A tqdm bar over t_env with ETA and the last test score; only when stdout is a terminal."""
         if not STDOUT_IS_TTY:

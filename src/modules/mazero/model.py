@@ -11,13 +11,24 @@ plus the SimSiam projection / prediction heads of the consistency loss.
 
 Every call takes [B, N, ...] tensors and runs all agents and all B roots at once.
 """
+import importlib
 import math
+import warnings
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from modules.mazero.action_space import PerAgentActions
+
+try:
+    attention_kernel = importlib.import_module("modules.mazero.attention_kernel")
+except ImportError as _exc:
+    attention_kernel = None
+    warnings.warn(f"modules.mazero.attention_kernel is not built ({_exc}); the learner's communication transformer "
+                  "runs on torch operations autograd differentiates (the same function, slower). Build it with "
+                  "`pip install -e .` or `python setup.py build_ext --inplace`.", RuntimeWarning, stacklevel=2)
+N_MAX_KERNEL = 64  # agents attention_kernel's backward takes (its per-query buffer)
 
 
 def _orthogonal_init(linear, zero=False):
@@ -113,7 +124,12 @@ def sinusoidal_table(n_positions, dim):
 
 
 class Communication(nn.Module):
-    """e_theta: action-conditioned transformer over the agents (no attention mask: dead agents still attend)."""
+    """e_theta: action-conditioned transformer over the agents (no attention mask: dead agents still attend).
+
+    The weights live in an nn.TransformerEncoder (post-LN layers, ReLU, dropout on the attention weights, after the
+    attention and twice in the feed-forward block), so the initialisation and the checkpoint keys are PyTorch's, but
+    its forward is `_encoder_layer`: the same function in fewer, larger operations (docs/mazero_perf.md).
+    """
 
     def __init__(self, n_agents, n_actions, latent_dim, n_layers, n_heads, ff_dim, dropout):
         super().__init__()
@@ -123,10 +139,170 @@ class Communication(nn.Module):
         layer = nn.TransformerEncoderLayer(latent_dim, n_heads, dim_feedforward=ff_dim, dropout=dropout,
                                            batch_first=True)
         self.encoder = nn.TransformerEncoder(layer, n_layers, enable_nested_tensor=False)
+        self.n_heads = n_heads
+        self.dropout = dropout
 
     def forward(self, latent, actions_onehot):
         x = F.relu(self.embed(torch.cat([latent, actions_onehot], dim=-1))) + self.positions
-        return self.encoder(x)
+        layers = self.encoder.layers
+        if self.training and self.dropout > 0:
+            masks = self._dropout_masks(x.shape, len(layers), layers[0].linear1.out_features, x.dtype)
+        else:
+            masks = [None] * len(layers)
+        for layer, layer_masks in zip(layers, masks):
+            x = _encoder_layer(x, layer, self.n_heads, layer_masks)
+        return x
+
+    def _dropout_masks(self, shape, n_layers, ff_dim, dtype):
+        """Every dropout mask of one call in one draw: per layer the keep masks, scaled by 1 / (1 - p), of the
+        attention weights [B, N, N, heads], the attention output [B, N, H], the feed-forward hidden [B, N, ff] and
+        the feed-forward output [B, N, H]."""
+        B, N, H = shape
+        shapes = [(B, N, N, self.n_heads), (B, N, H), (B, N, ff_dim), (B, N, H)]
+        sizes = [math.prod(s) for s in shapes]
+        device = self.positions.device
+        if attention_kernel is not None and device.type == "cpu" and dtype in (torch.float32, torch.float64) \
+                and not torch.jit.is_tracing():  # a trace would not see the kernel's writes
+            # one 63-bit seed from torch's generator, the masks from attention_kernel's counter-based generator
+            scaled = torch.empty(n_layers, sum(sizes), dtype=dtype)
+            seed = int(torch.randint(0, 2 ** 63 - 1, ()))
+            attention_kernel.dropout_masks(scaled.view(-1).numpy(), seed, self.dropout)
+        else:
+            # in place on the uniform draw: two vectorised passes, where `>=` then a cast and a scale would be
+            # three allocating ones
+            scaled = torch.rand(n_layers, sum(sizes), dtype=dtype, device=device)
+            scaled.ge_(self.dropout).mul_(1.0 / (1.0 - self.dropout))
+        return [[part.view(s) for part, s in zip(row.split(sizes), shapes)] for row in scaled.unbind(0)]
+
+
+def _layer_weights(layer):
+    """The twelve parameters of a post-LN, ReLU nn.TransformerEncoderLayer, in the order `_layer_forward` takes."""
+    attention = layer.self_attn
+    return (attention.in_proj_weight, attention.in_proj_bias, attention.out_proj.weight, attention.out_proj.bias,
+            layer.norm1.weight, layer.norm1.bias, layer.linear1.weight, layer.linear1.bias, layer.linear2.weight,
+            layer.linear2.bias, layer.norm2.weight, layer.norm2.bias)
+
+
+def _attention_torch(qkv, mask):
+    """The attention core in torch operations: qkv [B, N, 3, heads, d], mask [B, N, N, heads] or None ->
+    (softmax weights [B, N_q, N_k, heads], attended [B, N, heads, d]).
+
+    Broadcast products summed over the head width and over the keys: a few elementwise kernels where batched
+    matmuls would be B x heads GEMMs of N x d x N each. The search's path (it is traceable) and the reference of
+    attention_kernel, which the gradient path uses."""
+    q, k, v = qkv.unbind(2)
+    weights = torch.softmax((q.unsqueeze(2) * k.unsqueeze(1)).sum(-1).mul_(q.shape[-1] ** -0.5), dim=2)
+    dropped = weights if mask is None else weights * mask
+    return weights, (dropped.unsqueeze(-1) * v.unsqueeze(1)).sum(2)
+
+
+def _attention_compiled(qkv, mask):
+    """_attention_torch by attention_kernel (inputs without grad, on the CPU)."""
+    B, N, _, n_heads, d = qkv.shape
+    weights = qkv.new_empty(B, N, N, n_heads)
+    attended = qkv.new_empty(B, N, n_heads, d)
+    attention_kernel.attention_forward(qkv.numpy(), (weights if mask is None else mask).numpy(), mask is not None,
+                                       d ** -0.5, weights.numpy(), attended.numpy())
+    return weights, attended
+
+
+def _attention_compiled_backward(grad, qkv, weights, mask):
+    """Gradient of qkv [B, N, 3, heads, d] from that of `attended` [B, N, heads, d], by attention_kernel."""
+    grad_qkv = torch.empty_like(qkv)
+    attention_kernel.attention_backward(grad.numpy(), qkv.numpy(), weights.numpy(),
+                                        (weights if mask is None else mask).numpy(), mask is not None,
+                                        qkv.shape[-1] ** -0.5, grad_qkv.numpy())
+    return grad_qkv
+
+
+def _layer_forward(x, weights, n_heads, eps, masks, attention=_attention_torch):
+    """nn.TransformerEncoderLayer's function (post-LN, ReLU) on x [B, N, H], with `masks` from
+    Communication._dropout_masks or None, and the attention core `attention`; returns (output [B, N, H], what
+    `_layer_backward` needs)."""
+    w_in, b_in, w_out, b_out, g1, beta1, w1, b1, w2, b2, g2, beta2 = weights
+    B, N, H = x.shape
+    x = x.reshape(B * N, H)
+    qkv = torch.addmm(b_in, x, w_in.t()).view(B, N, 3, n_heads, H // n_heads)
+    softmax, attended = attention(qkv, None if masks is None else masks[0])
+    attended = attended.view(B * N, H)
+    out = torch.addmm(b_out, attended, w_out.t())
+    if masks is not None:
+        out.mul_(masks[1].view(B * N, H))
+    residual1 = out.add_(x)
+    x1, mean1, rstd1 = torch.native_layer_norm(residual1, (H,), g1, beta1, eps)
+    hidden = torch.addmm(b1, x1, w1.t()).relu_()
+    hidden_dropped = hidden if masks is None else hidden * masks[2].view(B * N, -1)
+    out = torch.addmm(b2, hidden_dropped, w2.t())
+    if masks is not None:
+        out.mul_(masks[3].view(B * N, H))
+    residual2 = out.add_(x1)
+    y, mean2, rstd2 = torch.native_layer_norm(residual2, (H,), g2, beta2, eps)
+    saved = (x, qkv, softmax, attended, residual1, mean1, rstd1, x1, hidden, hidden_dropped, residual2, mean2, rstd2)
+    return y.view(B, N, H), saved
+
+
+def _layer_backward(grad, weights, saved, masks):
+    """Gradients of `_layer_forward` by hand: (input grad [B, N, H], the twelve weight grads)."""
+    w_in, b_in, w_out, b_out, g1, beta1, w1, b1, w2, b2, g2, beta2 = weights
+    x, qkv, softmax, attended, residual1, mean1, rstd1, x1, hidden, hidden_dropped, residual2, mean2, rstd2 = saved
+    B, N, H = grad.shape
+    M = B * N
+    g_res2, g_g2, g_beta2 = torch.ops.aten.native_layer_norm_backward(
+        grad.reshape(M, H), residual2, (H,), mean2, rstd2, g2, beta2, [True, True, True])
+    g_out = g_res2 if masks is None else g_res2 * masks[3].view(M, H)
+    g_w2, g_b2 = g_out.t().mm(hidden_dropped), g_out.sum(0)
+    g_hidden = g_out.mm(w2)
+    if masks is not None:
+        g_hidden.mul_(masks[2].view(M, -1))
+    g_hidden = torch.ops.aten.threshold_backward(g_hidden, hidden, 0)
+    g_w1, g_b1 = g_hidden.t().mm(x1), g_hidden.sum(0)
+    g_x1 = torch.addmm(g_res2, g_hidden, w1)
+    g_res1, g_g1, g_beta1 = torch.ops.aten.native_layer_norm_backward(
+        g_x1, residual1, (H,), mean1, rstd1, g1, beta1, [True, True, True])
+    g_out = g_res1 if masks is None else g_res1 * masks[1].view(M, H)
+    g_w_out, g_b_out = g_out.t().mm(attended), g_out.sum(0)
+    g_attended = g_out.mm(w_out).view(qkv.shape[:2] + qkv.shape[3:])
+    g_qkv = _attention_compiled_backward(g_attended, qkv, softmax, None if masks is None else masks[0]).view(M, -1)
+    g_w_in, g_b_in = g_qkv.t().mm(x), g_qkv.sum(0)
+    g_x = torch.addmm(g_res1, g_qkv, w_in)
+    return g_x.view(B, N, H), (g_w_in, g_b_in, g_w_out, g_b_out, g_g1, g_beta1, g_w1, g_b1, g_w2, g_b2, g_g2,
+                               g_beta2)
+
+
+class _EncoderLayer(torch.autograd.Function):
+    """One encoder layer as one autograd node: the forward runs its ~20 operations without recording them, the
+    attention core by attention_kernel, and the backward is `_layer_backward` (tests/test_mazero_model.py checks
+    both against autograd through the torch formulation)."""
+
+    @staticmethod
+    def forward(ctx, x, n_heads, eps, masks, *weights):
+        y, saved = _layer_forward(x, weights, n_heads, eps, masks, attention=_attention_compiled)
+        ctx.save_for_backward(*weights)
+        ctx.saved, ctx.masks = saved, masks
+        return y
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        g_x, g_weights = _layer_backward(grad, ctx.saved_tensors, ctx.saved, ctx.masks)
+        return (g_x, None, None, None, *g_weights)
+
+
+def _kernel_takes(x):
+    """Whether attention_kernel can run the layer on x: built, CPU, float32 / float64 throughout, N small enough,
+    and no trace recording (TorchScript records torch operations only)."""
+    return (attention_kernel is not None and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+            and not torch.is_autocast_enabled("cpu") and x.shape[1] <= N_MAX_KERNEL and not torch.jit.is_tracing())
+
+
+def _encoder_layer(x, layer, n_heads, masks):
+    """`layer` (a post-LN, ReLU nn.TransformerEncoderLayer) on x [B, N, H]; `masks` from
+    Communication._dropout_masks, or None without dropout. With grad on the CPU: one _EncoderLayer node; otherwise
+    (the search, which traces this, and a model on a GPU) torch operations that autograd differentiates."""
+    weights = _layer_weights(layer)
+    if torch.is_grad_enabled() and _kernel_takes(x):
+        return _EncoderLayer.apply(x, n_heads, layer.norm1.eps, masks, *weights)
+    return _layer_forward(x, weights, n_heads, layer.norm1.eps, masks)[0]
 
 
 class MAZeroModel(nn.Module):

@@ -1,5 +1,6 @@
 """`python -m tools.results {list,compare,plot,aggregate,profile}`: query Sacred records (see docs/results.md)."""
 import argparse
+import math
 import os
 import re
 import sys
@@ -10,19 +11,31 @@ from pymongo.errors import PyMongoError
 
 from tools.results import commands
 from tools.results.output import FORMATS, render
-from tools.results.records import RecordError, load_file_runs, load_mongo_runs, load_sql_runs, mark_stale
+from tools.results.records import (RecordError, join_resumed, load_file_runs, load_mongo_runs, load_sql_runs,
+                                   mark_stale)
 
 DEFAULT_ROOT = "results/sacred"
 # the checkout this tool runs from (src/tools/results/cli.py); src/main.py writes results/sacred below it
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
+def checkout_of(folder):
+    """The checkout (a folder holding src/main.py) that holds `folder`, or None."""
+    folder = os.path.abspath(folder)
+    while True:
+        if os.path.isfile(os.path.join(folder, "src", "main.py")):
+            return folder
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return None
+        folder = parent
+
+
 def default_root():
-    """The repository's results/sacred when the tool runs from a checkout (whatever the working directory),
-    else ./results/sacred."""
-    if os.path.isfile(os.path.join(REPO_ROOT, "src", "main.py")):
-        return os.path.join(REPO_ROOT, DEFAULT_ROOT)
-    return DEFAULT_ROOT
+    """results/sacred of the checkout holding the working directory (a second clone reads its own runs), else of
+    the checkout this tool runs from, else ./results/sacred. main() says which folder it read."""
+    checkout = checkout_of(os.getcwd()) or checkout_of(REPO_ROOT)
+    return os.path.join(checkout, DEFAULT_ROOT) if checkout else DEFAULT_ROOT
 
 
 def _csv_list(text):
@@ -38,7 +51,20 @@ def _steps(text):
     if not match:
         raise argparse.ArgumentTypeError(f"not a step count: {text!r} (e.g. 50000, 5e4, 50k, 2M)")
     value = float(match.group(1)) * {"": 1, "k": 1e3, "m": 1e6}[match.group(2).lower()]
+    if not math.isfinite(value):  # 1e999: no run reaches it and int() of it would overflow
+        raise argparse.ArgumentTypeError(f"not a finite step count: {text!r}")
     return int(round(value))
+
+
+def _finite(text):
+    """A finite real number (a threshold: nan would never be reached and inf always missed)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def _budgets(text):
@@ -171,7 +197,7 @@ def build_parser():
     cmp_parser.add_argument("--at", type=_budgets, default=[],
                             help="env-step budgets, comma-separated (50000,100k,1M): the last evaluation at or "
                                  "before each (see --nearest); default: final evaluation")
-    cmp_parser.add_argument("--threshold", type=float, help="report env steps to first reach this value")
+    cmp_parser.add_argument("--threshold", type=_finite, help="report env steps to first reach this value")
     cmp_parser.add_argument("--timing", action="store_true",
                             help="add each group's mean wall-clock per run and env steps per second")
     plot_parser = sub.add_parser("plot", parents=[common, stat], help="learning curves to PNG and PDF",
@@ -243,13 +269,16 @@ def load_runs(args):
     if args.db is not None and not args.mongo:
         raise RecordError("--db needs --mongo")
     if args.mongo:
+        print(f"reading MongoDB {args.mongo}" + (f" database {args.db}" if args.db else ""), file=sys.stderr)
         return _load_mongo(args.mongo, args.db)
     if args.sql:
+        print(f"reading {args.sql}", file=sys.stderr)
         return load_sql_runs(args.sql)
     root = args.root or default_root()
     if args.root is None and not os.path.isdir(root):
         raise RecordError(f"results directory not found: {os.path.abspath(root)} (no run recorded yet? "
                           f"give --root DIR, --mongo URL or --sql URL)")
+    print(f"reading {os.path.abspath(root)}", file=sys.stderr)
     return load_file_runs(root)
 
 
@@ -264,6 +293,7 @@ def main(argv=None):
         print(f"error: {err}", file=sys.stderr)
         return 2
     mark_stale(runs, _utcnow(), args.stale_minutes)
+    runs = join_resumed(runs)
     runs = commands.filter_runs(runs, args.alg, args.map, args.status, args.where, args.since)
     try:
         grouping = (args.group_by, args.label)

@@ -67,6 +67,9 @@ def _eligible(runs, include_incomplete):
         if run.alg is None or run.map is None:
             reason = "; ".join(run.problems) or "config has no algorithm name or map"
             notes.append(f"run {run.id} skipped: {reason}")
+        elif run.diverged is not None:  # its numbers come from a broken network: never a result
+            notes.append(f"run {run.id} ({run.alg}, {run.map}) excluded: {run.diverged.get('message', 'diverged')} "
+                         f"(a diverged run is never counted, not even with --include-incomplete)")
         elif run.evaluation:
             evaluations.append(run.id)
         elif run.status != "COMPLETED" and not include_incomplete:
@@ -158,10 +161,12 @@ def list_runs(runs, metric=None, grouping=(None, None)):
     for run in sorted(runs, key=lambda r: (r.start_time is None, r.start_time or 0, r.id)):
         name = metric or run.default_metric()
         last = best = None
-        if name in run.metrics and len(run.metrics[name][1]):
+        if run.diverged is None and name in run.metrics and len(run.metrics[name][1]):
             values = run.metrics[name][1]
             last, best = float(values[-1]), float(np.max(values))
         notes = list(run.problems)
+        if run.diverged is not None:
+            notes.insert(0, f"{run.diverged.get('message', 'diverged')}: its values are not shown")
         if run.evaluation:
             notes.insert(0, f"evaluation of checkpoint {config_get(run.config, 'checkpoint_path') or '(none)'}")
         rows.append({"id": run.id, "alg": run.alg, "label": labels.label(run) if run.alg is not None else None,

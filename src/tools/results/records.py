@@ -35,6 +35,9 @@ class Run:
     metrics: dict = field(default_factory=dict)  # name -> (steps float64 array, values float64 array), by step
     problems: list = field(default_factory=list)
     stale: bool = False
+    diverged: dict | None = None  # info `diverged` ({"t_env", "message"}) of a run stopped by utils/divergence.py
+    unique_token: str | None = None  # info `unique_token`: the name of the run's checkpoint folder
+    resumed_from: dict | None = None  # info `resumed_from` of a resumed run: {"unique_token", "t_env", ...}
 
     @property
     def alg(self):
@@ -59,6 +62,8 @@ class Run:
 
     @property
     def status_label(self):
+        if self.diverged is not None:
+            return f"{self.status} (diverged at t_env {self.diverged.get('t_env')})"
         return f"{self.status} (stale heartbeat)" if self.stale else self.status
 
     @property
@@ -193,6 +198,82 @@ def _read_json(path):
         return None, f"{name} truncated or invalid JSON ({err.msg}: line {err.lineno} column {err.colno})"
 
 
+# learner statistics (q_learner, ppo_learner, mazero_learner) that are non-finite only in a diverged run
+LEARNER_STATS = ("loss", "grad_norm", "pg_loss", "critic_loss", "agent_grad_norm", "critic_grad_norm")
+
+
+def divergence_of(info, metrics):
+    """{"t_env", "message"} of a diverged run: the `diverged` entry of its info (written when the run stopped),
+    else the first non-finite learner statistic (records of runs from before the divergence check); or None."""
+    diverged = info.get("diverged") if isinstance(info, dict) else None
+    if isinstance(diverged, dict):
+        return diverged
+    for name in LEARNER_STATS:
+        steps, values = metrics.get(name, ((), ()))
+        broken = np.flatnonzero(~np.isfinite(np.asarray(values, dtype=np.float64)))
+        if len(broken):
+            t_env = int(steps[broken[0]])
+            return {"t_env": t_env, "message": f"diverged at t_env {t_env}: {name} {values[broken[0]]:g}"}
+    return None
+
+
+def _apply_identity(run, info):
+    """unique_token and resumed_from from a run's info (written by utils.logging.Logger.record_identity)."""
+    if isinstance(info, dict):
+        token = info.get("unique_token")
+        run.unique_token = token if isinstance(token, str) else None
+        resumed_from = info.get("resumed_from")
+        run.resumed_from = resumed_from if isinstance(resumed_from, dict) else None
+
+
+def _cut(metrics, last_t):
+    """The metric series up to and including env step `last_t`."""
+    return {name: (steps[steps <= last_t], values[steps <= last_t]) for name, (steps, values) in metrics.items()}
+
+
+def _joined(chain):
+    """One Run from the attempts of a resumed run, first attempt first: each attempt's metrics up to the t_env
+    the next attempt resumed at, then the next's (resume is exact, docs/mazero.md; the sweep's records export
+    joins attempts the same way); config, status and end from the last attempt, except the seed: the first
+    attempt's, the seed the run started from (a resume given no `seed=` draws a new one)."""
+    metrics = {}
+    for attempt, after in zip(chain, chain[1:] + [None]):
+        part = attempt.metrics if after is None else _cut(attempt.metrics, after.resumed_from.get("t_env", 0))
+        for name, (steps, values) in part.items():
+            old_steps, old_values = metrics.get(name, (np.empty(0), np.empty(0)))
+            metrics[name] = (np.concatenate([old_steps, steps]), np.concatenate([old_values, values]))
+    last = chain[-1]
+    joins = ", ".join(f"{a.id} to t_env {b.resumed_from.get('t_env')}" for a, b in zip(chain, chain[1:]))
+    problems = [f"resumed run: {joins}, then {last.id}"] + [p for attempt in chain for p in attempt.problems]
+    config = dict(last.config, seed=chain[0].seed) if isinstance(last.config, dict) else last.config
+    return Run(id=last.id, config=config, status=last.status, start_time=chain[0].start_time,
+               stop_time=last.stop_time, heartbeat=last.heartbeat, metrics=metrics, problems=problems,
+               stale=last.stale, diverged=next((a.diverged for a in chain if a.diverged), None),
+               unique_token=last.unique_token, resumed_from=chain[0].resumed_from)
+
+
+def join_resumed(runs):
+    """The runs with every resumed run joined to the attempts it continues (its info `resumed_from` names the
+    earlier attempt's unique_token): a run killed and resumed by hand with checkpoint_path= is one record, and
+    the earlier attempts (left RUNNING or INTERRUPTED) are no longer listed on their own."""
+    by_token = {run.unique_token: run for run in runs if run.unique_token}
+
+    def parent(run):
+        found = by_token.get((run.resumed_from or {}).get("unique_token"))
+        return found if found is not run else None
+
+    continued = {id(p) for p in map(parent, runs) if p is not None}
+    joined = []
+    for run in runs:
+        if id(run) in continued:
+            continue
+        chain = [run]
+        while parent(chain[0]) is not None and parent(chain[0]) not in chain:
+            chain.insert(0, parent(chain[0]))
+        joined.append(run if len(chain) == 1 else _joined(chain))
+    return joined
+
+
 def _apply_run_info(run, run_doc):
     run.status = str(run_doc.get("status") or UNKNOWN_STATUS)
     run.start_time = parse_time(run_doc.get("start_time"))
@@ -234,6 +315,8 @@ def read_run_dir(path, run_id):
     if info_problem and not (info_problem.endswith("missing") and metrics_problem is None):
         problems.append(info_problem)
     run.metrics = merged
+    run.diverged = divergence_of(info if info_problem is None else None, merged)
+    _apply_identity(run, info if info_problem is None else None)
     return run
 
 
@@ -281,6 +364,8 @@ def load_mongo_runs(db):
         if not merged:
             problems.append("no metrics")
         run.metrics = merged
+        run.diverged = divergence_of(doc.get("info"), merged)
+        _apply_identity(run, doc.get("info"))
         runs.append(run)
     return runs
 
@@ -343,7 +428,10 @@ def load_sql_runs(url):
             config = None
         run = Run(id=str(row["run_id"]), config=config, status=UNKNOWN_STATUS, problems=problems)
         _apply_run_info(run, row)
-        run.metrics = metrics_from_info(_json_column(row["info"], "info", problems), problems, label="info")
+        info = _json_column(row["info"], "info", problems)
+        run.metrics = metrics_from_info(info, problems, label="info")
+        run.diverged = divergence_of(info, run.metrics)
+        _apply_identity(run, info)
         if not run.metrics:
             problems.append("no metrics")
         runs.append(run)
