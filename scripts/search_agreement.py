@@ -1,7 +1,7 @@
-"""How repeatable is one search's policy target? Two (or more) independent noiseless searches of the same stored
-states with a MAZero checkpoint's model, compared (docs/head_to_head.md, "MAZero budget study on 2s3z").
+"""How repeatable is one search's policy target? Two (or more) independent searches of the same stored states
+with a MAZero checkpoint's model (noiseless, or with the root noise of the policy targets: --noise), compared (docs/head_to_head.md, "MAZero budget study on 2s3z").
 
-    python scripts/search_agreement.py RUN_DIR/models/TOKEN/T_ENV [--states 512] [--repeats 2] [key=value ...]
+    python scripts/search_agreement.py RUN_DIR/models/TOKEN/T_ENV [--states 512] [--repeats 2] [--noise] [key=value ...]
 
 RUN_DIR/models/TOKEN/T_ENV is a checkpoint of a MAZero run with save_model=True (agent.th, replay.th); the run's
 config is its Sacred config.json, found next to the checkpoint (RUN_DIR/sacred/*/*/*/config.json) or given with
@@ -60,6 +60,9 @@ def main():
     parser.add_argument("--config", help="the run's Sacred config.json (default: found next to the checkpoint)")
     parser.add_argument("--states", type=int, default=512, help="stored transitions searched (default 512)")
     parser.add_argument("--repeats", type=int, default=2, help="independent searches per state (default 2)")
+    parser.add_argument("--noise", action="store_true",
+                        help="search with the root noise of self-play and reanalysis (Dirichlet for the sampled root, "
+                             "Gumbel for the Gumbel root), as the policy targets are; default: noiseless, as tests")
     parser.add_argument("--seed", type=int, default=0)
     options = parser.parse_intermixed_args()
     torch.set_num_threads(1)
@@ -89,7 +92,7 @@ def main():
     with torch.no_grad():
         for repeat in range(options.repeats):
             stats = MCTSSearch(args, seed=options.seed * 1000 + repeat + 1).run(model, inputs, legal,
-                                                                                add_noise=False).stats
+                                                                                add_noise=options.noise).stats
             M = stats.visits.shape[0]
             chosen.append(stats.joint_actions[torch.arange(M), stats.visits.argmax(1)])  # [M, N]
             marginals.append(policy_marginals(stats, n_actions))
@@ -104,6 +107,7 @@ def main():
     search_keys = {key: config.get(key) for key in ("num_simulations", "sampled_actions", "root_search")
                    if key in config}
     print(json.dumps({"checkpoint": options.checkpoint, "states": len(rows), "repeats": options.repeats,
+                      "noise": options.noise,
                       **search_keys, "action_disagreement": round(float(np.mean(disagree)), 4),
                       "marginal_tv": round(float(np.mean(tv)), 4), "q_spread": round(float(np.mean(spreads)), 4)}))
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from components.mazero_replay import OLD_SEARCH_NAMES, MAZeroReplayBuffer
+from components.mazero_replay import MAZeroReplayBuffer
 from mcts.search import SearchStats
 
 N, D, A, KS = 2, 3, 4, 5
@@ -93,23 +93,6 @@ def test_full_buffer_overwrites_oldest_episodes_whole():
 def test_rejects_episode_larger_than_buffer():
     with pytest.raises(ValueError, match="does not fit"):
         make_buffer(capacity=5).add_episode(**episode(5))
-
-
-def test_a_replay_saved_with_the_old_search_field_names_loads():
-    buf = make_buffer()
-    buf.add_episode(**episode(3))
-    buf.search.visits[:3] = torch.arange(3 * KS, dtype=torch.float32).view(3, KS)
-    # Checkpoints of that age hold no policy_target (SearchStats gained it later): it loads as the visit shares.
-    visits = buf.search.visits[:4]
-    buf.search.policy_target[:4] = visits / visits.sum(-1, keepdim=True).clamp(min=1.0)
-    state = buf.state_dict()
-    old_names = {new: old for old, new in OLD_SEARCH_NAMES.items()}
-    state["tensors"].update({old_names[name]: value for name, value in state.pop("search").items()
-                             if name != "policy_target"})
-    restored = make_buffer()
-    restored.load_state_dict(state)
-    for name, value in buf.search.as_dict().items():
-        assert torch.equal(getattr(restored.search, name)[:4], value[:4]), name
 
 
 def test_a_huge_replay_allocates_little_and_grows_as_it_fills(monkeypatch):

@@ -35,18 +35,3 @@ def test_resumed_run_equals_straight_run_bitwise(tmp_path, deterministic_torch):
     for key in logged:
         tail = [(t, v) for t, v in zip(straight_info[f"{key}_T"], straight_info[key]) if t > CHECKPOINT_T]
         assert list(zip(resumed_info.get(f"{key}_T", []), resumed_info.get(key, []))) == tail, key
-
-
-def test_a_run_state_written_before_the_objects_owned_their_state_is_upgraded():
-    from run.mazero_run import upgrade_run_state
-
-    old = {"counters": {"episode": 3, "last_test_T": 1, "last_log_T": 2, "model_save_time": 31},
-           "runner": {"t_env": 31}, "learner_log_stats_t": 28, "learner_search": {"seed": 8},
-           "mac_rng": {"state": 1}, "mac_search": {"seed": 7}, "logger_recent_stats": {"loss": [(28, 0.5)]},
-           "python_rng": 1, "numpy_rng": 2, "torch_rng": 3}
-    new = upgrade_run_state(old)
-    assert new["counters"] == {"episode": 3, "last_test_T": 1, "last_log_T": 2, "last_save_T": 31}
-    assert new["mac"] == {"rng": {"state": 1}, "search": {"seed": 7}}
-    assert new["learner"] == {"log_stats_t": 28}
-    assert new["logger"] == {"recent_stats": {"loss": [(28, 0.5)]}}
-    assert upgrade_run_state(new) == new

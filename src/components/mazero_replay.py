@@ -16,10 +16,6 @@ import torch
 
 from mcts.search import SearchStats
 
-# Names the search statistics had in checkpoints written before SearchStats (loaded by load_state_dict).
-OLD_SEARCH_NAMES = {"search_actions": "joint_actions", "search_visits": "visits", "search_qvalues": "q_values",
-                    "search_pred_value": "network_value"}
-
 
 def off_policy_td_steps(age, td_steps, age_per_step):
     """n' = clip(n - floor(age / age_per_step), 1, n): older transitions bootstrap sooner (docs/mazero.md)."""
@@ -147,8 +143,7 @@ class MAZeroReplayBuffer:
         self._grow(n)
         for name in self.TENSOR_FIELDS:
             getattr(self, name)[:n] = state["tensors"][name]
-        search = state.get("search") or {new: state["tensors"][old] for old, new in OLD_SEARCH_NAMES.items()}
-        self.search[:n] = SearchStats(**search)
+        self.search[:n] = SearchStats(**state["search"])
         for name in self.ARRAY_FIELDS:
             getattr(self, name)[:n] = state["arrays"][name]
         for name in self.COUNTERS:

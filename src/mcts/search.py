@@ -42,8 +42,8 @@ class SearchStats:
     q_values: torch.Tensor  # [..., K] float: r + gamma V^rho_lambda(child); the Gumbel root: completed Q if unvisited
     network_value: torch.Tensor  # [...] float: the network's value v̂ of the root (the advantage baseline)
     # [..., K] float: the policy target over the root's joint actions, 0 for padding: visit shares n / sum n (the
-    # sampled root), the improved policy softmax(log pi~ + sigma(completed Q)) (the Gumbel root). None (statistics
-    # stored before this field existed) means visit shares.
+    # sampled root), the improved policy softmax(log pi~ + sigma(completed Q)) (the Gumbel root). None means visit
+    # shares, the sampled root's target, so statistics built by hand (tests, benches) need not spell it out.
     policy_target: torch.Tensor = None
 
     def __post_init__(self):

@@ -70,25 +70,10 @@ def save_run_state(path, counters, runner, mac, learner, buffer, logger, selfpla
     }, f"{path}/{RUN_STATE_FILE}")
 
 
-def upgrade_run_state(state):
-    """A run_state.th written before the objects owned their state (flat keys, `model_save_time`) in today's form."""
-    if "mac" in state:
-        return state
-    state = dict(state)
-    state["mac"] = {"rng": state.pop("mac_rng"), "search": state.pop("mac_search")}
-    state["learner"] = {"log_stats_t": state.pop("learner_log_stats_t")}
-    state.pop("learner_search", None)  # the reanalysis search is reseeded per batch now
-    state["logger"] = {"recent_stats": state.pop("logger_recent_stats")}
-    counters = dict(state["counters"])
-    counters["last_save_T"] = counters.pop("model_save_time")
-    state["counters"] = counters
-    return state
-
-
 def load_run_state(path, runner, mac, learner, buffer, logger):
     """Restores save_run_state(path, ...) and returns the LoopCounters; the learner's files are loaded already."""
     try:
-        state = upgrade_run_state(load_state(f"{path}/{RUN_STATE_FILE}"))
+        state = load_state(f"{path}/{RUN_STATE_FILE}")
     except FileNotFoundError:
         raise SystemExit(f"ERROR: checkpoint {path} has no {RUN_STATE_FILE} (written before exact resume "
                          f"existed): it can be evaluated (evaluate=True) but not resumed") from None
