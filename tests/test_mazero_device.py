@@ -14,7 +14,7 @@ from learners.mazero_learner import value_targets
 from mazero_args import mazero_args
 from mcts.search import MCTSSearch, host_block, split_block
 from modules.mazero.model import MAZeroModel
-from test_mazero_learner import _filled_buffer, _learner
+from mazero_learner_helpers import filled_buffer, make_learner
 
 torch.set_num_threads(1)
 GPU_BENCH = os.path.join(REPO_ROOT, "bench", "mazero_gpu.py")
@@ -23,8 +23,8 @@ GPU_BENCH = os.path.join(REPO_ROOT, "bench", "mazero_gpu.py")
 def test_value_targets_and_unroll_losses_stay_on_the_batch_device():
     args = mazero_args(2, 3, sampled_actions=4, reanalyse_ratio=0.5, num_simulations=3, batch_size=8, t_max=1000,
                        attention_dropout=0.0)
-    learner = _learner(args, 5)
-    batch, policy = TrainingFeed(args, _filled_buffer(args, 5), learner).next()  # the replay and the reanalysis: CPU
+    learner = make_learner(args, 5)
+    batch, policy = TrainingFeed(args, filled_buffer(args, 5), learner).next()  # the replay and the reanalysis: CPU
     learner.model.to("meta")
     learner.target_model.to("meta")
     batch, policy = batch.to("meta"), policy.to("meta")

@@ -1,32 +1,21 @@
 import math
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from components.mazero_replay import MAZeroReplayBuffer
 from mcts import ptree
-from mcts.search import SearchStats
 from components.mazero_replay import bootstrap_offsets, off_policy_td_steps
 from learners.mazero_feed import TrainingFeed
 from learners.mazero_learner import (MAZeroLearner, joint_log_probs, n_step_value_targets, policy_target_weights,
                                      reanalyse_policy_targets, value_targets)
-from mcts.search import MCTSSearch
-from mazero_args import SMALL, mazero_args
-from modules.mazero.model import MAZeroModel
+from mazero_args import mazero_args
+from mazero_learner_helpers import (ROWS, SMALL_NO_DROPOUT, batch_at, filled_buffer,
+                                    make_learner, reanalysis_search, small_setup, unroll)
 from utils.value_transform import logits_to_scalar
 
 torch.set_num_threads(1)
-
-
-class RecordingLogger:
-    def __init__(self):
-        self.stats = {}
-
-    def log_stat(self, key, value, t):
-        self.stats.setdefault(key, []).append((t, value))
 
 
 def test_off_policy_td_steps_shrink():
@@ -96,46 +85,12 @@ def test_value_cross_entropy_by_hand():
     assert ce.tolist() == pytest.approx([math.log(11)] * 2, rel=1e-6)
 
 
-def _filled_buffer(args, obs_dim, episodes=4, T=6):
-    buf = MAZeroReplayBuffer(200, args.n_agents, obs_dim, args.n_actions, args.sampled_actions, args.per_alpha, 0)
-    g = torch.Generator().manual_seed(0)
-    for e in range(episodes):
-        search_actions = torch.randint(0, args.n_actions, (T, args.sampled_actions, args.n_agents), generator=g)
-        search_actions[:, -1] = -1  # one padded child per step
-        buf.add_episode(torch.randn(T + 1, args.n_agents, obs_dim, generator=g),
-                        torch.randint(0, args.n_actions, (T, args.n_agents), generator=g),
-                        torch.ones(T + 1, args.n_agents, args.n_actions, dtype=torch.bool),
-                        torch.rand(T, generator=g), e % 2 == 0,
-                        SearchStats(joint_actions=search_actions,
-                                    visits=torch.rand(T, args.sampled_actions, generator=g),
-                                    q_values=torch.randn(T, args.sampled_actions, generator=g),
-                                    network_value=torch.randn(T, generator=g)))
-    return buf
-
-
-def _batch_at(buf, rows, args):
-    """The MAZeroBatch of the start rows `rows` (a fixed sample, unit importance weights)."""
-    buf.sample = lambda batch_size, per_beta: (rows, torch.ones(len(rows)))
-    return buf.sample_batch(len(rows), 1.0, args.unroll_steps, args.td_steps)
-
-
-def _learner(args, obs_dim):
-    torch.manual_seed(0)
-    model = MAZeroModel(obs_dim, args).eval()
-    return MAZeroLearner(SimpleNamespace(agent=model), None, RecordingLogger(), args)
-
-
-def _search(args):
-    """A reanalysis search driver like the TrainingFeed's."""
-    return MCTSSearch(args, seed=args.seed + 1)
-
-
 def test_policy_targets_masked_past_episode_end():
     args = mazero_args(2, 3, sampled_actions=4, reanalyse_ratio=0.0, batch_size=8, t_max=1000)
-    buf = _filled_buffer(args, 5)
-    learner = _learner(args, 5)
+    buf = filled_buffer(args, 5)
+    learner = make_learner(args, 5)
     rows = np.array([4, 5])  # rows 4, 5 of episode 0 (T = 6): 2 and 1 steps left
-    targets = reanalyse_policy_targets(_batch_at(buf, rows, args), learner.target_model, _search(args), args)
+    targets = reanalyse_policy_targets(batch_at(buf, rows, args), learner.target_model, reanalysis_search(args), args)
     omega, adv, mask = targets.omega, targets.advantages, targets.mask
     assert mask[0].any(-1).tolist() == [True, True, False, False, False, False]
     assert mask[1].any(-1).tolist() == [True, False, False, False, False, False]
@@ -148,8 +103,8 @@ def test_target_network_lags_one_to_two_intervals():
     obs_dim = 5
     args = mazero_args(2, 3, sampled_actions=4, reanalyse_ratio=0.0, batch_size=8, target_model_interval=2,
                        t_max=1000)
-    buf = _filled_buffer(args, obs_dim)
-    learner = _learner(args, obs_dim)
+    buf = filled_buffer(args, obs_dim)
+    learner = make_learner(args, obs_dim)
 
     def params(model):
         return torch.cat([p.detach().flatten().clone() for p in model.parameters()])
@@ -171,8 +126,8 @@ def test_train_logs_losses_and_updates_priorities():
     obs_dim = 5
     args = mazero_args(2, 3, sampled_actions=4, reanalyse_ratio=0.0, batch_size=8, t_max=1000,
                        learner_log_interval=0)
-    buf = _filled_buffer(args, obs_dim)
-    learner = _learner(args, obs_dim)
+    buf = filled_buffer(args, obs_dim)
+    learner = make_learner(args, obs_dim)
     before = buf.priorities.copy()
     TrainingFeed(args, buf, learner).train_step(t_env=10)
     for key in ("loss", "reward_loss", "value_loss", "policy_loss", "consistency_loss", "grad_norm"):
@@ -183,13 +138,13 @@ def test_train_logs_losses_and_updates_priorities():
 
 def test_reanalysis_replaces_stored_targets_for_its_share_of_the_batch():
     args = mazero_args(2, 3, sampled_actions=4, num_simulations=7, reanalyse_ratio=0.5, batch_size=4, t_max=1000)
-    buf = _filled_buffer(args, 5)
-    learner = _learner(args, 5)
-    search = _search(args)
+    buf = filled_buffer(args, 5)
+    learner = make_learner(args, 5)
+    search = reanalysis_search(args)
     search.tree_cls = ptree.SampledTrees
     rows = np.array([0, 5, 7, 12])  # first two reanalysed; row 5 has one step left
     window, _ = buf.window(rows, args.unroll_steps + 1)
-    targets = reanalyse_policy_targets(_batch_at(buf, rows, args), learner.target_model, search, args)
+    targets = reanalyse_policy_targets(batch_at(buf, rows, args), learner.target_model, search, args)
     omega = targets.omega
     visits = torch.stack([buf.search.visits[window[b]] for b in range(4)])
     # reanalysed roots: fresh visit counts summing to S; past the end and the other half: the stored statistics
@@ -203,31 +158,14 @@ def test_reanalysis_replaces_stored_targets_for_its_share_of_the_batch():
 
 
 # --- one update, checked against computations written out here ------------------------------------------------------
-SMALL_NO_DROPOUT = dict(SMALL, attention_dropout=0.0)  # train-mode unrolls equal the hand computations
-ROWS = np.array([0, 3, 7, 12, 20])  # episode 0 (rows 0-6: T = 6) at t = 0 and t = 3; episode 1 at t = 0; ...
-
-
-def _small(**overrides):
-    settings = dict(sampled_actions=4, reanalyse_ratio=0.0, batch_size=len(ROWS), t_max=1000, unroll_steps=2,
-                    td_steps=3, gamma=0.9, use_off_policy_correction=False, learner_log_interval=0, **SMALL_NO_DROPOUT)
-    settings.update(overrides)
-    args = mazero_args(2, 3, **settings)
-    buf = _filled_buffer(args, 5)
-    learner = _learner(args, 5)
-    with torch.no_grad():  # a target network that differs from the online one
-        for p in learner.target_model.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-    return args, buf, learner
-
-
 def _episode_rows(buf, row):
     start, end = int(buf.episode_start[row]), int(buf.episode_end[row])
     return start, end
 
 
 def test_reward_and_value_targets_align_with_the_unroll_steps():
-    args, buf, learner = _small()
-    batch = _batch_at(buf, ROWS, args)
+    args, buf, learner = small_setup()
+    batch = batch_at(buf, ROWS, args)
     K, n, gamma = args.unroll_steps, args.td_steps, args.gamma
     with torch.no_grad():
         z = value_targets(batch, learner.target_model, args)
@@ -266,28 +204,21 @@ def test_value_bootstraps_and_reanalysis_use_the_target_network(monkeypatch):
     monkeypatch.setattr(module, "value_targets", recording("value", module.value_targets))
     # before the feed is built: its reanalysis pool keeps the function it is given
     monkeypatch.setattr(module, "reanalyse_policy_targets", recording("policy", module.reanalyse_policy_targets))
-    args, buf, learner = _small(reanalyse_ratio=0.5)
+    args, buf, learner = small_setup(reanalyse_ratio=0.5)
     buf.sample = lambda batch_size, per_beta: (ROWS, torch.ones(len(ROWS)))
     TrainingFeed(args, buf, learner).train_step(t_env=0)
     assert seen["value"] is learner.target_model and seen["policy"] is learner.target_model
     # and the two networks give different targets, so using the online one would show
-    batch = _batch_at(buf, ROWS, args)
+    batch = batch_at(buf, ROWS, args)
     with torch.no_grad():
         assert not torch.allclose(value_targets(batch, learner.target_model, args),
                                   value_targets(batch, learner.model, args))
 
 
-def _unroll(learner, batch, args):
-    with torch.no_grad():
-        targets = value_targets(batch, learner.target_model, args)
-        policy = reanalyse_policy_targets(batch, learner.target_model, _search(args), args)
-    return targets, policy, learner.unroll_losses(batch, targets, policy)
-
-
 def test_consistency_target_is_the_detached_online_representation_of_the_real_next_observations():
-    args, buf, learner = _small()
-    batch = _batch_at(buf, ROWS, args)
-    _, _, losses = _unroll(learner, batch, args)
+    args, buf, learner = small_setup()
+    batch = batch_at(buf, ROWS, args)
+    _, _, losses = unroll(learner, batch, args)
     model = learner.model
     # by hand: unroll with the real actions; the target is project(represent(o_{t+k})) without the predictor
     latent = model.initial_inference(batch.inputs[:, 0])[0]
@@ -305,12 +236,12 @@ def test_consistency_target_is_the_detached_online_representation_of_the_real_ne
 
 
 def test_loss_coefficients_the_1_over_K_scaling_and_the_importance_weights():
-    args, buf, learner = _small(reward_loss_coef=1.5, value_loss_coef=0.25, policy_loss_coef=0.7,
+    args, buf, learner = small_setup(reward_loss_coef=1.5, value_loss_coef=0.25, policy_loss_coef=0.7,
                                 consistency_loss_coef=2.0)
     weights = torch.tensor([1.0, 0.5, 0.25, 0.8, 0.1])
     buf.sample = lambda batch_size, per_beta: (ROWS, weights)
     batch = buf.sample_batch(len(ROWS), 1.0, args.unroll_steps, args.td_steps)
-    _, _, losses = _unroll(learner, batch, args)
+    _, _, losses = unroll(learner, batch, args)
     terms = [losses.reward, losses.value, losses.policy, losses.consistency]
     per_sample = sum(c * t.detach().numpy() for c, t in zip((1.5, 0.25, 0.7, 2.0), terms))
     expected = float(np.mean(weights.numpy() * per_sample)) / args.unroll_steps
@@ -323,13 +254,13 @@ def test_loss_coefficients_the_1_over_K_scaling_and_the_importance_weights():
 def test_the_half_latent_gradient_scale_applies_after_each_dynamics_step_only(monkeypatch):
     import learners.mazero_learner as module
 
-    args, buf, learner = _small(unroll_steps=1)
-    batch = _batch_at(buf, ROWS, args)
+    args, buf, learner = small_setup(unroll_steps=1)
+    batch = batch_at(buf, ROWS, args)
     model = learner.model
     gradients = {}
     for scale in (0.5, 1.0):
         monkeypatch.setattr(module, "scale_gradient", lambda tensor, _, s=scale: tensor * s + tensor.detach() * (1 - s))
-        _, _, losses = _unroll(learner, batch, args)
+        _, _, losses = unroll(learner, batch, args)
         named = dict(model.named_parameters())
         heads = (losses.reward + losses.value + losses.policy).sum()
         gradients[scale] = {
@@ -349,7 +280,7 @@ def test_the_half_latent_gradient_scale_applies_after_each_dynamics_step_only(mo
 
 
 def test_new_priorities_are_the_online_root_value_error():
-    args, buf, learner = _small()
+    args, buf, learner = small_setup()
     buf.sample = lambda batch_size, per_beta: (ROWS, torch.ones(len(ROWS)))
     batch = buf.sample_batch(len(ROWS), 1.0, args.unroll_steps, args.td_steps)
     with torch.no_grad():
@@ -361,12 +292,12 @@ def test_new_priorities_are_the_online_root_value_error():
 
 
 def test_update_takes_a_batch_and_targets_and_returns_priorities_without_a_replay():
-    args, buf, learner = _small()
-    batch = _batch_at(buf, ROWS, args)
+    args, buf, learner = small_setup()
+    batch = batch_at(buf, ROWS, args)
     with torch.no_grad():
         z0 = value_targets(batch, learner.target_model, args)[:, 0]
         v0 = logits_to_scalar(learner.model.initial_inference(batch.inputs[:, 0])[1], args.value_support_size)
-        policy = reanalyse_policy_targets(batch, learner.target_model, _search(args), args)
+        policy = reanalyse_policy_targets(batch, learner.target_model, reanalysis_search(args), args)
     before = buf.priorities.copy()
     parameters = [p.detach().clone() for p in learner.model.parameters()]
     priorities = learner.update(batch, policy, t_env=0)
@@ -380,11 +311,11 @@ def test_per_beta_anneals_linearly_from_its_start_to_one():
     # reanalyse_prefetch=0: the update samples its own batch only (prefetched ones are sampled at earlier updates)
     args = mazero_args(2, 3, per_beta_start=0.4, t_max=1000, updates_per_env_step=0.5, reanalyse_prefetch=0,
                        **SMALL_NO_DROPOUT)
-    learner = _learner(args, 5)  # 500 updates in the run
+    learner = make_learner(args, 5)  # 500 updates in the run
     for updates, beta in [(0, 0.4), (125, 0.55), (250, 0.7), (500, 1.0), (900, 1.0)]:
         learner.update_count = updates
         assert learner.per_beta() == pytest.approx(beta)
-    buf = _filled_buffer(args, 5)
+    buf = filled_buffer(args, 5)
     betas = []
     buf.sample = lambda batch_size, per_beta: (betas.append(per_beta), (ROWS, torch.ones(len(ROWS))))[1]
     learner.update_count = 250

@@ -11,7 +11,7 @@ from learners.mazero_feed import TrainingFeed
 from learners.mazero_learner import MAZeroLearner, value_targets
 from learners.mazero_reanalyse import ReanalysisWorker, reanalyse_with_seed
 from mcts.search import SearchStats, legal_or_all
-from test_mazero_learner import ROWS, _batch_at, _learner, _small, _unroll
+from mazero_learner_helpers import ROWS, batch_at, make_learner, small_setup, unroll
 from mazero_args import mazero_args
 from utils.value_transform import logits_to_scalar, scalar_to_two_hot
 
@@ -36,10 +36,10 @@ def test_official_two_hot_target_by_hand():
 
 
 def test_official_two_hot_drops_the_zero_reward_steps_from_the_reward_loss():
-    args, buf, learner = _small(two_hot_target="official")
-    batch = _batch_at(buf, ROWS, args)
+    args, buf, learner = small_setup(two_hot_target="official")
+    batch = batch_at(buf, ROWS, args)
     batch.rewards[:, 0] = 0.0  # a zero reward at unroll step 1 of every sample; steps past the end are 0 too
-    _, _, losses = _unroll(learner, batch, args)
+    _, _, losses = unroll(learner, batch, args)
     # by hand: the exact CE of each unroll step, kept only where the reward is not 0
     latent = learner.model.initial_inference(batch.inputs[:, 0])[0]
     expected = torch.zeros(len(ROWS))
@@ -53,9 +53,9 @@ def test_official_two_hot_drops_the_zero_reward_steps_from_the_reward_loss():
 
 
 def _switched(**overrides):
-    """_small's learner with its online weights perturbed: the heads' zero-initialised output layers (official
+    """small_setup's learner with its online weights perturbed: the heads' zero-initialised output layers (official
     init) pass no gradient to the latent, which would hide where the latent-gradient scale sits."""
-    args, buf, learner = _small(**overrides)
+    args, buf, learner = small_setup(**overrides)
     torch.manual_seed(2)
     with torch.no_grad():
         for p in learner.model.parameters():
@@ -72,8 +72,8 @@ def test_latent_scale_halves_the_step_k_value_and_policy_gradients_into_the_dyna
     grads = {}
     for place in ("next_step", "latent"):
         args, buf, learner = _switched(unroll_steps=1, latent_grad_scale_at=place)
-        batch = _batch_at(buf, ROWS, args)
-        _, _, losses = _unroll(learner, batch, args)
+        batch = batch_at(buf, ROWS, args)
+        _, _, losses = unroll(learner, batch, args)
         grads[place] = {"heads": _gradients((losses.value + losses.policy).sum(), learner.model),
                         "reward": _gradients(losses.reward.sum(), learner.model),
                         "consistency": _gradients(losses.consistency.sum(), learner.model)}
@@ -96,8 +96,8 @@ def test_latent_scale_halves_the_step_k_value_and_policy_gradients_into_the_dyna
 
 def test_latent_scale_equals_the_official_hook_on_the_latent():
     args, buf, learner = _switched(unroll_steps=2, latent_grad_scale_at="latent")
-    batch = _batch_at(buf, ROWS, args)
-    targets, policy, losses = _unroll(learner, batch, args)
+    batch = batch_at(buf, ROWS, args)
+    targets, policy, losses = unroll(learner, batch, args)
     model = learner.model
     total = (losses.reward + losses.value + losses.policy + losses.consistency).sum()
     # by hand, the official loop: the dynamics' reward head reads its per-agent state, the returned latent is a
@@ -136,7 +136,7 @@ def _one_episode(args, terminated):
                     torch.ones(T + 1, N, args.n_actions, dtype=torch.bool), torch.tensor([1.0, 2.0, 3.0]), terminated,
                     SearchStats(joint_actions=torch.zeros(T, Ks, N, dtype=torch.long), visits=torch.ones(T, Ks),
                                 q_values=torch.zeros(T, Ks), network_value=torch.zeros(T)))
-    return buf, _batch_at(buf, torch.tensor([0]).numpy(), args)
+    return buf, batch_at(buf, torch.tensor([0]).numpy(), args)
 
 
 @pytest.mark.parametrize("timeout_terminal", [False, True])
@@ -146,7 +146,7 @@ def test_timeout_terminal_drops_the_bootstrap_of_a_time_out_only(timeout_termina
                        latent_dim=8, representation_hidden=[8], dynamics_hidden=[8], head_hidden=[4],
                        attention_heads=2, attention_ff_dim=8, projection_hidden=8, projection_dim=8,
                        predictor_hidden=4, attention_dropout=0.0)
-    model = _learner(args, 5).target_model
+    model = make_learner(args, 5).target_model
     returns = [1 + 0.9 * 2 + 0.81 * 3, 2 + 0.9 * 3]  # z_0, z_1 without the bootstrap (h = 3 and 2 steps to T)
     for terminated in (False, True):  # a time-out, then a true terminal
         buf, batch = _one_episode(args, terminated)
@@ -160,8 +160,8 @@ def test_timeout_terminal_drops_the_bootstrap_of_a_time_out_only(timeout_termina
 
 
 def test_reanalysis_searches_with_reanalyse_num_simulations():
-    args, buf, learner = _small(num_simulations=6, reanalyse_num_simulations=3, reanalyse_ratio=1.0)
-    batch = _batch_at(buf, ROWS, args)
+    args, buf, learner = small_setup(num_simulations=6, reanalyse_num_simulations=3, reanalyse_ratio=1.0)
+    batch = batch_at(buf, ROWS, args)
     worker = ReanalysisWorker(learner.target_model, args, lambda b, m, s, a: s.run(
         m, b.inputs[:, 0], legal_or_all(b.avail[:, 0]), add_noise=True), "cpu", 1)
     for search in (TrainingFeed(args, buf, learner).search, worker.search):  # in process and on a Ray worker
@@ -170,7 +170,7 @@ def test_reanalysis_searches_with_reanalyse_num_simulations():
                                      search, args)
         assert result.stats.visits.sum(-1).tolist() == [3.0] * len(ROWS)  # children visits sum to S
     assert args.num_simulations == 6  # self-play keeps its own count
-    default_args, default_buf, default_learner = _small(num_simulations=6)
+    default_args, default_buf, default_learner = small_setup(num_simulations=6)
     default_search = TrainingFeed(default_args, default_buf, default_learner).search
     assert default_args.reanalyse_num_simulations is None and default_search.num_simulations == 6
 
@@ -179,4 +179,4 @@ def test_reanalysis_searches_with_reanalyse_num_simulations():
                                         ("timeout_terminal", "yes"), ("reanalyse_num_simulations", 0)])
 def test_a_bad_switch_value_is_an_error_naming_the_key(key, value):
     with pytest.raises(ValueError, match=key):
-        _small(**{key: value})
+        small_setup(**{key: value})
