@@ -1,4 +1,4 @@
-"""`python -m tools.results` on real Sacred records (built in test_results_sacred): numbers checked against values
+"""`python -m tools.results` on real Sacred records (built by tests/results_helpers.py): numbers checked against values
 worked out by hand from the logged curves, every output format, the Mongo source, damaged folders, bad input."""
 import csv
 import io
@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
-from test_results_sacred import WIN, build_records, make_damaged_root
+from results_helpers import WIN, build_records, make_damaged_root, rows_of, run_cli, run_json
 from tools.results import cli
 
 mongomock = pytest.importorskip("mongomock")
@@ -29,22 +29,6 @@ def records(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("results") / "sacred")
     build_records(root, client["sacred"])
     return root, client
-
-
-def run_cli(capsys, *argv):
-    code = cli.main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def run_json(capsys, *argv):
-    code, out, err = run_cli(capsys, *argv, "--format", "json")
-    assert code == 0, err
-    return json.loads(out)
-
-
-def rows_of(doc, table):
-    return [row for section in doc if section["table"] == table for row in section["rows"]]
 
 
 def by_map_alg(rows):

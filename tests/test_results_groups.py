@@ -7,9 +7,8 @@ import pytest
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 from sacred import Experiment  # noqa: E402
 from sacred.observers import FileStorageObserver  # noqa: E402
+from results_helpers import STEPS, log_metric, rows_of, run_cli, run_json  # noqa: E402
 
-from test_results_cli import rows_of, run_cli, run_json  # noqa: E402
-from test_results_sacred import STEPS, _log  # noqa: E402
 
 BASE = {"num_simulations": 8, "sampled_actions": 4, "reanalyse_ratio": 0.1, "use_os_lambda": True}
 SEARCH = {"num_simulations": 50, "sampled_actions": 10}
@@ -30,7 +29,7 @@ LABEL_C = "mazero_cpu[num_simulations=8, reanalyse_ratio=0.1, sampled_actions=4,
 WINS = []  # the curve the next run logs (outside the config: a config key would make every run a group)
 
 
-def _experiment():
+def sacred_experiment():
     ex = Experiment("pymarl", save_git_info=False)
     ex.add_config(name="mazero_cpu", seed=0, env="smax", env_args={"map_name": "3m", "seed": 0}, t_max=300,
                   local_results_path="results", torch_threads=1, evaluate=False, checkpoint_path="", **BASE)
@@ -39,7 +38,7 @@ def _experiment():
     def main(_run, _config):
         steps = [300] if _config["evaluate"] else STEPS
         for t, win in zip(steps, WINS):
-            _log(_run, "test_battle_won_mean", t, win)
+            log_metric(_run, "test_battle_won_mean", t, win)
 
     return ex
 
@@ -47,7 +46,7 @@ def _experiment():
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("study") / "sacred")
-    ex = _experiment()
+    ex = sacred_experiment()
     ex.observers[:] = [FileStorageObserver(os.path.join(root, "mazero_cpu", "3m"))]
     for updates, seed, wins in RUNS + [EVALUATION]:
         WINS[:] = wins

@@ -10,9 +10,7 @@ import pytest
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 pytest.importorskip("sqlalchemy")
 from sacred.observers import FileStorageObserver, SqlObserver  # noqa: E402
-
-from test_results_cli import rows_of, run_cli, run_json  # noqa: E402
-from test_results_sacred import BAD, RETURNS_ONLY, T_MAX, WIN, _experiment  # noqa: E402
+from results_helpers import BAD, RETURNS_ONLY, T_MAX, WIN, rows_of, run_cli, run_json, sacred_experiment  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +18,7 @@ def both(tmp_path_factory):
     """(file root, sqlite URL): every run of test_results_sacred recorded by both observers at once."""
     base = tmp_path_factory.mktemp("sql")
     root, url = str(base / "sacred"), f"sqlite:///{base / 'runs.db'}"
-    ex = _experiment()
+    ex = sacred_experiment()
     for key in list(WIN) + list(RETURNS_ONLY) + list(BAD):
         alg, map_name, seed = key
         env_args = {} if map_name == "matrix" else {"map_name": map_name}
