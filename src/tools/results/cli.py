@@ -171,8 +171,8 @@ def _common_parser():
     return common
 
 
-def build_parser():
-    common = _common_parser()
+def _shared_parsers():
+    """The option groups several sub-commands share: (incomplete runs, bootstrap statistics, budget rule)."""
     incomplete = argparse.ArgumentParser(add_help=False)
     incomplete.add_argument("--include-incomplete", action="store_true",
                             help="also use runs that are RUNNING, FAILED, INTERRUPTED or UNKNOWN")
@@ -182,7 +182,12 @@ def build_parser():
     budget = argparse.ArgumentParser(add_help=False)
     budget.add_argument("--nearest", action="store_true",
                         help="value at a budget = the evaluation nearest to it (default: the last one at or before)")
+    return incomplete, stat, budget
 
+
+def build_parser():
+    common = _common_parser()
+    incomplete, stat, budget = _shared_parsers()
     parser = argparse.ArgumentParser(prog="python -m tools.results",
                                      description="Query Sacred experiment records of the MARL harness.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{list,compare,plot,aggregate,profile}")
