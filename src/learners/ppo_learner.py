@@ -142,12 +142,11 @@ class PPOLearner:
             critic_loss.backward()
             critic_grad_norm = torch.nn.utils.clip_grad_norm_(self.critic_params, args.grad_norm_clip)
             self.critic_optimiser.step()
-            check_finite(t_env, {"pg_loss": pg_loss, "critic_loss": critic_loss, "agent_grad_norm": agent_grad_norm,
-                                 "critic_grad_norm": critic_grad_norm}, self.agent_params + self.critic_params,
+            epoch = {"pg_loss": pg_loss, "entropy": entropy, "agent_grad_norm": agent_grad_norm,
+                     "critic_loss": critic_loss, "critic_grad_norm": critic_grad_norm}
+            check_finite(t_env, epoch, self.agent_params + self.critic_params,
                          hint="lower lr, critic_lr or grad_norm_clip")
-
-            for key, value in (("pg_loss", pg_loss), ("entropy", entropy), ("agent_grad_norm", agent_grad_norm),
-                               ("critic_loss", critic_loss), ("critic_grad_norm", critic_grad_norm)):
+            for key, value in epoch.items():
                 stats[key].append(value.item())
 
         if t_env - self.log_stats_t >= args.learner_log_interval:
