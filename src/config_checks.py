@@ -283,11 +283,32 @@ def check_keys(config, keys):
                 raise ConfigValueError(f"config key {key!r} {problem}, got {config[key]!r}")
 
 
+# MAZero's registry entries per key. They pass MAZero's own objects between them (a transition replay, search
+# statistics, a world model), so a config takes all of its run / mac / learner / agent from here or none of them.
+MAZERO_PARTS = {"run": ("mazero",), "mac": ("mazero_mac",), "learner": ("mazero_learner",),
+                "agent": ("mazero", "mazero_flat")}
+
+
+def check_registry_parts(config):
+    """Raises ConfigValueError when `config` mixes MAZero's run / mac / learner / agent with other ones (e.g.
+    `run: default` with `learner: mazero_learner`, which would fail only at the first update)."""
+    present = [key for key in MAZERO_PARTS if key in config]
+    ours = [key for key in present if config[key] in MAZERO_PARTS[key]]
+    if ours and len(ours) < len(present):
+        theirs = [f"{key}: {config[key]}" for key in present if key not in ours]
+        raise ConfigValueError(
+            f"config keys {', '.join(f'{key}: {config[key]}' for key in ours)} are MAZero's parts and cannot work "
+            f"with {', '.join(theirs)}; use run: mazero, mac: mazero_mac, learner: mazero_learner and agent: mazero "
+            f"(or mazero_flat) together, or none of them")
+
+
 def check_config(config, defaults=None):
     """Raises ConfigValueError for the first key of NUMERIC_KEYS / SETTING_KEYS in `config` whose value breaks its
     rule, for a boolean key of `defaults` (the merged YAML config; `config` itself when None) that holds no bool,
-    or when buffer_size < batch_size (no batch could ever be sampled, so the run would train nothing)."""
+    for registry keys that cannot work together (check_registry_parts), or when buffer_size < batch_size (no batch
+    could ever be sampled, so the run would train nothing)."""
     check_keys(config, list(NUMERIC_KEYS) + list(SETTING_KEYS))
+    check_registry_parts(config)
     for key in boolean_keys(config if defaults is None else defaults):
         value, present = _get(config, key)
         problem = BOOLEAN.problem(value) if present else None

@@ -73,6 +73,19 @@ def test_keys_of_other_algorithms_are_not_required():
         check_config(dict(config, hypernet_layers=3))
 
 
+@pytest.mark.parametrize("alg, update, named", [
+    ("mazero_cpu", {"run": "default"}, "run: default"),
+    ("mazero_cpu", {"agent": "rnn"}, "agent: rnn"),
+    ("qmix", {"learner": "mazero_learner"}, "learner: mazero_learner"),
+])
+def test_registry_parts_that_cannot_work_together_are_refused_by_name(alg, update, named):
+    config = dict(merged_config(alg, "smax"), **update)
+    with pytest.raises(ConfigValueError, match="cannot work with|are MAZero's parts") as info:
+        check_config(config)
+    assert named in str(info.value)
+    check_config(dict(merged_config("mazero_cpu", "smax"), agent="mazero_flat"))  # both MAZero models fit
+
+
 @pytest.mark.parametrize("update, key", [("batch_size=-1", "batch_size"), ("t_max=-5", "t_max"),
                                          ("lr=abc", "lr")])
 def test_main_refuses_before_sacred_and_the_env_with_exit_2(tmp_path, update, key):
