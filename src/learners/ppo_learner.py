@@ -150,14 +150,18 @@ class PPOLearner:
                 stats[key].append(value.item())
 
         if t_env - self.log_stats_t >= args.learner_log_interval:
-            for key, per_epoch in stats.items():
-                self.logger.log_stat(key, sum(per_epoch) / len(per_epoch), t_env)
-            self.logger.log_stat("advantage_mean", advantage_mean.item(), t_env)
-            self.logger.log_stat("pi_max", masked_mean(old_pi.max(dim=-1)[0], active).item(), t_env)
-            self.logger.log_stat("q_taken_mean", masked_mean(values[:, :-1], mask).item(), t_env)
-            self.logger.log_stat("target_mean", masked_mean(returns, mask).item(), t_env)
-            self.logger.log_stat("td_error_abs", masked_mean((returns - values[:, :-1]).abs(), mask).item(), t_env)
-            self.log_stats_t = t_env
+            self._log_stats(t_env, stats, advantage_mean, masked_mean(old_pi.max(dim=-1)[0], active),
+                            values[:, :-1], returns, mask)
+
+    def _log_stats(self, t_env, per_epoch, advantage_mean, pi_max, values, returns, mask):
+        """Logs the epochs' mean losses and gradient norms, then the batch's advantage, policy and value statistics."""
+        stats = {key: sum(values_of_epochs) / len(values_of_epochs) for key, values_of_epochs in per_epoch.items()}
+        stats.update(advantage_mean=advantage_mean.item(), pi_max=pi_max.item(),
+                     q_taken_mean=masked_mean(values, mask).item(), target_mean=masked_mean(returns, mask).item(),
+                     td_error_abs=masked_mean((returns - values).abs(), mask).item())
+        for key, value in stats.items():
+            self.logger.log_stat(key, value, t_env)
+        self.log_stats_t = t_env
 
     def to(self, device):
         self.mac.to(device)
