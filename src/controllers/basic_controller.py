@@ -3,6 +3,7 @@ import torch
 
 from components.action_selectors import REGISTRY as action_REGISTRY
 from modules.agents import REGISTRY as agent_REGISTRY
+from utils.checkpoint import load_state
 
 
 class BasicMAC:
@@ -62,7 +63,7 @@ class BasicMAC:
         torch.save(self.agent.state_dict(), f"{path}/agent.th")
 
     def load_models(self, path):
-        self.agent.load_state_dict(torch.load(f"{path}/agent.th", map_location="cpu"))
+        self.agent.load_state_dict(load_state(f"{path}/agent.th"))
 
     def _build_inputs(self, batch, t):
         """Agent inputs, one row per (env, [step,] agent): obs, then the previous one-hot action, then the one-hot

@@ -15,6 +15,7 @@ import torch
 
 from mcts.search import MCTSSearch, SearchStats, legal_or_all
 from modules.agents import REGISTRY as agent_REGISTRY
+from utils.checkpoint import load_state
 
 
 class MAZeroMAC:
@@ -127,4 +128,4 @@ class MAZeroMAC:
         torch.save(self.agent.state_dict(), f"{path}/agent.th")
 
     def load_models(self, path):
-        self.agent.load_state_dict(torch.load(f"{path}/agent.th", map_location="cpu"))
+        self.agent.load_state_dict(load_state(f"{path}/agent.th"))

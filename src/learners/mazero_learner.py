@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from config_checks import SETTING_KEYS, check_keys
 from mcts.search import legal_or_all
+from utils.checkpoint import load_state
 from utils.divergence import check_finite
 from utils.value_transform import logits_to_scalar, scalar_to_two_hot
 
@@ -305,8 +306,8 @@ class MAZeroLearner:
 
     def load_models(self, path):
         self.mac.load_models(path)
-        self.target_model.load_state_dict(torch.load(f"{path}/target_agent.th", map_location="cpu"))
-        self.target_snapshot.load_state_dict(torch.load(f"{path}/target_snapshot.th", map_location="cpu"))
-        self.optimiser.load_state_dict(torch.load(f"{path}/opt.th", map_location="cpu"))
-        self.update_count = torch.load(f"{path}/learner_state.th")["update_count"]
+        self.target_model.load_state_dict(load_state(f"{path}/target_agent.th"))
+        self.target_snapshot.load_state_dict(load_state(f"{path}/target_snapshot.th"))
+        self.optimiser.load_state_dict(load_state(f"{path}/opt.th"))
+        self.update_count = load_state(f"{path}/learner_state.th")["update_count"]
         self.target_version += 1

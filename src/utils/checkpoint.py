@@ -242,8 +242,6 @@ def load_checkpoint(checkpoint_path, load_step, load_fn, trained_on, log):
             except UnsafeCheckpointError:
                 raise  # a planted file: never fall back to another checkpoint of the same folder silently
             except Exception as exc:  # torch's zip, pickle and size-mismatch errors, a missing file, ...
-                if refused(exc):  # torch.load's own weights_only refusal (its default since torch 2.6)
-                    raise UnsafeCheckpointError(unsafe(f"checkpoint {path}", exc)) from None
                 problem = first_line(exc)
         failures.append(f"{path}: {problem}")
         log.warning(f"checkpoint {path} cannot be loaded ({problem}); trying the next one")

@@ -23,7 +23,6 @@ def attention_forward(real[:, :, :, :, ::1] qkv, real[:, :, :, ::1] mask, bint u
     """Fills `weights` (the softmax, before dropout) and `attended`; `mask` is read only when `use_mask`."""
     cdef Py_ssize_t B = qkv.shape[0], N = qkv.shape[1], H = qkv.shape[3], D = qkv.shape[4]
     cdef Py_ssize_t b, h, i, j, e
-    cdef Py_ssize_t row = 3 * H * D  # qkv's stride from one agent to the next
     cdef real s, top, total, p
     cdef real *q
     cdef real *k
