@@ -25,7 +25,6 @@ import os
 import subprocess
 import sys
 import time
-import types
 from unittest import mock
 
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
@@ -37,13 +36,12 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
-from learners.mazero_feed import TrainingFeed  # noqa: E402
-from learners.mazero_learner import MAZeroLearner  # noqa: E402
 from mazero_search import MAPS, build_model, measure, official_args, root_inputs, timer_bias  # noqa: E402
-from mazero_update_cost import NullLogger, build_args, filled_replay  # noqa: E402
+from mazero_update_cost import build_args, filled_replay, training_feed  # noqa: E402
 from mcts import ctree  # noqa: E402
-from mcts.search import MCTSSearch, SearchNetwork, trace_search_network  # noqa: E402
+from mcts.search import MCTSSearch, SearchConfig, SearchNetwork, trace_search_network  # noqa: E402
 from modules.mazero.model import MAZeroModel  # noqa: E402
+from run.mazero_config import build_mazero_config  # noqa: E402
 
 PEAK_SHAPES = ((4608, 128, 128), (1024, 1024, 1024))  # (m, k, n) of the peak torch.mm
 REANALYSIS_ROOTS = 256 * 6  # official batch 256 x (unroll K = 5 + 1) positions
@@ -93,14 +91,14 @@ def peak_flops(min_time):
     return best
 
 
-def inference_case(model, input_shape, roots, n_agents, n_actions):
+def inference_case(model, input_dim, roots, n_agents, n_actions):
     """One search step on `roots` random latents and actions as the search runs it: the traced SearchNetwork.step
     (recurrent_inference with the scalars and softmax folded in), under no_grad. Returns (timed call, eager call
     for the FLOP counter, which does not see inside a trace)."""
     generator = torch.Generator().manual_seed(roots)
     network = SearchNetwork(model, model.value_support_size, model.reward_support_size)
     with torch.no_grad():
-        inputs = torch.randn(roots, n_agents, input_shape, generator=generator)
+        inputs = torch.randn(roots, n_agents, input_dim, generator=generator)
         latent = model.represent(inputs)
         actions = torch.randint(0, n_actions, (roots, n_agents), generator=generator)
         traced = trace_search_network(network, inputs, latent, actions)
@@ -118,11 +116,11 @@ def update_case(map_name):
     budget, on bench/mazero_update_cost.py's random replay."""
     n_agents, n_actions, obs_dim = MAPS[map_name]
     args = build_args("mazero_cpu", n_agents, n_actions, [])
+    config = build_mazero_config(args)
     input_dim = obs_dim + (n_actions if args.obs_last_action else 0) + (n_agents if args.obs_agent_id else 0)
     torch.manual_seed(0)
-    replay = filled_replay(args, input_dim, max(1000, 4 * args.batch_size))
-    model = MAZeroModel(input_dim, args).eval()
-    feed = TrainingFeed(args, replay, MAZeroLearner(types.SimpleNamespace(agent=model), None, NullLogger(), args))
+    replay = filled_replay(config, input_dim, max(1000, 4 * args.batch_transitions))
+    feed = training_feed(config, MAZeroModel(input_dim, config.model).eval(), replay)
     feed.train_step(t_env=0)  # warm-up: fills the reanalysis prefetch queue, so each counted call is one update
     return lambda: feed.train_step(t_env=0)
 
@@ -130,12 +128,12 @@ def update_case(map_name):
 def cases(map_name):
     n_agents, n_actions, obs_dim = MAPS[map_name]
     args = official_args(n_agents, n_actions, 100, 10)
-    model, input_shape = build_model(args, obs_dim, seed=0)
+    model, input_dim = build_model(args, obs_dim, seed=0)
     update = update_case(map_name)
     return [(f"search step (traced recurrent_inference), {REANALYSIS_ROOTS} roots",
-             *inference_case(model, input_shape, REANALYSIS_ROOTS, n_agents, n_actions)),
+             *inference_case(model, input_dim, REANALYSIS_ROOTS, n_agents, n_actions)),
             (f"search step (traced recurrent_inference), {SELF_PLAY_ROOTS} roots",
-             *inference_case(model, input_shape, SELF_PLAY_ROOTS, n_agents, n_actions)),
+             *inference_case(model, input_dim, SELF_PLAY_ROOTS, n_agents, n_actions)),
             ("MAZeroLearner.train, mazero_cpu budget", update, update)]
 
 
@@ -143,9 +141,10 @@ def search_split(min_time):
     """Tree + glue share of a 3m search at B = 32, S = 100, K_s = 10 (bench/mazero_search.py's instrumentation)."""
     n_agents, n_actions, obs_dim = MAPS["3m"]
     args = official_args(n_agents, n_actions, 100, 10)
-    model, input_shape = build_model(args, obs_dim, seed=0)
-    inputs, legal = root_inputs(np.random.default_rng(32), 32, n_agents, n_actions, input_shape)
-    med = measure(model, ctree.SampledTrees, args, inputs, legal, min_time, 3, 9, timer_bias())
+    model, input_dim = build_model(args, obs_dim, seed=0)
+    inputs, avail_actions = root_inputs(np.random.default_rng(32), 32, n_agents, n_actions, input_dim)
+    med = measure(model, ctree.SampledTrees, SearchConfig.from_config(args), inputs, avail_actions, min_time, 3, 9,
+                  timer_bias())
     return med
 
 

@@ -20,30 +20,27 @@ import subprocess
 import sys
 import tempfile
 import time
-import types
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "src"))
 
 import torch  # noqa: E402
 
-from mazero_update_cost import NullLogger, build_args, filled_replay  # noqa: E402
+from mazero_update_cost import build_args, filled_replay, training_feed  # noqa: E402
 from mazero_search import MAPS  # noqa: E402
 RUN_LOG_INTERVAL = 200  # env steps between the run's logged rates (mazero.yaml: 2000), at most t_max / 2
 
 
 def time_updates(cli, device):
-    from learners.mazero_feed import TrainingFeed
-    from learners.mazero_learner import MAZeroLearner
     from modules.mazero.model import MAZeroModel
+    from run.mazero_config import build_mazero_config
 
     n_agents, n_actions, obs_dim = MAPS[cli.map]
     args = build_args(cli.config, n_agents, n_actions, cli.overrides, device)
+    config = build_mazero_config(args)
     input_dim = obs_dim + (n_actions if args.obs_last_action else 0) + (n_agents if args.obs_agent_id else 0)
-    replay = filled_replay(args, input_dim, max(1000, 4 * args.batch_size))
-    learner = MAZeroLearner(types.SimpleNamespace(agent=MAZeroModel(input_dim, args).to(device).eval()), None,
-                            NullLogger(), args)
-    feed = TrainingFeed(args, replay, learner)
+    replay = filled_replay(config, input_dim, max(1000, 4 * args.batch_transitions))
+    feed = training_feed(config, MAZeroModel(input_dim, config.model).to(device).eval(), replay)
     try:
         feed.train_step(t_env=0)  # warm-up: allocator, kernels, search pools
         reanalysis_before = feed.time_spent()["reanalyse_search"]
@@ -54,7 +51,7 @@ def time_updates(cli, device):
         reanalysis = feed.time_spent()["reanalyse_search"] - reanalysis_before
     finally:
         feed.close()
-    print(f"update at {cli.config}'s budget on {cli.map}-sized data (batch {args.batch_size}, S "
+    print(f"update at {cli.config}'s budget on {cli.map}-sized data (batch {args.batch_transitions} transitions, S "
           f"{args.num_simulations}, K_s {args.sampled_actions}, reanalyse_ratio {args.reanalyse_ratio}, "
           f"reanalyse_workers {args.reanalyse_workers}): {seconds:.3f} s wall per update over {cli.updates}, "
           f"of which reanalysis {reanalysis / cli.updates:.3f} s")

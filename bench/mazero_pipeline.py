@@ -5,8 +5,9 @@ Each run is `src/main.py --config=CONFIG --env-config=smax with env_args.map_nam
 workers, stopped after `--minutes` if unfinished; the figures are the last ones the run logged (`log_interval`
 shortened so they are logged often): env_steps_per_second and updates_per_second over the run's wall-clock since
 its loop started (self-play actors already up), and the replay ratio the run logged with them (updates / t_env,
-training starting once `batch_size` transitions are stored) against updates_per_env_step. Runs of a map go one after the other, so their ratios compare like with like only on a
-machine whose load does not change between them.
+training starting once `batch_transitions` transitions are stored) against updates_per_env_step. Runs of a map go
+one after the other, so their ratios compare like with like only on a machine whose load does not change between
+them.
 
     python bench/mazero_pipeline.py                                   # 3m and 2s3z, sync and one actor, 4 min each
     python bench/mazero_pipeline.py reanalyse_ratio=0.25 --maps 3m --minutes 2 --reanalyse 0 1

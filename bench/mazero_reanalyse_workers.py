@@ -1,7 +1,7 @@
 """Reanalysis on Ray workers: throughput with 0, 1 and 2 workers, and the learner's update rate with workers.
 
 1. Reanalysis throughput, in roots x simulations per second of wall-clock: `--batches` batches per worker of the
-   official budget (batch 256, reanalyse_ratio 1, K = 5: up to 1536 roots, S = 100, K_s = 10) on 3m-sized data
+   official budget (256 transitions, reanalyse_ratio 1, K = 5: up to 1536 roots, S = 100, K_s = 10) on 3m-sized data
    (bench/mazero_update_cost.py's replay), reanalysed in process (0 workers, one torch thread) and by 1 and 2
    Ray actors (`reanalyse_num_cpus` 1: one torch thread each) through the run loop's `ReanalysisPool`.
 2. The learner's update rate at the official budget: `reanalyse_workers=2` (learner with one torch thread)
@@ -17,7 +17,6 @@ import argparse
 import os
 import sys
 import time
-import types
 
 for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
@@ -26,39 +25,41 @@ sys.path.insert(0, os.path.join(ROOT, "src"))
 
 import torch  # noqa: E402
 
-from learners.mazero_feed import TrainingFeed  # noqa: E402
-from learners.mazero_learner import MAZeroLearner, reanalyse_policy_targets  # noqa: E402
+from learners.mazero_learner import reanalyse_policy_targets  # noqa: E402
 from learners.mazero_reanalyse import ReanalysisPool  # noqa: E402
 from mazero_search import MAPS  # noqa: E402
-from mazero_update_cost import NullLogger, build_args, filled_replay  # noqa: E402
+from mazero_update_cost import build_args, filled_replay, training_feed  # noqa: E402
 from mcts.search import MCTSSearch  # noqa: E402
 from modules.mazero.model import MAZeroModel  # noqa: E402
+from run.mazero_config import build_mazero_config  # noqa: E402
 
 MAP = "3m"
 
 
 def setup(overrides, **keys):
+    """The run's MAZeroConfig, a model and a filled replay at mazero.yaml's budget with `overrides` and `keys`."""
     n_agents, n_actions, obs_dim = MAPS[MAP]
     args = build_args("mazero", n_agents, n_actions, overrides + [f"{k}={v}" for k, v in keys.items()])
+    config = build_mazero_config(args)
     input_dim = obs_dim + n_actions + n_agents  # obs_last_action, obs_agent_id
     torch.manual_seed(0)
-    model = MAZeroModel(input_dim, args).eval()
-    return args, model, filled_replay(args, input_dim, max(1000, 4 * args.batch_size))
+    model = MAZeroModel(input_dim, config.model).eval()
+    return config, model, filled_replay(config, input_dim, max(1000, 4 * args.batch_transitions))
 
 
-def searched_roots(batch, args):
-    n_reanalyse = int(round(args.reanalyse_ratio * batch.rows.shape[0]))
-    return int(batch.before_end[:n_reanalyse, :args.unroll_steps + 1].sum())
+def searched_roots(batch, config):
+    n_reanalyse = int(round(config.reanalysis.reanalyse_ratio * batch.rows.shape[0]))
+    return int(batch.before_end[:n_reanalyse, :config.replay.unroll_steps + 1].sum())
 
 
 def throughput(workers, batches_per_worker, overrides):
     """Roots x simulations per second of wall-clock with `workers` Ray actors (0: in process)."""
-    args, model, replay = setup(overrides, reanalyse_workers=workers)
-    pool = ReanalysisPool(args, model, MCTSSearch(args, seed=0), reanalyse_policy_targets)
+    config, model, replay = setup(overrides, reanalyse_workers=workers)
+    reanalysis = config.reanalysis
+    pool = ReanalysisPool(reanalysis, model, MCTSSearch(reanalysis.search, seed=0), reanalyse_policy_targets)
     try:
-        batches = [replay.sample_batch(args.batch_size, 1.0, args.unroll_steps, args.td_steps)
-                   for _ in range(batches_per_worker * max(1, workers))]
-        roots = sum(searched_roots(batch, args) for batch in batches)
+        batches = [replay.sample_batch(1.0) for _ in range(batches_per_worker * max(1, workers))]
+        roots = sum(searched_roots(batch, config) for batch in batches)
         start = time.perf_counter()
         for index, batch in enumerate(batches):
             pool.submit(batch, index)
@@ -67,16 +68,16 @@ def throughput(workers, batches_per_worker, overrides):
         wall = time.perf_counter() - start
     finally:
         pool.close()
-    return roots * args.num_simulations / wall, len(batches), wall
+    return roots * reanalysis.search.num_simulations / wall, len(batches), wall
 
 
 def update_rate(updates, overrides, **keys):
     """(updates per second of the run loop's training step after the reanalysis pipeline has filled, the learner's
     seconds per update in reanalysis: computing it in process or waiting for the workers)."""
-    args, model, replay = setup(overrides, **keys)
-    feed = TrainingFeed(args, replay, MAZeroLearner(types.SimpleNamespace(agent=model), None, NullLogger(), args))
+    config, model, replay = setup(overrides, **keys)
+    feed = training_feed(config, model, replay)
     try:
-        for _ in range(args.reanalyse_prefetch + 1):  # fills the pipeline
+        for _ in range(config.reanalysis.reanalyse_prefetch + 1):  # fills the pipeline
             feed.train_step(t_env=0)
         reanalysis_before = feed.time_spent()["reanalyse_search"]
         start = time.perf_counter()

@@ -43,8 +43,8 @@ import torch  # noqa: E402
 
 from config_loader import config_args  # noqa: E402
 from mcts import ctree, ptree  # noqa: E402
-from mcts.search import MCTSSearch  # noqa: E402
-from modules.mazero.model import MAZeroModel  # noqa: E402
+from mcts.search import MCTSSearch, SearchConfig  # noqa: E402
+from modules.mazero.model import MAZeroModel, ModelConfig  # noqa: E402
 
 # map -> (n_agents, n_actions, SMAC observation size). The model input adds the one-hot last action and agent id,
 # as the mazero controller builds it (obs_last_action, obs_agent_id of the config).
@@ -73,21 +73,21 @@ def build_model(args, obs_dim, seed):
     every value 0, and the tree would meet only exact ties. The network's cost is the same either way.
     """
     torch.manual_seed(seed)
-    input_shape = obs_dim + (args.n_actions if args.obs_last_action else 0) \
+    input_dim = obs_dim + (args.n_actions if args.obs_last_action else 0) \
         + (args.n_agents if args.obs_agent_id else 0)
-    model = MAZeroModel(input_shape, args).eval()
+    model = MAZeroModel(input_dim, ModelConfig.from_config(args)).eval()
     for head in (model.reward_head, model.value_head, model.policy_head):
         out = head.net[-1]
         torch.nn.init.normal_(out.weight, std=out.in_features ** -0.5)
-    return model, input_shape
+    return model, input_dim
 
 
-def root_inputs(rng, B, N, A, input_shape):
-    """Random agent inputs and legal masks (each action legal with probability 0.7, action 0 always)."""
-    inputs = torch.from_numpy(rng.normal(size=(B, N, input_shape)).astype(np.float32))
-    legal = rng.random((B, N, A)) < 0.7
-    legal[:, :, 0] = True
-    return inputs, torch.from_numpy(legal)
+def root_inputs(rng, B, N, A, input_dim):
+    """Random agent inputs and avail_actions masks (each action available with probability 0.7, action 0 always)."""
+    inputs = torch.from_numpy(rng.normal(size=(B, N, input_dim)).astype(np.float32))
+    avail_actions = rng.random((B, N, A)) < 0.7
+    avail_actions[:, :, 0] = True
+    return inputs, torch.from_numpy(avail_actions)
 
 
 # --- instrumentation -------------------------------------------------------------------------------------------
@@ -164,14 +164,15 @@ class TimedSearch(MCTSSearch):
                                      step=self.clock.wrap(network.step, "recurrent"))
 
 
-def instrumented(model, tree_cls, args, clock, seed):
+def instrumented(model, tree_cls, config, clock, seed):
     """(search, model) pair whose network and tree calls feed `clock`; the model is a copy."""
-    return TimedSearch(clock, args, seed, tree_cls=functools.partial(TimedTrees, tree_cls, clock)), copy.deepcopy(model)
+    search = TimedSearch(clock, config, seed, tree_cls=functools.partial(TimedTrees, tree_cls, clock))
+    return search, copy.deepcopy(model)
 
 
 # --- measurement -----------------------------------------------------------------------------------------------
-def measure(model, tree_cls, args, inputs, legal, min_time, min_searches, max_searches, bias, seed=0):
-    """Medians over alternating (plain, instrumented) searches of one case.
+def measure(model, tree_cls, config, inputs, avail_actions, min_time, min_searches, max_searches, bias, seed=0):
+    """Medians over alternating (plain, instrumented) searches of one case (`config`: the SearchConfig).
 
     Each instrumented search's network, tree and total CPU times are corrected by the wrappers' own cost (`bias`,
     from `timer_bias`): per wrapped call, the part inside the timed interval leaves the network or tree time and
@@ -180,20 +181,20 @@ def measure(model, tree_cls, args, inputs, legal, min_time, min_searches, max_se
     """
     inside, outside = bias
     clock = Clock()
-    timed_search, timed_model = instrumented(model, tree_cls, args, clock, seed)
-    plain_search = MCTSSearch(args, seed, tree_cls=tree_cls)
-    plain_search.run(model, inputs, legal, add_noise=True)  # warm-up: allocator, pools, lazy imports
-    timed_search.run(timed_model, inputs, legal, add_noise=True)
+    timed_search, timed_model = instrumented(model, tree_cls, config, clock, seed)
+    plain_search = MCTSSearch(config, seed, tree_cls=tree_cls)
+    plain_search.run(model, inputs, avail_actions, add_noise=True)  # warm-up: allocator, pools, lazy imports
+    timed_search.run(timed_model, inputs, avail_actions, add_noise=True)
     rows, plain, plain_wall = [], [], []
     while len(rows) < min_searches or (sum(r["total"] for r in rows) < min_time and len(rows) < max_searches):
         wall, start = time.perf_counter(), cpu_time()
-        plain_search.run(model, inputs, legal, add_noise=True)
+        plain_search.run(model, inputs, avail_actions, add_noise=True)
         plain.append(cpu_time() - start)
         plain_wall.append(time.perf_counter() - wall)
         clock.seconds.clear()
         clock.calls.clear()
         start = cpu_time()
-        result = timed_search.run(timed_model, inputs, legal, add_noise=True)
+        result = timed_search.run(timed_model, inputs, avail_actions, add_noise=True)
         total = cpu_time() - start
         row = {k: clock.seconds[k] - inside * clock.calls[k] for k in list(clock.seconds)}
         calls = sum(clock.calls.values())
@@ -294,7 +295,7 @@ def main():
     if ctree is None:
         sys.exit("mcts.ctree is not built: run `python setup.py build_ext --inplace` in the repository root")
     S = args_cli.simulations or (20 if args_cli.quick else 100)
-    K = args_cli.sampled_actions
+    sampled_actions = args_cli.sampled_actions
     maps = args_cli.maps or (["3m", "8m"] if args_cli.quick else list(MAPS))
     batches = args_cli.batches or ([8, 32] if args_cli.quick else list(BATCHES))
     profiled = [32]  # batch size whose transformer call overhead is measured
@@ -303,8 +304,8 @@ def main():
 
     commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True).stdout.strip()
-    print(f"MAZero search cost: S = {S}, K_s = {K}, torch {torch.__version__} with {torch.get_num_threads()} "
-          f"thread, commit {commit}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    print(f"MAZero search cost: S = {S}, K_s = {sampled_actions}, torch {torch.__version__} with "
+          f"{torch.get_num_threads()} thread, commit {commit}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     bias = timer_bias()
     print(f"Medians over alternating plain/instrumented searches, in CPU time of the searching thread; timer cost per "
           f"wrapped call {bias[0] * 1e6:.2f} µs inside + {bias[1] * 1e6:.2f} µs outside the interval, subtracted.")
@@ -318,12 +319,13 @@ def main():
     models, compared = {}, {}
     for name, B, tree_cls, tree_name in cases:
         N, A, obs = MAPS[name]
-        args = official_args(N, A, S, K)
+        args = official_args(N, A, S, sampled_actions)
         if name not in models:
             models[name] = build_model(args, obs, seed=0)
-        model, input_shape = models[name]
-        inputs, legal = root_inputs(np.random.default_rng(B), B, N, A, input_shape)
-        med = measure(model, tree_cls, args, inputs, legal, min_time, min_searches, max_searches, bias)
+        model, input_dim = models[name]
+        inputs, avail_actions = root_inputs(np.random.default_rng(B), B, N, A, input_dim)
+        med = measure(model, tree_cls, SearchConfig.from_config(args), inputs, avail_actions, min_time, min_searches,
+                      max_searches, bias)
         print(table_row(name, N, A, B, tree_name, med, S), flush=True)
         if args_cli.compare_ptree and name == "3m" and B == 8:
             compared[tree_name] = med
@@ -333,6 +335,11 @@ def main():
         c, p = compared["ctree"], compared["ptree"]
         print(f"\nptree vs ctree, 3m, B = 8: tree (sel+exp+prep) {p['tree'] / c['tree']:.1f}x the CPU time, "
               f"search {p['total'] / c['total']:.2f}x, sims/CPU-s {c['total'] / p['total']:.2f}x")
+    print_overheads(profiles)
+
+
+def print_overheads(profiles):
+    """The table of the communication transformer's call overhead, from (map, B, encoder_overhead) triples."""
     overheads = [(name, B, o) for name, B, o in profiles if o is not None]
     if overheads:
         print("\nNetwork call overhead (CPU µs per call): the communication transformer as nn.TransformerEncoder vs "

@@ -8,7 +8,7 @@ also time the after model with its compiled attention_kernel switched off (autog
 the layer, as where the extension is not built): the one-node layer and the kernel's own share of the speed-up.
 
   update        one MAZeroLearner.update at the mazero_cpu budget (K = 5, no reanalysis: value targets, unroll,
-                backward, Adam) with `batch_size` set, on one batch of bench/mazero_update_cost.py's random replay
+                backward, Adam) with `batch_transitions` set, on one batch of bench/mazero_update_cost.py's replay
                 and its stored policy targets; the learner is the working tree's for both models;
   search step   the traced SearchNetwork.step (recurrent_inference with the scalars and the softmax, as the search
                 runs it) on 16 random roots, under no_grad.
@@ -18,7 +18,7 @@ off (the two models do the same arithmetic; the counter sees only matmuls, and t
 none). Share of peak = FLOPs / median CPU time / peak, with peak = the best torch.mm on [4608,128]x[128,128] and
 [1024,1024]x[1024,1024], timed at the start of the run and again at its end (the higher one is used).
 
-    nice -n 10 python bench/mazero_update_speed.py                    # 3m and 2s3z, batch 64 and 256, 16 roots
+    nice -n 10 python bench/mazero_update_speed.py                    # 3m and 2s3z, 64 and 256 transitions, 16 roots
     python bench/mazero_update_speed.py --maps 3m --batches 64 --pairs 10
 """
 import argparse
@@ -43,6 +43,7 @@ from mazero_update_cost import NullLogger, build_args, filled_replay  # noqa: E4
 from mcts.search import SearchNetwork, trace_search_network  # noqa: E402
 import modules.mazero.model as model_module  # noqa: E402
 from modules.mazero.model import MAZeroModel  # noqa: E402
+from run.mazero_config import build_mazero_config  # noqa: E402
 
 # map -> (n_agents, n_actions, SMAC observation size); the model input adds the one-hot last action and agent id.
 MAPS = {"3m": (3, 9, 30), "2s3z": (5, 11, 80), "8m": (8, 14, 80)}
@@ -91,22 +92,24 @@ def input_dim(args, obs_dim):
     return obs_dim + (args.n_actions if args.obs_last_action else 0) + (args.n_agents if args.obs_agent_id else 0)
 
 
-def update_calls(map_name, batch_size, before_class):
+def update_calls(map_name, batch_transitions, before_class):
     """(before, after) callables of one MAZeroLearner.update each on the same batch, the two learners starting from
     the same weights, and the update's FLOPs."""
     n_agents, n_actions, obs_dim = MAPS[map_name]
-    args = build_args("mazero_cpu", n_agents, n_actions, [f"batch_size={batch_size}"])
+    args = build_args("mazero_cpu", n_agents, n_actions, [f"batch_transitions={batch_transitions}"])
+    config = build_mazero_config(args)
     dim = input_dim(args, obs_dim)
     torch.manual_seed(0)
-    replay = filled_replay(args, dim, max(1000, 4 * batch_size))
-    after_model = MAZeroModel(dim, args).eval()
-    before_model = before_class(dim, args).eval()
+    replay = filled_replay(config, dim, max(1000, 4 * batch_transitions))
+    after_model = MAZeroModel(dim, config.model).eval()
+    before_model = before_class(dim, args).eval()  # the model at the before commit reads the config namespace
     before_model.load_state_dict(after_model.state_dict())
-    batch = replay.sample_batch(batch_size, args.per_beta_start, args.unroll_steps, args.td_steps)
-    policy = reanalyse_policy_targets(batch, after_model, None, args)  # reanalyse_ratio 0: the stored statistics
+    batch = replay.sample_batch(config.learner.per_beta_start)
+    # reanalyse_ratio 0: the stored statistics
+    policy = reanalyse_policy_targets(batch, after_model, None, config.reanalysis)
     calls = []
     for model in (before_model, after_model):
-        learner = MAZeroLearner(types.SimpleNamespace(agent=model), None, NullLogger(), args)
+        learner = MAZeroLearner(types.SimpleNamespace(agent=model), NullLogger(), config.learner)
         calls.append(lambda learner=learner: learner.update(batch, policy, t_env=0))
     return calls[0], calls[1], count_flops(calls[0])
 
@@ -117,8 +120,8 @@ def search_step_calls(map_name, roots, before_class):
     args = build_args("mazero_cpu", n_agents, n_actions, [])
     dim = input_dim(args, obs_dim)
     torch.manual_seed(roots)
-    after_model = MAZeroModel(dim, args).eval()
-    before_model = before_class(dim, args).eval()
+    after_model = MAZeroModel(dim, build_mazero_config(args).model).eval()
+    before_model = before_class(dim, args).eval()  # the model at the before commit reads the config namespace
     before_model.load_state_dict(after_model.state_dict())
     inputs = torch.randn(roots, n_agents, dim)
     actions = torch.randint(0, n_actions, (roots, n_agents))
@@ -142,7 +145,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--before", default=BASELINE, help="commit of the before model")
     parser.add_argument("--maps", nargs="+", choices=list(MAPS), default=["3m", "2s3z"])
-    parser.add_argument("--batches", nargs="+", type=int, default=[64, 256], help="update batch sizes")
+    parser.add_argument("--batches", nargs="+", type=int, default=[64, 256],
+                        help="update batch sizes (batch_transitions)")
     parser.add_argument("--roots", type=int, default=16, help="roots of the search step (3m)")
     parser.add_argument("--pairs", type=int, default=20,
                         help="rounds of alternating calls per update case (20x as many for the search step)")

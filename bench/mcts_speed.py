@@ -1,7 +1,7 @@
 """Tree-only speed of mcts.ctree vs mcts.ptree: simulations per second spent inside select() + expand().
 
 Both trees run the same searches on the same inputs: a random fake network (softmax of Gaussian logits, Gaussian
-values and rewards, random legal masks, Dirichlet root noise) whose outputs are drawn before timing, so only the
+values and rewards, random availability masks, Dirichlet root noise) whose outputs are drawn before timing, so only the
 tree calls, marshalling included, are on the clock. One tree-simulation = one select + expand in one of the B trees.
 
     nice -n 10 python bench/mcts_speed.py            # the table of issue 4
@@ -23,7 +23,7 @@ import numpy as np  # noqa: E402
 
 from mcts import ctree, ptree  # noqa: E402
 
-# (B, N, A, K, S)
+# (B, N, A, K_s, S), K_s = sampled_actions
 CONFIGS = [
     (32, 5, 14, 10, 100),
     (256, 5, 14, 10, 50),
@@ -31,7 +31,7 @@ CONFIGS = [
     (32, 2, 70, 10, 100),
     (32, 27, 36, 10, 50),
 ]
-TREE_KWARGS = dict(rho=0.25, lam=0.8, discount=0.99)  # the official SMAC script's OS(lambda) and discount
+TREE_KWARGS = dict(os_rho=0.25, os_lambda=0.8, gamma=0.99)  # the official SMAC script's OS(lambda) and gamma
 
 
 def fake_network_outputs(rng, B, N, A, S):
@@ -40,9 +40,9 @@ def fake_network_outputs(rng, B, N, A, S):
         probs = np.exp(logits - logits.max(-1, keepdims=True))
         return (probs / probs.sum(-1, keepdims=True)).astype(np.float32)
 
-    legal = rng.random((B, N, A)) < 0.7
-    legal[:, :, 0] = True
-    root = (rng.normal(size=B).astype(np.float32), policy(), legal,
+    avail_actions = rng.random((B, N, A)) < 0.7
+    avail_actions[:, :, 0] = True
+    root = (rng.normal(size=B).astype(np.float32), policy(), avail_actions,
             rng.dirichlet([0.3] * A, size=(B, N)).astype(np.float32), 0.25)
     steps = [(rng.normal(size=B).astype(np.float32), rng.normal(size=B).astype(np.float32), policy())
              for _ in range(S)]
@@ -67,7 +67,7 @@ def timed_search(trees, root, steps, root_search=None):
 
 
 def sims_per_second(module, shape, inputs, min_time, max_searches, root_search=None):
-    """Median tree-sims/s of `module`'s trees of `shape` (B, N, A, K, S) over searches of `inputs` (see
+    """Median tree-sims/s of `module`'s trees of `shape` (B, N, A, K_s, S) over searches of `inputs` (see
     timed_search for root_search)."""
     B, S = shape[0], shape[4]
     trees = module.SampledTrees(*shape, seed=0, root_search=root_search or "sampled", **TREE_KWARGS)
@@ -94,19 +94,19 @@ def main():
 
     print("tree-only simulations/s (select + expand, marshalling included; median over searches)")
     print("load average before: %.2f %.2f %.2f" % os.getloadavg())
-    header = f"{'B':>4} {'N':>3} {'A':>3} {'K':>3} {'S':>4} | {'ctree sims/s':>13} {'ptree sims/s':>13} " \
+    header = f"{'B':>4} {'N':>3} {'A':>3} {'K_s':>3} {'S':>4} | {'ctree sims/s':>13} {'ptree sims/s':>13} " \
              f"{'ctree/ptree':>11}"
     print(header)
     print("-" * len(header))
     results = {}
     for shape in CONFIGS:
-        B, N, A, K, S = shape
+        B, N, A, sampled_actions, S = shape
         inputs = [fake_network_outputs(rng, B, N, A, S) for _ in range(3)]
         c_rate = sims_per_second(ctree, shape, inputs, c_time, 200)
         p_rate = sims_per_second(ptree, shape, inputs, p_time, 3)
         results[shape] = (c_rate, p_rate)
-        print(f"{B:>4} {N:>3} {A:>3} {K:>3} {S:>4} | {c_rate:>13,.0f} {p_rate:>13,.0f} {c_rate / p_rate:>10.1f}x",
-              flush=True)
+        print(f"{B:>4} {N:>3} {A:>3} {sampled_actions:>3} {S:>4} | {c_rate:>13,.0f} {p_rate:>13,.0f} "
+              f"{c_rate / p_rate:>10.1f}x", flush=True)
 
     main_rate, main_ptree = results[(32, 5, 14, 10, 100)]
     print("load average after: %.2f %.2f %.2f" % os.getloadavg())
@@ -118,17 +118,17 @@ def compare_roots(rng, min_time):
     print("ctree simulations/s with prepare + select + expand on the clock, sampled root vs Gumbel root "
           "(median over searches)")
     print("load average before: %.2f %.2f %.2f" % os.getloadavg())
-    header = f"{'B':>4} {'N':>3} {'A':>3} {'K':>3} {'S':>4} | {'sampled sims/s':>14} {'gumbel sims/s':>14} " \
+    header = f"{'B':>4} {'N':>3} {'A':>3} {'K_s':>3} {'S':>4} | {'sampled sims/s':>14} {'gumbel sims/s':>14} " \
              f"{'gumbel/sampled':>14}"
     print(header)
     print("-" * len(header))
     for shape in CONFIGS:
-        B, N, A, K, S = shape
+        B, N, A, sampled_actions, S = shape
         inputs = [fake_network_outputs(rng, B, N, A, S) for _ in range(3)]
         sampled = sims_per_second(ctree, shape, inputs, min_time, 200, root_search="sampled")
         gumbel = sims_per_second(ctree, shape, inputs, min_time, 200, root_search="gumbel")
-        print(f"{B:>4} {N:>3} {A:>3} {K:>3} {S:>4} | {sampled:>14,.0f} {gumbel:>14,.0f} {gumbel / sampled:>13.2f}x",
-              flush=True)
+        print(f"{B:>4} {N:>3} {A:>3} {sampled_actions:>3} {S:>4} | {sampled:>14,.0f} {gumbel:>14,.0f} "
+              f"{gumbel / sampled:>13.2f}x", flush=True)
     print("load average after: %.2f %.2f %.2f" % os.getloadavg())
 
 

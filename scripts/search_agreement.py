@@ -1,13 +1,15 @@
 """How repeatable is one search's policy target? Two (or more) independent searches of the same stored states
-with a MAZero checkpoint's model (noiseless, or with the root noise of the policy targets: --noise), compared (docs/head_to_head.md, "MAZero budget study on 2s3z").
+with a MAZero checkpoint's model (noiseless, or with the root noise of the policy targets: --noise), compared
+(docs/head_to_head.md, "MAZero budget study on 2s3z").
 
     python scripts/search_agreement.py RUN_DIR/models/TOKEN/T_ENV [--states 512] [--repeats 2] [--noise] [key=value ...]
 
-RUN_DIR/models/TOKEN/T_ENV is a checkpoint of a MAZero run with save_model=True (agent.th, replay.th); the run's
-config is its Sacred config.json, found next to the checkpoint (RUN_DIR/sacred/*/*/*/config.json) or given with
---config. `key=value` overrides search keys (num_simulations=100 sampled_actions=20 root_search=gumbel ...).
+RUN_DIR/models/TOKEN/T_ENV is a checkpoint of a MAZero run with save_model=True (agent.th, replay.th, whose replay
+names the action masks avail_actions: checkpoints written since issue 26); the run's config is its Sacred
+config.json, found next to the checkpoint (RUN_DIR/sacred/*/*/*/config.json) or given with --config. `key=value`
+overrides search keys (num_simulations=100 sampled_actions=20 root_search=gumbel ...).
 Prints, over `--states` transitions drawn uniformly from the checkpoint's replay:
-- action disagreement: share of live agents (more than one legal action) whose action in the most visited joint
+- action disagreement: share of live agents (more than one available action) whose action in the most visited joint
   action differs between two searches (mean over pairs of repeats);
 - marginal TV: total-variation distance between two searches' per-agent marginals of the policy target
   (visit shares over the sampled joint actions), mean over live agents;
@@ -28,8 +30,9 @@ import yaml
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src"))
 
 from config_loader import build_config  # noqa: E402
-from mcts.search import MCTSSearch, legal_or_all  # noqa: E402
+from mcts.search import MCTSSearch, SearchConfig, avail_or_all  # noqa: E402
 from modules.agents import REGISTRY as agent_REGISTRY  # noqa: E402
+from modules.mazero.model import ModelConfig  # noqa: E402
 from utils.checkpoint import load_state  # noqa: E402
 
 
@@ -45,11 +48,12 @@ def run_config(checkpoint, config_path):
         return json.load(f)
 
 
-def policy_marginals(stats, n_actions):
+def policy_marginals(search_stats, n_actions):
     """Per-agent marginals [B, N, A] of the visit shares over the sampled joint actions."""
-    shares = stats.visits / stats.visits.sum(-1, keepdim=True).clamp(min=1.0)  # [B, K]
-    actions = stats.joint_actions.clamp(min=0)  # [B, K, N]
-    onehot = torch.nn.functional.one_hot(actions, n_actions).float() * (stats.joint_actions >= 0).unsqueeze(-1)
+    visits, joint_actions = search_stats.visits, search_stats.joint_actions
+    shares = visits / visits.sum(-1, keepdim=True).clamp(min=1.0)  # [B, K_s]
+    onehot = torch.nn.functional.one_hot(joint_actions.clamp(min=0), n_actions).float()  # [B, K_s, N, A]
+    onehot = onehot * (joint_actions >= 0).unsqueeze(-1)
     return (shares.unsqueeze(-1).unsqueeze(-1) * onehot).sum(1)
 
 
@@ -77,28 +81,29 @@ def main():
         config[key] = yaml.safe_load(value)
     # tensors, numpy arrays, the RNG's state; replays written before 2026-12-07 also hold numpy scalars
     replay = load_state(os.path.join(options.checkpoint, "replay.th"), allowed=[np._core.multiarray.scalar])
-    inputs_all, avail_all = replay["tensors"]["inputs"], replay["tensors"]["avail"]
+    inputs_all, avail_all = replay["tensors"]["inputs"], replay["tensors"]["avail_actions"]
     sampleable = np.flatnonzero(replay["arrays"]["priorities"] > 0)  # not final observations
     rng = np.random.default_rng(options.seed)
     rows = torch.from_numpy(rng.choice(sampleable, size=min(options.states, len(sampleable)), replace=False))
     n_agents, n_actions = avail_all.shape[1:]
-    args = SimpleNamespace(**{**config, "n_agents": n_agents, "n_actions": n_actions, "device": "cpu"})
-    model = agent_REGISTRY[args.agent](inputs_all.shape[-1], args).eval()
+    args = SimpleNamespace(**{**config, "n_agents": n_agents, "n_actions": n_actions})
+    model = agent_REGISTRY[args.agent](inputs_all.shape[-1], ModelConfig.from_config(args)).eval()
     model.load_state_dict(load_state(os.path.join(options.checkpoint, "agent.th")))
+    search_config = SearchConfig.from_config(args)
 
-    inputs, legal = inputs_all[rows], legal_or_all(avail_all[rows])
-    live = legal.sum(-1) > 1  # [M, N]
+    inputs, avail_actions = inputs_all[rows], avail_or_all(avail_all[rows])
+    live = avail_actions.sum(-1) > 1  # [M, N]
     chosen, marginals, spreads = [], [], []
     with torch.no_grad():
         for repeat in range(options.repeats):
-            stats = MCTSSearch(args, seed=options.seed * 1000 + repeat + 1).run(model, inputs, legal,
-                                                                                add_noise=options.noise).stats
-            M = stats.visits.shape[0]
-            chosen.append(stats.joint_actions[torch.arange(M), stats.visits.argmax(1)])  # [M, N]
-            marginals.append(policy_marginals(stats, n_actions))
-            visited = stats.visits > 0
-            q_max = torch.where(visited, stats.q_values, -torch.inf).max(1).values
-            q_min = torch.where(visited, stats.q_values, torch.inf).min(1).values
+            search = MCTSSearch(search_config, seed=options.seed * 1000 + repeat + 1)
+            search_stats = search.run(model, inputs, avail_actions, add_noise=options.noise).stats
+            M = search_stats.visits.shape[0]
+            chosen.append(search_stats.joint_actions[torch.arange(M), search_stats.visits.argmax(1)])  # [M, N]
+            marginals.append(policy_marginals(search_stats, n_actions))
+            visited = search_stats.visits > 0
+            q_max = torch.where(visited, search_stats.q_values, -torch.inf).max(1).values
+            q_min = torch.where(visited, search_stats.q_values, torch.inf).min(1).values
             spreads.append((q_max - q_min).mean().item())
     disagree, tv = [], []
     for a, b in itertools.combinations(range(options.repeats), 2):

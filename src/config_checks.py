@@ -6,8 +6,9 @@ switches whose values are names or null; a key the merged config does not hold (
 another algorithm) is not checked. Every key whose default (in the merged YAML config) is a boolean is a boolean
 key: `coerce_booleans` turns the accepted spellings of a `with` value (True/False, true/false, yes/no, 1/0) into a
 bool before Sacred records it, and `check_config` refuses anything else by name. `check_config` raises
-ConfigValueError naming the key, its value and what it must be; main.py prints it and exits with code 2. Code
-that is built without main.py (the MAZero learner in tests and benches) checks its keys with `check_keys`.
+ConfigValueError naming the key, its value and what it must be; main.py prints it and exits with code 2. MAZero's
+typed config records check their own fields by these rules when they are built (utils.config_record.check_record),
+so code built without main.py (tests, benches) is checked too.
 """
 import math
 import numbers
@@ -106,6 +107,23 @@ class Name:
 
 
 @dataclass(frozen=True)
+class Text:
+    """A non-empty string (an address, a device)."""
+
+    def problem(self, value):
+        return None if isinstance(value, str) and value else "must be a non-empty string"
+
+
+@dataclass(frozen=True)
+class Instance:
+    """An instance of `cls`: a config record held by another (the reanalysis config's SearchConfig)."""
+    cls: type
+
+    def problem(self, value):
+        return None if isinstance(value, self.cls) else f"must be a {self.cls.__name__}"
+
+
+@dataclass(frozen=True)
 class OrNull:
     """null, or a value that passes `rule`."""
     rule: object
@@ -133,8 +151,8 @@ NUMERIC_KEYS = {
     "save_model_interval": Int(1),
     "load_step": Int(0),
     "gamma": UNIT,
-    "batch_size": Int(1),
-    "buffer_size": Int(1),
+    "batch_size": Int(1),  # episodes (EPyMARL's QMIX / MAPPO)
+    "buffer_size": Int(1),  # episodes
     "lr": POSITIVE,
     "grad_norm_clip": POSITIVE,
     "hidden_dim": Int(1),
@@ -182,6 +200,8 @@ NUMERIC_KEYS = {
     "gumbel_c_visit": NON_NEGATIVE,
     "gumbel_c_scale": POSITIVE,
     # MAZero training
+    "batch_transitions": Int(1),
+    "buffer_transitions": Int(2),  # an episode takes its transitions + 1 rows
     "unroll_steps": Int(1),
     "td_steps": Int(1),
     "off_policy_age_fraction": POSITIVE,
@@ -219,6 +239,7 @@ SETTING_KEYS = {
     "reanalyse_num_simulations": OrNull(Int(1)),
     "awpo_advantage_norm": OneOf(("batch", "root")),
     "acting_temperature_decay": OneOf((True, False)),
+    "ray_address": OrNull(Text()),  # learners/mazero_reanalyse.py: null, "auto" or "host:port"
     # harness: the algorithm label is a folder of results/sacred/ and results/models/ (run.common)
     "name": Name(),
 }
@@ -302,11 +323,40 @@ def check_registry_parts(config):
             f"(or mazero_flat) together, or none of them")
 
 
+# A capacity and the batch sampled from it, in the same unit: EPyMARL's episodes, MAZero's transitions.
+SIZE_PAIRS = (("buffer_size", "batch_size"), ("buffer_transitions", "batch_transitions"))
+
+
+def check_sizes(config):
+    """Raises ConfigValueError when a replay capacity of SIZE_PAIRS is below its batch: no batch could ever be
+    sampled, so the run would train nothing."""
+    for capacity, batch in SIZE_PAIRS:
+        if capacity in config and batch in config and config[capacity] < config[batch]:
+            raise ConfigValueError(f"config key {capacity!r} ({config[capacity]}) must be >= {batch} "
+                                   f"({config[batch]}): no batch could be sampled, nothing would be trained")
+
+
+# EPyMARL's batch_size and buffer_size count episodes (QMIX, MAPPO; default.yaml); MAZero's sizes count transitions
+# and have their own keys, so a MAZero run refuses the episode keys when its user sets them.
+TRANSITION_KEYS = {"batch_size": "batch_transitions", "buffer_size": "buffer_transitions"}
+
+
+def check_transition_keys(config, given):
+    """Raises ConfigValueError when `config` (the merged config) is a `run: mazero` config and `given` (the keys its
+    user set, {key: value}: `with` updates, config files, the algorithm YAML) holds batch_size or buffer_size."""
+    if config.get("run") != "mazero":
+        return
+    for key, transitions_key in TRANSITION_KEYS.items():
+        if key in given:
+            raise ConfigValueError(f"config key {key!r} counts episodes (EPyMARL's QMIX/MAPPO); MAZero counts "
+                                   f"transitions: write {transitions_key}={given[key]} instead")
+
+
 def check_config(config, defaults=None):
     """Raises ConfigValueError for the first key of NUMERIC_KEYS / SETTING_KEYS in `config` whose value breaks its
     rule, for a boolean key of `defaults` (the merged YAML config; `config` itself when None) that holds no bool,
-    for registry keys that cannot work together (check_registry_parts), or when buffer_size < batch_size (no batch
-    could ever be sampled, so the run would train nothing)."""
+    for registry keys that cannot work together (check_registry_parts), or for a replay smaller than its batch
+    (check_sizes)."""
     check_keys(config, list(NUMERIC_KEYS) + list(SETTING_KEYS))
     check_registry_parts(config)
     for key in boolean_keys(config if defaults is None else defaults):
@@ -314,6 +364,4 @@ def check_config(config, defaults=None):
         problem = BOOLEAN.problem(value) if present else None
         if problem:
             raise ConfigValueError(f"config key {key!r} {problem}, got {value!r}")
-    if "buffer_size" in config and "batch_size" in config and config["buffer_size"] < config["batch_size"]:
-        raise ConfigValueError(f"config key 'buffer_size' ({config['buffer_size']}) must be >= batch_size "
-                               f"({config['batch_size']}): no batch could be sampled, nothing would be trained")
+    check_sizes(config)

@@ -7,6 +7,8 @@ from types import SimpleNamespace
 
 import yaml
 
+from config_checks import ConfigValueError, check_transition_keys
+
 SRC_DIR = os.path.dirname(os.path.abspath(__file__))
 CONFIG_DIR = os.path.join(SRC_DIR, "config")
 USAGE = "usage: python src/main.py --config=ALG --env-config=ENV [sacred command and flags] [with key=value ...]"
@@ -64,7 +66,8 @@ def pop_named_config(params, flag, subdir):
 
 
 def build_config(params):
-    """Merged config (default < env < alg); removes --config/--env-config from params."""
+    """Merged config (default < env < alg); removes --config/--env-config from params. An algorithm YAML of a
+    MAZero run that sets EPyMARL's episode-counted batch_size or buffer_size is refused (check_transition_keys)."""
     config = load_yaml(os.path.join(CONFIG_DIR, "default.yaml"))
     _, env_config = pop_named_config(params, "--env-config", "envs")
     alg_name, alg_config = pop_named_config(params, "--config", "algs")
@@ -72,14 +75,23 @@ def build_config(params):
     recursive_dict_update(config, alg_config)
     if "name" not in config:
         raise UsageError(f"config/algs/{alg_name}.yaml must set `name` (used in result paths)")
+    try:
+        check_transition_keys(config, alg_config)
+    except ConfigValueError as exc:
+        raise UsageError(f"config/algs/{alg_name}.yaml: {exc}") from None
     return config
 
 
 def config_args(alg, env, **overrides):
-    """build_config([--config=alg, --env-config=env]) with `overrides` (top-level keys) as an args namespace."""
+    """build_config([--config=alg, --env-config=env]) with `overrides` (top-level keys) as an args namespace; the
+    overrides pass main.py's check of the keys a MAZero run refuses (check_transition_keys)."""
     config = build_config([f"--config={alg}", f"--env-config={env}"])
     unknown = sorted(set(overrides) - set(config) - {"n_agents", "n_actions", "seed", "device"})
     if unknown:
         raise UsageError(f"unknown config key(s) {unknown} for --config={alg} --env-config={env}")
+    try:
+        check_transition_keys(dict(config, **overrides), overrides)
+    except ConfigValueError as exc:
+        raise UsageError(str(exc)) from None
     config.update(overrides)
     return SimpleNamespace(**config)

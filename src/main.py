@@ -19,7 +19,7 @@ from multiprocessing import resource_tracker
 
 from config_loader import USAGE, UsageError, available_configs, build_config, load_yaml
 
-from config_checks import ConfigValueError, check_config, coerce_booleans
+from config_checks import ConfigValueError, check_config, check_transition_keys, coerce_booleans
 
 # sacred 0.8.7 imports pkg_resources, which warns on every start
 warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
@@ -293,11 +293,13 @@ def checked_params(params):
 
 def check_update_values(config, updates):
     """The `with` updates ({dotted key: value}) with booleans spelled as bools, after config_checks has checked
-    the config they make; raises ConfigValueError naming the first bad key."""
+    the config they make (and that a MAZero run's updates name no episode-counted size); raises ConfigValueError
+    naming the first bad key."""
     coerced = coerce_booleans(config, updates)
     merged = copy.deepcopy(config)
     for key, value in coerced.items():
         set_dotted(merged, key, value)
+    check_transition_keys(merged, coerced)
     check_config(merged, defaults=config)
     return coerced
 

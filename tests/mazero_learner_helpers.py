@@ -6,11 +6,14 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from components.mazero_replay import MAZeroReplayBuffer
-from learners.mazero_learner import MAZeroLearner, reanalyse_policy_targets, value_targets
+from components.mazero_replay import MAZeroReplayBuffer, ReplayConfig
+from learners.mazero_feed import TrainingFeed
+from learners.mazero_learner import LearnerConfig, MAZeroLearner, reanalyse_policy_targets, value_targets
 from mazero_args import SMALL, mazero_args
 from mcts.search import MCTSSearch, SearchStats
-from modules.mazero.model import MAZeroModel
+from modules.mazero.model import MAZeroModel, ModelConfig
+from run.mazero_config import build_mazero_config, reanalysis_search_config
+from utils.config_record import record_from_config
 
 
 class RecordingLogger:
@@ -22,7 +25,7 @@ class RecordingLogger:
 
 
 def filled_buffer(args, obs_dim, episodes=4, T=6):
-    buf = MAZeroReplayBuffer(200, args.n_agents, obs_dim, args.n_actions, args.sampled_actions, args.per_alpha, 0)
+    buf = MAZeroReplayBuffer(record_from_config(ReplayConfig, args, buffer_transitions=200, seed=0), obs_dim)
     g = torch.Generator().manual_seed(0)
     for e in range(episodes):
         search_actions = torch.randint(0, args.n_actions, (T, args.sampled_actions, args.n_agents), generator=g)
@@ -38,21 +41,31 @@ def filled_buffer(args, obs_dim, episodes=4, T=6):
     return buf
 
 
-def batch_at(buf, rows, args):
+def batch_at(buf, rows):
     """The MAZeroBatch of the start rows `rows` (a fixed sample, unit importance weights)."""
-    buf.sample = lambda batch_size, per_beta: (rows, torch.ones(len(rows)))
-    return buf.sample_batch(len(rows), 1.0, args.unroll_steps, args.td_steps)
+    buf.sample = lambda batch_transitions, per_beta: (rows, torch.ones(len(rows)))
+    return buf.sample_batch(1.0)
 
 
 def make_learner(args, obs_dim):
     torch.manual_seed(0)
-    model = MAZeroModel(obs_dim, args).eval()
-    return MAZeroLearner(SimpleNamespace(agent=model), None, RecordingLogger(), args)
+    model = MAZeroModel(obs_dim, ModelConfig.from_config(args)).eval()
+    return MAZeroLearner(SimpleNamespace(agent=model), RecordingLogger(), record_from_config(LearnerConfig, args))
+
+
+def reanalysis_config(args):
+    """The run's ReanalysisConfig (policy targets, their search and workers) of `args`."""
+    return build_mazero_config(args).reanalysis
+
+
+def make_feed(args, buf, learner):
+    """The run loop's TrainingFeed over `buf` and `learner`."""
+    return TrainingFeed(reanalysis_config(args), buf, learner)
 
 
 def reanalysis_search(args):
     """A reanalysis search driver like the TrainingFeed's."""
-    return MCTSSearch(args, seed=args.seed + 1)
+    return MCTSSearch(reanalysis_search_config(args), seed=args.seed + 1)
 
 
 SMALL_NO_DROPOUT = dict(SMALL, attention_dropout=0.0)  # train-mode unrolls equal the hand computations
@@ -60,7 +73,7 @@ ROWS = np.array([0, 3, 7, 12, 20])  # episode 0 (rows 0-6: T = 6) at t = 0 and t
 
 
 def small_setup(**overrides):
-    settings = dict(sampled_actions=4, reanalyse_ratio=0.0, batch_size=len(ROWS), t_max=1000, unroll_steps=2,
+    settings = dict(sampled_actions=4, reanalyse_ratio=0.0, batch_transitions=len(ROWS), t_max=1000, unroll_steps=2,
                     td_steps=3, gamma=0.9, use_off_policy_correction=False, learner_log_interval=0, **SMALL_NO_DROPOUT)
     settings.update(overrides)
     args = mazero_args(2, 3, **settings)
@@ -74,6 +87,6 @@ def small_setup(**overrides):
 
 def unroll(learner, batch, args):
     with torch.no_grad():
-        targets = value_targets(batch, learner.target_model, args)
-        policy = reanalyse_policy_targets(batch, learner.target_model, reanalysis_search(args), args)
+        targets = value_targets(batch, learner.target_model, learner.config)
+        policy = reanalyse_policy_targets(batch, learner.target_model, reanalysis_search(args), reanalysis_config(args))
     return targets, policy, learner.unroll_losses(batch, targets, policy)

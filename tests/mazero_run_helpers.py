@@ -17,10 +17,11 @@ from utils.logging import Logger
 # (2 episodes pending at 31); learner stats at 8, 18, 28, 38, ...; target refresh every 4 updates (a pending
 # snapshot at 31); 30 updates in all (an update every other env step once 8 transitions are stored).
 BUDGET = dict(runner="episode", batch_size_run=1, t_max=60, save_model=True, save_model_interval=30,
-              batch_size=8, updates_per_env_step=0.5, num_simulations=3, sampled_actions=3, reanalyse_ratio=0.5,
-              target_model_interval=4, test_interval=25, test_nepisode=2, log_interval=20, runner_log_interval=7,
-              learner_log_interval=9, latent_dim=16, representation_hidden=[16], dynamics_hidden=[16],
-              attention_heads=2, attention_ff_dim=16, projection_hidden=16, projection_dim=16, predictor_hidden=8)
+              batch_transitions=8, updates_per_env_step=0.5, num_simulations=3, sampled_actions=3,
+              reanalyse_ratio=0.5, target_model_interval=4, test_interval=25, test_nepisode=2, log_interval=20,
+              runner_log_interval=7, learner_log_interval=9, latent_dim=16, representation_hidden=[16],
+              dynamics_hidden=[16], attention_heads=2, attention_ff_dim=16, projection_hidden=16, projection_dim=16,
+              predictor_hidden=8)
 CHECKPOINT_T = 31
 FILES = ("agent.th", "target_agent.th", "target_snapshot.th", "opt.th", "learner_state.th", "reanalysis_queue.th",
          "replay.th", "run_state.th")

@@ -5,7 +5,8 @@ import os
 import pytest
 import yaml
 
-from config_checks import NUMERIC_KEYS, ConfigValueError, boolean_keys, check_config, coerce_booleans
+from config_checks import (NUMERIC_KEYS, ConfigValueError, boolean_keys, check_config, check_transition_keys,
+                           coerce_booleans)
 from harness_helpers import REPO_ROOT, load_json, merged_config, run_main, sacred_runs
 from main import parse_value
 
@@ -53,6 +54,10 @@ def test_every_shipped_config_passes(alg):
     (dict(dynamics_hidden=[64, 0]), "config key 'dynamics_hidden' must be a list of integers >= 1, got [64, 0]"),
     (dict(seed=-1), "config key 'seed' must be >= 0, got -1"),
     (dict(buffer_size=32, batch_size=64), "config key 'buffer_size' (32) must be >= batch_size (64)"),
+    (dict(buffer_transitions=32, batch_transitions=64),
+     "config key 'buffer_transitions' (32) must be >= batch_transitions (64)"),
+    (dict(buffer_transitions=1), "config key 'buffer_transitions' must be >= 2, got 1"),
+    (dict(ray_address=5), "config key 'ray_address' must be null or a non-empty string, got 5"),
     (dict(two_hot_target="floor"), "config key 'two_hot_target' must be one of 'exact', 'official', got 'floor'"),
     (dict(timeout_terminal=1), "config key 'timeout_terminal' must be one of True, False, got 1"),
     (dict(reanalyse_num_simulations="abc"),
@@ -86,6 +91,7 @@ def test_registry_parts_that_cannot_work_together_are_refused_by_name(alg, updat
     check_config(dict(merged_config("mazero_cpu", "smax"), agent="mazero_flat"))  # both MAZero models fit
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("update, key", [("batch_size=-1", "batch_size"), ("t_max=-5", "t_max"),
                                          ("lr=abc", "lr")])
 def test_main_refuses_before_sacred_and_the_env_with_exit_2(tmp_path, update, key):
@@ -130,6 +136,7 @@ def test_name_must_be_one_folder(name):
         check_config(dict(merged_config("qmix", "matrix"), name=name))
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("tokens, message", [
     (["use_os_lambda=maybe"], "config key 'use_os_lambda' must be a boolean"),
     (["name=../../x"], "config key 'name' must be a plain name"),
@@ -147,6 +154,7 @@ def test_main_checks_with_values_and_with_files_before_sacred(tmp_path, tokens, 
     assert not os.path.exists(tmp_path / "sacred")
 
 
+@pytest.mark.subprocess
 def test_string_booleans_reach_the_run_and_its_record_as_bools(tmp_path):
     (tmp_path / "update.yaml").write_text("obs_last_action: 'no'\n")  # quoted: a string, not YAML's boolean
     run_main(["--config=qmix", "--env-config=matrix", "with", "use_rnn=false", "test_greedy=yes", "save_model=0",
@@ -157,3 +165,58 @@ def test_string_booleans_reach_the_run_and_its_record_as_bools(tmp_path):
     assert (config["use_rnn"], config["test_greedy"], config["save_model"], config["obs_last_action"]) == \
         (False, True, False, False)
     assert config["test_nepisode"] == 3  # recorded as given: exactly 3 test episodes ran (test_harness_runners)
+
+
+# --- MAZero's transition-counted sizes: batch_transitions and buffer_transitions, not EPyMARL's episode keys --------
+EPISODE_KEY_MESSAGE = ("config key 'batch_size' counts episodes (EPyMARL's QMIX/MAPPO); MAZero counts transitions: "
+                       "write batch_transitions=256 instead")
+
+
+def test_a_mazero_config_refuses_the_episode_counted_keys_its_user_sets():
+    mazero, qmix = merged_config("mazero_cpu", "smax"), merged_config("qmix", "smax")
+    assert "batch_size" in mazero  # default.yaml's, unused by MAZero: only keys a user sets are refused
+    with pytest.raises(ConfigValueError) as info:
+        check_transition_keys(mazero, {"batch_size": 256})
+    assert str(info.value) == EPISODE_KEY_MESSAGE
+    with pytest.raises(ConfigValueError, match="'buffer_size' counts episodes .* write buffer_transitions=20000"):
+        check_transition_keys(mazero, {"buffer_size": 20000})
+    check_transition_keys(mazero, {"batch_transitions": 256})
+    check_transition_keys(qmix, {"batch_size": 256, "buffer_size": 5000})  # QMIX counts episodes
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize("tokens", [["batch_size=256"], ["FILE"]])
+def test_main_refuses_batch_size_for_mazero_with_exit_2(tmp_path, tokens):
+    (tmp_path / "sizes.yaml").write_text("batch_size: 256\n")
+    tokens = [str(tmp_path / "sizes.yaml") if token == "FILE" else token for token in tokens]
+    proc = run_main(["--config=mazero_cpu", "--env-config=matrix", "with"] + tokens, tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert f"ERROR: {EPISODE_KEY_MESSAGE}" in proc.stderr and "Traceback" not in proc.stderr
+    assert not os.path.exists(tmp_path / "sacred")
+
+
+def test_an_algorithm_yaml_of_a_mazero_run_may_not_set_the_episode_keys(tmp_path, monkeypatch):
+    import shutil
+
+    import config_loader
+
+    config_dir = tmp_path / "config"
+    shutil.copytree(CONFIG_DIR, config_dir)
+    with open(config_dir / "algs" / "mazero_cpu.yaml", "a") as f:
+        f.write("buffer_size: 5000\n")
+    monkeypatch.setattr(config_loader, "CONFIG_DIR", str(config_dir))
+    with pytest.raises(config_loader.UsageError, match=r"config/algs/mazero_cpu.yaml: config key 'buffer_size' "
+                                                       r"counts episodes .* write buffer_transitions=5000 instead"):
+        config_loader.build_config(["--config=mazero_cpu", "--env-config=matrix"])
+    with pytest.raises(config_loader.UsageError, match="write batch_transitions=64 instead"):
+        config_loader.config_args("mazero", "matrix", batch_size=64)
+
+
+def test_a_sweep_grid_of_mazero_runs_may_not_set_the_episode_keys(tmp_path):
+    from sweep.grid import GridError, load_grid
+
+    grid = tmp_path / "grid.yaml"
+    grid.write_text("configs: [mazero_cpu, qmix]\nenv_configs: [matrix]\nseeds: [1]\ngrid: {batch_size: [16]}\n")
+    with pytest.raises(GridError, match="run mazero_cpu_matrix_batch_size=16_seed1: config key 'batch_size' counts "
+                                        "episodes"):
+        load_grid(str(grid))

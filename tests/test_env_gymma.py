@@ -17,7 +17,7 @@ def random_episode(env, rng):
     env.reset()
     rewards, length, terminated, info = [], 0, False, {}
     while not terminated:
-        actions = [rng.choice(np.flatnonzero(avail)) for avail in env.get_avail_actions()]
+        actions = [rng.choice(np.flatnonzero(avail_actions)) for avail_actions in env.get_avail_actions()]
         reward, terminated, info = env.step(actions)
         rewards.append(reward)
         length += 1

@@ -14,7 +14,7 @@ def random_episode(env, rng):
     env.reset()
     rewards, terminated, info = [], False, {}
     while not terminated:
-        actions = [rng.choice(np.flatnonzero(avail)) for avail in env.get_avail_actions()]
+        actions = [rng.choice(np.flatnonzero(avail_actions)) for avail_actions in env.get_avail_actions()]
         reward, terminated, info = env.step(actions)
         rewards.append(reward)
     return rewards, info
@@ -40,7 +40,7 @@ def test_mpe_shapes_and_masks(key, n_agents, obs_dim, n_actions, agent_actions):
     obs, state = env.reset()
     assert len(obs) == n_agents and obs[0].shape == (obs_dim,)
     np.testing.assert_array_equal(state, np.concatenate(obs))
-    assert [sum(avail) for avail in env.get_avail_actions()] == agent_actions
+    assert [sum(avail_actions) for avail_actions in env.get_avail_actions()] == agent_actions
     env.close()
 
 
@@ -75,10 +75,11 @@ def test_bad_keys():
         GymmaWrapper(key=SPREAD, continuous_actions=True)
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("alg, budget", [
     ("qmix", ["batch_size=4"]),
     ("mappo", ["batch_size_run=2", "batch_size=2", "buffer_size=2", "epochs=2"]),
-    ("mazero_cpu", ["num_simulations=2", "sampled_actions=2", "batch_size=8", "batch_size_run=2"]),
+    ("mazero_cpu", ["num_simulations=2", "sampled_actions=2", "batch_transitions=8", "batch_size_run=2"]),
 ])
 def test_algorithms_run_on_simple_spread(tmp_path, alg, budget):
     run_main([f"--config={alg}", "--env-config=gymma", "with", f"env_args.key={SPREAD}", "env_args.time_limit=25",

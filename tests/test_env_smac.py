@@ -30,7 +30,7 @@ def sc2_env_args():
         return yaml.safe_load(f)["env_args"]
 
 
-# harness.md section 7: SMAC's sizes with sc2.yaml defaults
+# real SMAC's sizes with sc2.yaml's defaults, which the fake StarCraft2Env (tests/fake_smac) must reproduce
 SMAC_SHAPES = [
     # map, agents, enemies, limit, n_actions, obs, state (state_last_action False), state (True)
     ("3m", 3, 3, 60, 9, 30, 21, 48),
@@ -67,13 +67,13 @@ def run_episode(env, rng):
     env.reset()
     terminated, length, episode_return = False, 0, 0.0
     while not terminated:
-        avail = np.array(env.get_avail_actions())
-        dead = avail[:, 0] == 1
-        assert np.all(avail[dead] == np.eye(env.get_total_actions(), dtype=int)[0]), "dead agents: no-op only"
-        assert np.all(avail[~dead, :2] == [0, 1]), "alive agents: stop, never no-op"
+        avail_actions = np.array(env.get_avail_actions())
+        dead = avail_actions[:, 0] == 1
+        assert np.all(avail_actions[dead] == np.eye(env.get_total_actions(), dtype=int)[0]), "dead agents: no-op only"
+        assert np.all(avail_actions[~dead, :2] == [0, 1]), "alive agents: stop, never no-op"
         obs = np.array(env.get_obs())
         assert np.all(obs[dead] == 0)
-        reward, terminated, info = env.step([rng.choice(np.flatnonzero(a)) for a in avail])
+        reward, terminated, info = env.step([rng.choice(np.flatnonzero(a)) for a in avail_actions])
         episode_return += reward
         length += 1
     return episode_return, length, info
@@ -173,6 +173,7 @@ def run_main(extra_args, tmp_path, pythonpath):
     return subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.subprocess
 def test_main_without_smac_prints_the_hint_and_fails(tmp_path):
     proc = run_main([], tmp_path, pythonpath=None)
     assert proc.returncode != 0
@@ -180,6 +181,7 @@ def test_main_without_smac_prints_the_hint_and_fails(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.subprocess
 def test_main_trains_on_the_fake_starcraft2env(tmp_path):
     proc = run_main([], tmp_path, pythonpath=FAKE_SMAC)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -191,6 +193,7 @@ def test_main_trains_on_the_fake_starcraft2env(tmp_path):
     assert "test_battle_won_mean" in metrics and "battle_won_mean" in metrics
 
 
+@pytest.mark.subprocess
 def test_evaluate_with_save_replay_saves_a_replay_through_the_env(tmp_path):
     replay_dir = tmp_path / "replays"
     proc = run_main(["evaluate=True", "save_replay=True", f"env_args.replay_dir={replay_dir}",

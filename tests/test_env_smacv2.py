@@ -74,7 +74,7 @@ def test_episodes_on_the_fake(fake_smacv2, sc2v2_env_args, scenario, n_agents, n
     env.reset()
     terminated, steps = False, 0
     while not terminated:
-        actions = [rng.choice(np.flatnonzero(avail)) for avail in env.get_avail_actions()]
+        actions = [rng.choice(np.flatnonzero(avail_actions)) for avail_actions in env.get_avail_actions()]
         _, terminated, step_info = env.step(actions)
         steps += 1
     assert steps <= 200 and {"battle_won", "dead_allies", "dead_enemies"} <= set(step_info)
@@ -97,12 +97,13 @@ def run_main(alg, extra_args, tmp_path, pythonpath):
     if pythonpath:
         env["PYTHONPATH"] = pythonpath
     command = [sys.executable, os.path.join(REPO_ROOT, "src", "main.py"), f"--config={alg}", "--env-config=sc2v2",
-               "with", "t_max=150", "test_interval=100", "test_nepisode=2", "batch_size=4", "log_interval=100",
+               "with", "t_max=150", "test_interval=100", "test_nepisode=2", "log_interval=100",
                "runner_log_interval=100", "learner_log_interval=100", "save_git_info=False",
                f"local_results_path={tmp_path}"] + extra_args
     return subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=400)
 
 
+@pytest.mark.subprocess
 def test_main_without_smacv2_prints_the_install_steps_and_fails(tmp_path):
     proc = run_main("qmix", [], tmp_path, pythonpath=None)
     assert proc.returncode != 0
@@ -110,9 +111,11 @@ def test_main_without_smacv2_prints_the_install_steps_and_fails(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("alg, extra_args", [
-    ("qmix", ["buffer_size=16"]),
-    ("mazero_cpu", ["num_simulations=2", "sampled_actions=2", "batch_size_run=2", "env_args.map_name=zerg_3_vs_4"]),
+    ("qmix", ["batch_size=4", "buffer_size=16"]),
+    ("mazero_cpu", ["num_simulations=2", "sampled_actions=2", "batch_transitions=4", "batch_size_run=2",
+                    "env_args.map_name=zerg_3_vs_4"]),
 ])
 def test_main_trains_on_the_fake_smacv2(tmp_path, alg, extra_args):
     proc = run_main(alg, extra_args, tmp_path, pythonpath=FAKE_SMACV2)

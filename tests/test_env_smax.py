@@ -21,23 +21,23 @@ def single_env():
     return SMAXEnv(map_name="3m", seed=3)
 
 
-def focus_fire(avail):
+def focus_fire(avail_actions):
     """Attack the lowest-index enemy in range, else move east (towards the enemies); dead agents no-op."""
-    actions = np.where(avail[..., 0] == 1, 0, 4)
-    attack = avail[..., 6:]
+    actions = np.where(avail_actions[..., 0] == 1, 0, 4)
+    attack = avail_actions[..., 6:]
     return np.where(attack.any(-1), attack.argmax(-1) + 6, actions)
 
 
 def run_episode(env, policy):
     """Steps all envs until every one terminated; returns returns, lengths and the final info of each env."""
     env.reset()
-    active = np.ones(env.batch_size, dtype=bool)
-    returns = np.zeros(env.batch_size)
-    lengths = np.zeros(env.batch_size, dtype=int)
-    final_infos = [None] * env.batch_size
+    active = np.ones(env.num_envs, dtype=bool)
+    returns = np.zeros(env.num_envs)
+    lengths = np.zeros(env.num_envs, dtype=int)
+    final_infos = [None] * env.num_envs
     while active.any():
         rewards, terminated, infos = env.step(policy(env.get_avail_actions()), active)
-        for b in range(env.batch_size):
+        for b in range(env.num_envs):
             assert (infos[b] == {}) == (not active[b])
             if terminated[b]:
                 final_infos[b] = infos[b]
@@ -77,20 +77,21 @@ def test_unknown_map_lists_all_maps():
 def test_bad_arguments_are_rejected():
     with pytest.raises(ValueError, match="attack_mode"):
         SMAXVecEnv(1, attack_mode="weakest")
-    with pytest.raises(ValueError, match="batch_size"):
+    with pytest.raises(ValueError, match="num_envs"):
         SMAXVecEnv(0)
     with pytest.raises(ValueError, match="episode_limit"):
         SMAXVecEnv(1, episode_limit=0)
 
 
-def test_shapes_and_avail_layout(vec_env):
+def test_shapes_and_avail_actions_layout(vec_env):
     vec_env.reset()
     assert vec_env.get_obs().shape == (BATCH, 3, 75) and vec_env.get_obs().dtype == np.float32
     assert vec_env.get_state().shape == (BATCH, 72) and vec_env.get_state().dtype == np.float32
-    avail = vec_env.get_avail_actions()
-    assert avail.shape == (BATCH, 3, 9)
+    avail_actions = vec_env.get_avail_actions()
+    assert avail_actions.shape == (BATCH, 3, 9)
     # alive at the start: no-op unavailable, stop and all four moves available, enemies out of range
-    assert np.all(avail[..., 0] == 0) and np.all(avail[..., 1:6] == 1) and np.all(avail[..., 6:] == 0)
+    assert np.all(avail_actions[..., 0] == 0) and np.all(avail_actions[..., 1:6] == 1)
+    assert np.all(avail_actions[..., 6:] == 0)
     # world_state positions are divided by the map size
     positions = vec_env.get_state()[:, :60].reshape(BATCH, 6, 10)[..., 1:3]
     assert np.all((positions > 0) & (positions < 1))
@@ -121,12 +122,12 @@ def test_dead_agents_can_only_noop_and_wins_are_reported(vec_env):
         else:
             assert info["dead_allies"] == 3 and episode_return < 20.0
     assert np.all(lengths <= 60)
-    avail = vec_env.get_avail_actions()
+    avail_actions = vec_env.get_avail_actions()
     obs = vec_env.get_obs()
     for b, info in enumerate(final_infos):
-        dead = avail[b, :, 0] == 1  # the no-op bit marks dead agents
+        dead = avail_actions[b, :, 0] == 1  # the no-op bit marks dead agents
         assert dead.sum() == info["dead_allies"]
-        assert np.all(avail[b, dead] == np.eye(9, dtype=int)[0])
+        assert np.all(avail_actions[b, dead] == np.eye(9, dtype=int)[0])
         assert np.all(obs[b, dead] == 0)
 
 
@@ -197,9 +198,9 @@ def test_timeout_sets_episode_limit():
 def test_single_env_interface(single_env):
     obs, state = single_env.reset()
     assert len(obs) == 3 and obs[0].shape == (75,) and state.shape == (72,)
-    avail = single_env.get_avail_actions()
-    assert isinstance(avail, list) and avail[0] == [0, 1, 1, 1, 1, 1, 0, 0, 0]
-    assert single_env.get_avail_agent_actions(1) == avail[1]
+    avail_actions = single_env.get_avail_actions()
+    assert isinstance(avail_actions, list) and avail_actions[0] == [0, 1, 1, 1, 1, 1, 0, 0, 0]
+    assert single_env.get_avail_agent_actions(1) == avail_actions[1]
     assert single_env.get_obs_size() == 75 and single_env.get_state_size() == 72
     assert single_env.get_total_actions() == 9 and single_env.episode_limit == 60
     reward, terminated, info = single_env.step([1, 1, 1])

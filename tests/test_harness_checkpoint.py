@@ -187,6 +187,7 @@ def wait_for_checkpoints(models_root, count, proc, timeout=120):
     raise AssertionError("no checkpoints appeared")
 
 
+@pytest.mark.subprocess
 def test_killed_run_resumes_from_its_last_checkpoint_and_evaluates(tmp_path):
     models_root = os.path.join(str(tmp_path), "models")
     cmd = [sys.executable, MAIN] + COMMON + ["t_max=1000000", "save_model=True", "save_model_interval=200",
@@ -226,12 +227,14 @@ def test_killed_run_resumes_from_its_last_checkpoint_and_evaluates(tmp_path):
     assert "loss" not in eval_metrics and "return_mean" not in eval_metrics
 
 
+@pytest.mark.subprocess
 def test_bad_checkpoint_path_is_a_clear_error(tmp_path):
     proc = run_main(COMMON + [f"checkpoint_path={tmp_path / 'nothing_here'}"], tmp_path, check=False)
     assert proc.returncode != 0
     assert "is not a directory" in proc.stderr
 
 
+@pytest.mark.subprocess
 def test_end_to_end_damaged_newest_checkpoint_and_a_checkpoint_of_another_algorithm(tmp_path):
     run_main(COMMON + ["t_max=20", "save_model=True", "save_model_interval=10", "test_interval=1000"], tmp_path)
     (token,) = os.listdir(os.path.join(str(tmp_path), "models"))

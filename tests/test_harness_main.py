@@ -17,6 +17,7 @@ def test_merge_order_default_env_alg():
     assert config["gamma"] == 0.99  # untouched default
 
 
+@pytest.mark.subprocess
 def test_help_comes_first_and_lists_configs_env_configs_and_maps(tmp_path):
     proc = run_main(["--config=qmix", "--help"], tmp_path)  # used to say "missing --env-config"
     assert proc.stdout.startswith("usage: python src/main.py --config=ALG --env-config=ENV")
@@ -25,6 +26,7 @@ def test_help_comes_first_and_lists_configs_env_configs_and_maps(tmp_path):
     assert proc.stderr == ""
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("argv, expected, listed", [
     (["--config=nope", "--env-config=matrix"], "unknown algorithm config 'nope'", "iql"),
     (["--config=qmix", "--env-config=nope"], "unknown environment config 'nope'", "matrix"),
@@ -38,6 +40,7 @@ def test_bad_config_names_list_the_choices(tmp_path, argv, expected, listed):
     assert "available: " in proc.stderr and listed in proc.stderr
 
 
+@pytest.mark.subprocess
 def test_wrong_with_keys_are_a_clear_error(tmp_path):
     proc = run_main(["--config=qmix", "--env-config=matrix", "with", "t_maxx=100", "env_args.gamee=penalty",
                      "save_git_info=False"], tmp_path, check=False)
@@ -48,12 +51,14 @@ def test_wrong_with_keys_are_a_clear_error(tmp_path):
     assert not os.path.exists(os.path.join(tmp_path, "sacred", "qmix"))
 
 
+@pytest.mark.subprocess
 def test_force_flag_adds_new_keys(tmp_path):
     proc = run_main(["--config=qmix", "--env-config=matrix", "print_config", "-f", "with", "my_new_key=7",
                      "save_git_info=False"], tmp_path)
     assert "my_new_key = 7" in proc.stdout
 
 
+@pytest.mark.subprocess
 def test_print_config_shows_with_updates(tmp_path):
     proc = run_main(["--config=vdn", "--env-config=matrix", "print_config", "with", "t_max=123",
                      "env_args.game=penalty", "save_git_info=False"], tmp_path)
@@ -61,6 +66,7 @@ def test_print_config_shows_with_updates(tmp_path):
     assert not sacred_runs(tmp_path, "vdn", "matrix")  # print_config is unobserved
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("alg", ["qmix", "vdn", "iql"])
 def test_end_to_end_run_leaves_a_completed_sacred_record(tmp_path, alg):
     run_main([f"--config={alg}", "--env-config=matrix", "with", "seed=3"] + TINY, tmp_path)
@@ -79,6 +85,7 @@ def test_end_to_end_run_leaves_a_completed_sacred_record(tmp_path, alg):
     assert info["test_return_mean_T"] == metrics["test_return_mean"]["steps"]
 
 
+@pytest.mark.subprocess
 def test_parallel_runner_end_to_end_counts_every_env_step(tmp_path):
     run_main(["--config=qmix", "--env-config=matrix", "with", "runner=parallel", "batch_size_run=3",
               "test_nepisode=3"] + TINY, tmp_path)
@@ -90,6 +97,7 @@ def test_parallel_runner_end_to_end_counts_every_env_step(tmp_path):
     assert metrics["test_return_mean"]["steps"][0] == 3
 
 
+@pytest.mark.subprocess
 def test_qmix_learns_the_penalty_game(tmp_path):
     """QMIX finds an optimal joint action (payoff 10) of the penalty game with k = 0 within 1500 episodes."""
     run_main(["--config=qmix", "--env-config=matrix", "with", "env_args.game=penalty", "env_args.penalty=0",
@@ -100,6 +108,7 @@ def test_qmix_learns_the_penalty_game(tmp_path):
     assert metrics["test_return_mean"]["values"][-1] == 10.0
 
 
+@pytest.mark.subprocess
 def test_sacred_flags_file_observer_comment_and_unobserved(tmp_path):
     extra_dir = tmp_path / "extra_observer"
     run_main(["--config=iql", "--env-config=matrix", "-F", str(extra_dir), "-c", "flag check", "with"] + TINY,
@@ -112,6 +121,7 @@ def test_sacred_flags_file_observer_comment_and_unobserved(tmp_path):
     assert not sacred_runs(tmp_path, "vdn", "matrix")
 
 
+@pytest.mark.subprocess
 def test_unknown_smax_map_lists_the_maps(tmp_path):
     proc = run_main(["--config=qmix", "--env-config=smax", "with", "env_args.map_name=nope", "save_git_info=False"],
                     tmp_path, check=False)
@@ -120,6 +130,7 @@ def test_unknown_smax_map_lists_the_maps(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("update, expected", [
     ("learner=nope", "unknown learner 'nope'; registered: "),
     ("mixer=nope", "unknown mixer 'nope'; registered: qmix, vdn"),
@@ -132,6 +143,7 @@ def test_invalid_settings_exit_with_a_message(tmp_path, update, expected):
     assert expected in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.subprocess
 def test_a_run_with_env_worker_processes_ends_without_sacred_capture_warnings(tmp_path):
     # spawn workers start multiprocessing's resource tracker, which once held Sacred's output capture open to the
     # end of the process: every such run ended with "UserWarning: tee_stdout.wait timeout. Forcibly terminating."

@@ -90,6 +90,7 @@ def test_bad_reward_and_replay_keys(overrides, message):
         check_reward_and_replay_keys(config)
 
 
+@pytest.mark.subprocess
 def test_main_ippo_with_per_agent_rewards_and_qmix_refusal(tmp_path):
     common = ["--env-config=gymma", "with", f"env_args.key={LBF}", "env_args.time_limit=25", "common_reward=False",
               "t_max=200", "test_interval=100", "test_nepisode=8", "log_interval=100", "runner_log_interval=100",

@@ -4,12 +4,15 @@ import logging
 import os
 from types import SimpleNamespace
 
+import pytest
+
 from harness_helpers import load_json, run_main, sacred_runs
 from run.common import LoopCounters, train_sequential
 from utils.checkpoint import list_checkpoints
 from utils.logging import Logger
 
 
+@pytest.mark.subprocess
 def test_default_loop_ends_with_a_test_and_a_checkpoint_at_the_last_t_env(tmp_path):
     # one-step matrix episodes: t_env 1, 2, ..., 51 (the loop runs while t_env <= t_max); tests at 1 and 31
     run_main(["--config=qmix", "--env-config=matrix", "with", "t_max=50", "test_interval=30", "test_nepisode=2",

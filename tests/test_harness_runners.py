@@ -77,8 +77,8 @@ def countdown_registered(monkeypatch):
 class InProcessParallelRunner(runner_REGISTRY["parallel"]):
     """The parallel runner over in-process envs, so test-only envs need no worker process."""
 
-    def _make_env(self):
-        return envs.make_vec_env(self.args.env, self.args.env_args, self.batch_size, 0, in_process=True)
+    def make_env(self):
+        return envs.make_vec_env(self.args.env, self.args.env_args, self.num_envs, 0, in_process=True)
 
 
 def build_runner(args, mac_name="basic_mac", runner_cls=None):
@@ -190,15 +190,16 @@ def test_extra_scheme_may_not_redefine_base_fields():
 
 
 def test_make_vec_env_seeds_env_i_with_seed_plus_i():
-    vec = envs.make_vec_env("matrix", {"game": "penalty", "seed": None}, batch_size=3, seed=10, in_process=True)
+    vec = envs.make_vec_env("matrix", {"game": "penalty", "seed": None}, num_envs=3, seed=10, in_process=True)
     assert isinstance(vec, InProcessVecEnv)
     assert [env.seed() for env in vec.envs] == [10, 11, 12]
     with pytest.raises(ValueError, match="registered envs"):
         envs.make_vec_env("nope", {}, 1, 0)
 
 
+@pytest.mark.subprocess
 def test_subproc_vec_env_matches_single_envs():
-    vec = SubprocVecEnv("matrix", {"game": "climbing", "penalty": -100}, batch_size=3, seed=0)
+    vec = SubprocVecEnv("matrix", {"game": "climbing", "penalty": -100}, num_envs=3, seed=0)
     try:
         info = vec.get_env_info()
         assert info == MatrixGame().get_env_info()
@@ -215,11 +216,13 @@ def test_subproc_vec_env_matches_single_envs():
     assert not any(p.is_alive() for p in vec.processes)
 
 
+@pytest.mark.subprocess
 def test_subproc_vec_env_reports_worker_errors():
     with pytest.raises(ValueError, match="Unknown matrix game"):
-        SubprocVecEnv("matrix", {"game": "nope"}, batch_size=2, seed=0)
+        SubprocVecEnv("matrix", {"game": "nope"}, num_envs=2, seed=0)
 
 
+@pytest.mark.subprocess
 def test_parallel_runner_with_subprocess_workers_counts_all_envs():
     args = make_args("qmix", "matrix", runner="parallel", batch_size_run=3, runner_log_interval=1)
     runner, logger = build_runner(args)
@@ -237,19 +240,31 @@ def test_parallel_runner_with_subprocess_workers_counts_all_envs():
         runner.close_env()
 
 
-def test_test_episodes_are_counted_exactly_when_test_nepisode_is_no_multiple_of_the_envs():
-    # config.json records test_nepisode as given: 4 episodes over 3 envs are one batch of 3 and one of the last 1
-    args = make_args("qmix", "matrix", runner="parallel", batch_size_run=3, test_nepisode=4)
-    runner, logger = build_runner(args)
-    try:
-        runner._record_episodes(np.array([1.0, 2.0, 3.0]), np.ones(3, dtype=np.int64), [{}] * 3, True)
-        assert "test_return_mean" not in logger.stats
-        runner._record_episodes(np.array([5.0, 100.0, 100.0]), np.ones(3, dtype=np.int64), [{}] * 3, True)
-        assert [value for _, value in logger.stats["test_return_mean"]] == [(1 + 2 + 3 + 5) / 4]
-    finally:
-        runner.close_env()
+class SeedRewardEnv(CountdownEnv):
+    """One-step episodes whose reward is the env's seed: env i of a batch returns i."""
+
+    def __init__(self, seed=0):
+        super().__init__(length=1, timeout=False, seed=seed)
+
+    def step(self, actions):
+        _, done, info = super().step(actions)
+        return float(self.seed_value), done, info
 
 
+def test_test_episodes_are_counted_exactly_when_test_nepisode_is_no_multiple_of_the_envs(monkeypatch):
+    # config.json records test_nepisode as given: 4 episodes over 3 envs are one batch of 3 and one of the first 1
+    monkeypatch.setitem(envs.REGISTRY, "seed_reward", SeedRewardEnv)
+    args = make_args("qmix", "matrix", runner="parallel", batch_size_run=3, test_nepisode=4, env="seed_reward",
+                     env_args={"seed": 0})
+    runner, logger = build_runner(args, "basic_mac", InProcessParallelRunner)
+    runner.run(test_mode=True)
+    assert "test_return_mean" not in logger.stats
+    runner.run(test_mode=True)
+    assert [value for _, value in logger.stats["test_return_mean"]] == [(0 + 1 + 2 + 0) / 4]
+    assert [value for _, value in logger.stats["test_ep_length_mean"]] == [1.0]
+
+
+@pytest.mark.subprocess
 def test_importing_the_harness_does_not_import_jax_or_smac():
     code = ("import sys; sys.path.insert(0, 'src'); import envs, runners, run, controllers, learners; "
             "print(sorted(m for m in ('jax', 'jaxmarl', 'smac') if m in sys.modules))")

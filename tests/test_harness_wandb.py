@@ -53,6 +53,7 @@ def read_offline_run(run_dir):
     return config, rows
 
 
+@pytest.mark.subprocess
 def test_offline_run_logs_the_sacred_statistics_config_and_checkpoints(tmp_path):
     run_main(["--config=qmix", "--env-config=matrix", "with", "use_wandb=True", "t_max=60", "test_interval=30",
               "test_nepisode=4", "log_interval=30", "runner_log_interval=30", "learner_log_interval=30",

@@ -6,18 +6,19 @@ import numpy as np
 import pytest
 import torch
 
-from components.mazero_replay import MAZeroReplayBuffer
+from components.mazero_replay import MAZeroReplayBuffer, ReplayConfig
 from controllers.mazero_controller import MAZeroMAC
 from harness_helpers import load_json, run_main, sacred_runs
-from learners.mazero_feed import TrainingFeed
-from learners.mazero_learner import MAZeroLearner
+from learners.mazero_learner import LearnerConfig, MAZeroLearner
 from mazero_args import SMALL, mazero_args
+from mazero_learner_helpers import make_feed
 from mcts import ptree
-from mcts.search import MCTSSearch, SearchStats
+from mcts.search import MCTSSearch, SearchConfig, SearchStats
 from modules.agents import REGISTRY as agent_REGISTRY
 from modules.mazero.action_space import JointActions
-from modules.mazero.model import AgentLinear, MAZeroModel
+from modules.mazero.model import AgentLinear, MAZeroModel, ModelConfig
 from modules.mazero.flat_model import MAX_JOINT_ACTIONS, FlatMuZeroModel
+from utils.config_record import record_from_config
 
 torch.set_num_threads(1)
 
@@ -30,10 +31,10 @@ def _n_params(module):
 class RecordingTrees(ptree.SampledTrees):
     """ptree that records each simulation's parent, tree actions, leaf value and reward."""
 
-    def prepare(self, values, probs, legal, noise, noise_eps):
+    def prepare(self, values, probs, avail_actions, noise, noise_eps):
         self.log = {"root_values": np.asarray(values, np.float64), "parents": [], "actions": [], "values": [],
                     "rewards": []}
-        return super().prepare(values, probs, legal, noise, noise_eps)
+        return super().prepare(values, probs, avail_actions, noise, noise_eps)
 
     def select(self):
         parents, actions = super().select()
@@ -76,7 +77,7 @@ def _brute_force_mean_backup(log, b, gamma):
 
 def _search_model(args, D):
     torch.manual_seed(1)
-    model = MAZeroModel(D, args).eval()
+    model = MAZeroModel(D, ModelConfig.from_config(args)).eval()
     with torch.no_grad():  # non-zero heads: values, rewards and priors differ between nodes
         for head in (model.value_head, model.reward_head, model.policy_head):
             head.net[-1].weight.normal_(0, 0.5)
@@ -87,7 +88,7 @@ def test_use_os_lambda_false_search_backs_up_the_plain_mean():
     N, A, D, B = 3, 4, 6, 5
     g = torch.Generator().manual_seed(0)
     inputs = torch.randn(B, N, D, generator=g)
-    legal = torch.ones(B, N, A, dtype=torch.bool)
+    avail_actions = torch.ones(B, N, A, dtype=torch.bool)
     root_values = {}
     for use_os_lambda in (False, True):
         args = mazero_args(N, A, num_simulations=20, sampled_actions=5, use_os_lambda=use_os_lambda, **SMALL)
@@ -97,8 +98,8 @@ def test_use_os_lambda_false_search_backs_up_the_plain_mean():
             trees.append(RecordingTrees(*tree_args, **tree_kwargs))
             return trees[-1]
 
-        search = MCTSSearch(args, seed=3, tree_cls=make_trees)
-        result = search.run(_search_model(args, D), inputs, legal, add_noise=True)
+        search = MCTSSearch(SearchConfig.from_config(args), seed=3, tree_cls=make_trees)
+        result = search.run(_search_model(args, D), inputs, avail_actions, add_noise=True)
         root_values[use_os_lambda] = result.root_values
         for b in range(B):
             expected_root, expected_q = _brute_force_mean_backup(trees[0].log, b, args.gamma)
@@ -114,7 +115,7 @@ def test_use_os_lambda_false_search_backs_up_the_plain_mean():
 
 # --- policy_loss: bc ------------------------------------------------------------------------------------------------
 def _buffer(args, obs_dim, qvalue_seed):
-    buf = MAZeroReplayBuffer(200, args.n_agents, obs_dim, args.n_actions, args.sampled_actions, args.per_alpha, 0)
+    buf = MAZeroReplayBuffer(record_from_config(ReplayConfig, args, buffer_transitions=200, seed=0), obs_dim)
     g = torch.Generator().manual_seed(0)
     q = torch.Generator().manual_seed(qvalue_seed)
     T = 6
@@ -130,7 +131,7 @@ def _buffer(args, obs_dim, qvalue_seed):
                                     q_values=torch.randn(T, args.sampled_actions, generator=q) * 3,
                                     network_value=torch.zeros(T)))
     rows = np.array([0, 2, 7, 10, 15])
-    buf.sample = lambda batch_size, beta: (rows, torch.ones(len(rows)))  # a fixed batch
+    buf.sample = lambda batch_transitions, beta: (rows, torch.ones(len(rows)))  # a fixed batch
     return buf
 
 
@@ -143,14 +144,14 @@ class Logger:
 
 
 def _one_update(policy_loss, qvalue_seed):
-    args = mazero_args(2, 3, sampled_actions=4, reanalyse_ratio=0.0, batch_size=5, t_max=1000, policy_loss=policy_loss,
-                       learner_log_interval=0, attention_dropout=0.0, **SMALL)
+    args = mazero_args(2, 3, sampled_actions=4, reanalyse_ratio=0.0, batch_transitions=5, t_max=1000,
+                       policy_loss=policy_loss, learner_log_interval=0, attention_dropout=0.0, **SMALL)
     buf = _buffer(args, 5, qvalue_seed)
     torch.manual_seed(0)
-    model = MAZeroModel(5, args).eval()
+    model = MAZeroModel(5, ModelConfig.from_config(args)).eval()
     before = copy.deepcopy(model)
-    learner = MAZeroLearner(SimpleNamespace(agent=model), None, Logger(), args)
-    TrainingFeed(args, buf, learner).train_step(t_env=0)
+    learner = MAZeroLearner(SimpleNamespace(agent=model), Logger(), record_from_config(LearnerConfig, args))
+    make_feed(args, buf, learner).train_step(t_env=0)
     return args, buf, before, learner
 
 
@@ -165,7 +166,8 @@ def _hand_bc_policy_loss(args, buf, model):
         for k in range(K + 1):
             if k > 0:
                 latent, _, _, logits = model.recurrent_inference(latent, buf.actions[window[:, k - 1]])
-            actions, visits = buf.search.joint_actions[window[:, k]], buf.search.visits[window[:, k]]
+            actions = buf.search_stats.joint_actions[window[:, k]]
+            visits = buf.search_stats.visits[window[:, k]]
             omega = visits / visits.sum(-1, keepdim=True)
             log_p = torch.log_softmax(logits, -1)  # [B, N, A]
             for b in range(len(rows)):
@@ -193,13 +195,17 @@ def test_policy_loss_bc_drops_the_advantage_weights():
         assert torch.equal(updated[0], updated[1]) == (policy_loss == "bc")
 
 
+def _model_config(n_agents, n_actions, **overrides):
+    return ModelConfig.from_config(mazero_args(n_agents, n_actions, **SMALL, **overrides))
+
+
 # --- use_communication: False ---------------------------------------------------------------------------------------
 def test_use_communication_false_dynamics_sees_only_its_own_agent_and_has_no_transformer():
     torch.manual_seed(0)
     N, A, D = 3, 4, 6
     counts = {}
     for use_communication in (True, False):
-        model = MAZeroModel(D, mazero_args(N, A, use_communication=use_communication, **SMALL)).eval()
+        model = MAZeroModel(D, _model_config(N, A, use_communication=use_communication)).eval()
         latent = model.represent(torch.randn(2, N, D))
         actions = torch.tensor([[0, 1, 2], [3, 2, 1]])
         other_latent = latent.clone()
@@ -217,7 +223,7 @@ def test_use_communication_false_dynamics_sees_only_its_own_agent_and_has_no_tra
         assert any(name.startswith("communication.") for name in names) == use_communication
         counts[use_communication] = _n_params(model)
     # exactly the transformer's parameters (and the H extra dynamics inputs e^i) are gone
-    with_comm = MAZeroModel(D, mazero_args(N, A, use_communication=True, **SMALL))
+    with_comm = MAZeroModel(D, _model_config(N, A, use_communication=True))
     H, first_hidden = SMALL["latent_dim"], SMALL["dynamics_hidden"][0]
     assert counts[True] - counts[False] == _n_params(with_comm.communication) + H * first_hidden
 
@@ -226,7 +232,7 @@ def test_use_communication_false_dynamics_sees_only_its_own_agent_and_has_no_tra
 def test_share_parameters_false_gives_each_agent_its_own_weights():
     N, A, D = 3, 4, 6
     torch.manual_seed(0)
-    model = MAZeroModel(D, mazero_args(N, A, share_parameters=False, use_communication=False, **SMALL)).eval()
+    model = MAZeroModel(D, _model_config(N, A, share_parameters=False, use_communication=False)).eval()
     with torch.no_grad():
         model.policy_head.net[-1].weight.normal_()  # non-zero policy output
     obs = torch.randn(2, N, D)
@@ -260,8 +266,8 @@ def test_share_parameters_false_gives_each_agent_its_own_weights():
 def test_share_parameters_false_scales_local_parameters_with_n_agents():
     A, D = 4, 6
     for N in (2, 3, 5):
-        shared = MAZeroModel(D, mazero_args(N, A, share_parameters=True, **SMALL))
-        separate = MAZeroModel(D, mazero_args(N, A, share_parameters=False, **SMALL))
+        shared = MAZeroModel(D, _model_config(N, A, share_parameters=True))
+        separate = MAZeroModel(D, _model_config(N, A, share_parameters=False))
         for name in ("feature_norm", "representation", "dynamics_net", "policy_head"):
             assert _n_params(getattr(separate, name)) == N * _n_params(getattr(shared, name)), (N, name)
         for name in ("communication", "reward_head", "value_head", "projection", "projection_predictor"):
@@ -270,7 +276,7 @@ def test_share_parameters_false_scales_local_parameters_with_n_agents():
 
 
 # --- agent: mazero_flat ----------------------------------------------------------------------------------------------------
-def test_joint_action_space_round_trip_and_legal_product():
+def test_joint_action_space_round_trip_and_available_product():
     space = JointActions(3, 4)
     every = torch.cartesian_prod(torch.arange(4), torch.arange(4), torch.arange(4))  # lexicographic, agent 0 first
     index = space.encode(every)
@@ -279,18 +285,18 @@ def test_joint_action_space_round_trip_and_legal_product():
     padded = torch.tensor([[[-1, -1, -1], [1, 2, 3]]])
     assert space.encode(padded).tolist() == [[[-1], [27]]]
     assert space.decode(torch.tensor([[-1], [27]])).tolist() == [[-1, -1, -1], [1, 2, 3]]
-    avail = torch.rand(5, 3, 4) > 0.4
-    joint = space.legal(avail)
+    avail_actions = torch.rand(5, 3, 4) > 0.4
+    joint = space.encode_avail_actions(avail_actions)
     assert joint.shape == (5, 1, 64)
     for b in range(5):
         for j, a in enumerate(every):
-            assert joint[b, 0, j] == all(avail[b, i, a[i]] for i in range(3))
+            assert joint[b, 0, j] == all(avail_actions[b, i, a[i]] for i in range(3))
 
 
 def test_flat_model_is_one_agent_over_joint_actions_without_per_agent_modules():
     N, A, D = 2, 3, 5
     args = mazero_args(N, A, agent="mazero_flat", share_parameters=False, **SMALL)
-    model = agent_REGISTRY["mazero_flat"](D, args)
+    model = agent_REGISTRY["mazero_flat"](D, ModelConfig.from_config(args))
     assert isinstance(model, FlatMuZeroModel)
     assert not any(isinstance(m, (AgentLinear, torch.nn.TransformerEncoder)) for m in model.modules())
     assert not hasattr(model.core, "communication")
@@ -305,11 +311,11 @@ def test_flat_model_is_one_agent_over_joint_actions_without_per_agent_modules():
 
 def test_flat_model_refuses_a_too_large_joint_action_space():
     with pytest.raises(ValueError, match=r"14 \*\* 8 = 1475789056 joint actions \(limit 4096\)"):
-        FlatMuZeroModel(10, mazero_args(8, 14, agent="mazero_flat", **SMALL))
+        FlatMuZeroModel(10, _model_config(8, 14))
     assert 9 ** 3 <= MAX_JOINT_ACTIONS  # SMAX / SMAC 3m fits
 
 
-def test_flat_search_and_controller_act_with_legal_per_agent_actions():
+def test_flat_search_and_controller_act_with_available_per_agent_actions():
     N, A, OBS, B = 2, 3, 4, 6
     args = mazero_args(N, A, agent="mazero_flat", num_simulations=10, sampled_actions=4, test_mcts=False, **SMALL)
     torch.manual_seed(0)
@@ -319,34 +325,36 @@ def test_flat_search_and_controller_act_with_legal_per_agent_actions():
     with torch.no_grad():
         model.core.policy_head.net[-1].weight.normal_()
     g = torch.Generator().manual_seed(1)
-    legal = torch.rand(B, N, A, generator=g) > 0.4
-    legal[..., 0] = True
+    avail_actions = torch.rand(B, N, A, generator=g) > 0.4
+    avail_actions[..., 0] = True
     batch = {"obs": torch.randn(B, 1, N, OBS, generator=g), "actions_onehot": torch.zeros(B, 1, N, A),
-             "avail_actions": legal[:, None].int()}
+             "avail_actions": avail_actions[:, None].int()}
     inputs = mac.build_inputs(batch, 0)
-    result = MCTSSearch(args, seed=0, tree_cls=ptree.SampledTrees).run(model, inputs, legal, add_noise=True)
+    result = MCTSSearch(mac.search_config, seed=0, tree_cls=ptree.SampledTrees).run(model, inputs, avail_actions,
+                                                                                    add_noise=True)
     assert result.stats.joint_actions.shape == (B, args.sampled_actions, N)  # stored per agent, as for MAZero
     assert (result.stats.visits.sum(1) == args.num_simulations).all()
     for b in range(B):
         for k in range(result.num_children[b]):
-            assert all(legal[b, i, result.stats.joint_actions[b, k, i]] for i in range(N))
-    # test_mcts False: argmax of the joint policy over legal joint actions, returned per agent
+            assert all(avail_actions[b, i, result.stats.joint_actions[b, k, i]] for i in range(N))
+    # test_mcts False: argmax of the joint policy over available joint actions, returned per agent
     chosen = mac.select_actions(batch, 0, 0, test_mode=True)
     with torch.no_grad():
         logits = model.predict(model.represent(inputs))[1]
     space = JointActions(N, A)
-    expected = space.decode(logits.masked_fill(~space.legal(legal), -float("inf")).argmax(-1))
+    expected = space.decode(logits.masked_fill(~space.encode_avail_actions(avail_actions), -float("inf")).argmax(-1))
     assert chosen.shape == (B, N) and torch.equal(chosen, expected)
-    assert all(legal[b, i, chosen[b, i]] for b in range(B) for i in range(N))
+    assert all(avail_actions[b, i, chosen[b, i]] for b in range(B) for i in range(N))
 
 
-TINY = ["runner=episode", "batch_size_run=1", "t_max=80", "batch_size=8", "num_simulations=4", "sampled_actions=3",
-        "reanalyse_ratio=0.5", "test_interval=40", "test_nepisode=2", "log_interval=40", "learner_log_interval=0",
-        "runner_log_interval=40", "latent_dim=16", "representation_hidden=[16]", "dynamics_hidden=[16]",
-        "attention_heads=2", "attention_ff_dim=16", "projection_hidden=16", "projection_dim=16",
-        "predictor_hidden=8", "agent=mazero_flat"]
+TINY = ["runner=episode", "batch_size_run=1", "t_max=80", "batch_transitions=8", "num_simulations=4",
+        "sampled_actions=3", "reanalyse_ratio=0.5", "test_interval=40", "test_nepisode=2", "log_interval=40",
+        "learner_log_interval=0", "runner_log_interval=40", "latent_dim=16", "representation_hidden=[16]",
+        "dynamics_hidden=[16]", "attention_heads=2", "attention_ff_dim=16", "projection_hidden=16",
+        "projection_dim=16", "predictor_hidden=8", "agent=mazero_flat"]
 
 
+@pytest.mark.subprocess
 def test_flat_model_trains_end_to_end_on_the_matrix_game(tmp_path):
     run_main(["--config=mazero", "--env-config=matrix", "with"] + TINY, tmp_path)
     (run_dir,) = sacred_runs(tmp_path, "mazero", "matrix")

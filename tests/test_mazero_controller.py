@@ -15,24 +15,24 @@ N, A, OBS, T = 3, 5, 4, 6
 def _batch(B=4):
     g = torch.Generator().manual_seed(0)
     actions = torch.randint(0, A, (B, T, N), generator=g)
-    avail = torch.rand(B, T, N, A, generator=g) > 0.5
-    avail[..., 0] = True
+    avail_actions = torch.rand(B, T, N, A, generator=g) > 0.5
+    avail_actions[..., 0] = True
     return {"obs": torch.randn(B, T, N, OBS, generator=g),
             "actions_onehot": torch.nn.functional.one_hot(actions, A).float(),
-            "avail_actions": avail.int()}
+            "avail_actions": avail_actions.int()}
 
 
 def _mac(**overrides):
     args = mazero_args(N, A, num_simulations=6, sampled_actions=4, **overrides)
     mac = MAZeroMAC({"obs": {"vshape": OBS}}, {"agents": N}, args)
-    mac.search = MCTSSearch(args, seed=0, tree_cls=ptree.SampledTrees)
+    mac.search = MCTSSearch(mac.search_config, seed=0, tree_cls=ptree.SampledTrees)
     return mac
 
 
 def test_inputs_carry_last_action_and_agent_id():
     mac = _mac()
     batch = _batch()
-    assert mac.input_shape == OBS + A + N
+    assert mac.input_dim == OBS + A + N
     x0 = mac.build_inputs(batch, 0)
     assert torch.all(x0[..., OBS:OBS + A] == 0)  # no previous action at t = 0
     assert torch.equal(x0[0, 2, OBS + A:], torch.tensor([0.0, 0.0, 1.0]))
@@ -43,30 +43,30 @@ def test_inputs_carry_last_action_and_agent_id():
         assert torch.equal(whole[:, t], mac.build_inputs(batch, t))
 
 
-def test_training_step_samples_a_searched_legal_joint_action_and_returns_statistics():
+def test_training_step_samples_a_searched_available_joint_action_and_returns_statistics():
     mac = _mac()
     mac.set_training_started(True)  # sample from the root visit counts
     batch = _batch()
     bs = [0, 2, 3]
     actions, extras = mac.select_actions(batch, 2, t_env=0, bs=bs, test_mode=False)
     assert actions.shape == (3, N)
-    legal = batch["avail_actions"][bs, 2].bool()
-    assert bool(legal.gather(2, actions.unsqueeze(-1)).all())
-    K = mac.args.sampled_actions
+    avail_actions = batch["avail_actions"][bs, 2].bool()
+    assert bool(avail_actions.gather(2, actions.unsqueeze(-1)).all())
+    K = mac.search_config.sampled_actions
     assert extras["joint_actions"].shape == (3, K, N)
     assert extras["visits"].shape == (3, K)
     assert extras["network_value"].shape == (3, 1)
     for b in range(3):  # the chosen joint action is one of the visited sampled children
         visited = extras["joint_actions"][b][extras["visits"][b] > 0]
         assert any(torch.equal(actions[b], row) for row in visited)
-    assert set(MAZeroMAC.extra_scheme(mac.args)) == set(extras)
+    assert set(MAZeroMAC.extra_scheme(mazero_args(N, A, sampled_actions=4))) == set(extras)
     assert mac.search_seconds > 0
 
 
 def test_before_training_the_action_is_uniform_among_the_sampled_joint_actions():
     mac = _mac()
     assert not mac.training_started  # the run loop sets it once the learner has made an update
-    K = mac.args.sampled_actions
+    K = mac.search_config.sampled_actions
     sampled = np.full((1, K, N), -1, dtype=np.int64)
     sampled[0, :3] = [[0, 0, 0], [1, 0, 0], [2, 0, 0]]  # three sampled joint actions, one padding row
     visits = np.array([[6, 0, 0, 0]], dtype=np.int64)  # all visits on the first child
@@ -88,7 +88,7 @@ def test_acting_temperature_decay_sharpens_the_visit_distribution_on_the_officia
     mac = _mac(acting_temperature_decay=True, t_max=1000)
     assert [mac.acting_temperature(t) for t in (0, 499, 500, 749, 750, 1000)] == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
     assert _mac(t_max=1000).acting_temperature(900) == 1.0  # off by default
-    K = mac.args.sampled_actions
+    K = mac.search_config.sampled_actions
     sampled = np.zeros((1, K, N), dtype=np.int64)
     sampled[0, :, 0] = np.arange(K)  # child j plays action j for agent 0
     stats = SearchStats(joint_actions=torch.from_numpy(sampled), visits=torch.tensor([[4.0, 2.0, 0.0, 0.0]]),
@@ -116,8 +116,8 @@ def test_test_mode_without_mcts_is_masked_policy_argmax_and_skips_search():
     actions = mac.select_actions(batch, 1, t_env=0, test_mode=True)
     inputs = mac.build_inputs(batch, 1)
     logits = mac.agent.predict(mac.agent.represent(inputs))[1]
-    legal = batch["avail_actions"][:, 1].bool()
-    expected = logits.masked_fill(~legal, -float("inf")).argmax(-1)
+    avail_actions = batch["avail_actions"][:, 1].bool()
+    expected = logits.masked_fill(~avail_actions, -float("inf")).argmax(-1)
     assert torch.equal(actions, expected)
     assert mac.test_search_seconds == 0.0 and mac.search_seconds == 0.0
 
@@ -128,7 +128,7 @@ def test_test_mode_with_mcts_takes_most_visited_child():
     actions = mac.select_actions(batch, 1, t_env=0, test_mode=True)
     assert mac.test_search_seconds > 0
     # Repeating the noiseless search from the same tree seed reproduces it: compare with the argmax visits.
-    mac.search = MCTSSearch(mac.args, seed=0, tree_cls=ptree.SampledTrees)
+    mac.search = MCTSSearch(mac.search_config, seed=0, tree_cls=ptree.SampledTrees)
     result = mac.search.run(mac.agent, mac.build_inputs(batch, 1), batch["avail_actions"][:, 1].bool(), False)
     best = result.stats.joint_actions[np.arange(4), result.stats.visits.argmax(1)]
     assert np.array_equal(actions.numpy(), best)

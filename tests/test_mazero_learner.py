@@ -7,12 +7,11 @@ import torch.nn.functional as F
 
 from mcts import ptree
 from components.mazero_replay import bootstrap_offsets, off_policy_td_steps
-from learners.mazero_feed import TrainingFeed
-from learners.mazero_learner import (MAZeroLearner, joint_log_probs, n_step_value_targets, policy_target_weights,
-                                     reanalyse_policy_targets, value_targets)
+from learners.mazero_learner import (joint_log_probs, n_step_value_targets, policy_target_weights,
+                                     reanalyse_policy_targets, support_cross_entropy, value_targets)
 from mazero_args import mazero_args
-from mazero_learner_helpers import (ROWS, SMALL_NO_DROPOUT, batch_at, filled_buffer,
-                                    make_learner, reanalysis_search, small_setup, unroll)
+from mazero_learner_helpers import (ROWS, SMALL_NO_DROPOUT, batch_at, filled_buffer, make_feed, make_learner,
+                                    reanalysis_config, reanalysis_search, small_setup, unroll)
 from utils.value_transform import logits_to_scalar
 
 torch.set_num_threads(1)
@@ -62,7 +61,7 @@ def test_awpo_weights_normalisation_clip_and_mask():
 def test_awpo_root_normalisation_ranks_each_roots_children_alike():
     adv = torch.tensor([[0.1, 0.2, 0.3, 9.0], [10.0, 20.0, 30.0, 0.0], [5.0, 5.0, 5.0, 5.0]])
     mask = torch.tensor([[True, True, True, False], [True, True, True, False], [True, True, False, False]])
-    w = policy_target_weights(adv, mask, "awpo", awpo_alpha=2.0, adv_clip=3.0, advantage_norm="root")
+    w = policy_target_weights(adv, mask, "awpo", awpo_alpha=2.0, adv_clip=3.0, awpo_advantage_norm="root")
     z = 1.0 / math.sqrt(2.0 / 3.0)  # (0.3 - 0.2) / population std of (0.1, 0.2, 0.3)
     expected = [math.exp(-z / 2.0), 1.0, math.exp(z / 2.0), 0.0]
     assert w[0].tolist() == pytest.approx(expected, rel=1e-5)
@@ -81,27 +80,28 @@ def test_joint_log_probs_by_hand():
 
 def test_value_cross_entropy_by_hand():
     # zero logits = uniform over 11 bins; any two-hot target gives CE = log 11
-    ce = MAZeroLearner._ce(torch.zeros(2, 11), torch.tensor([3.0, -1.0]), 5)
+    ce = support_cross_entropy(torch.zeros(2, 11), torch.tensor([3.0, -1.0]), 5)
     assert ce.tolist() == pytest.approx([math.log(11)] * 2, rel=1e-6)
 
 
 def test_policy_targets_masked_past_episode_end():
-    args = mazero_args(2, 3, sampled_actions=4, reanalyse_ratio=0.0, batch_size=8, t_max=1000)
+    args = mazero_args(2, 3, sampled_actions=4, reanalyse_ratio=0.0, batch_transitions=8, t_max=1000)
     buf = filled_buffer(args, 5)
     learner = make_learner(args, 5)
     rows = np.array([4, 5])  # rows 4, 5 of episode 0 (T = 6): 2 and 1 steps left
-    targets = reanalyse_policy_targets(batch_at(buf, rows, args), learner.target_model, reanalysis_search(args), args)
+    targets = reanalyse_policy_targets(batch_at(buf, rows), learner.target_model, reanalysis_search(args),
+                                       reanalysis_config(args))
     omega, adv, mask = targets.omega, targets.advantages, targets.mask
     assert mask[0].any(-1).tolist() == [True, True, False, False, False, False]
     assert mask[1].any(-1).tolist() == [True, False, False, False, False, False]
     assert not mask[..., -1].any()  # padded child
     assert torch.allclose(omega.sum(-1)[mask.any(-1)], torch.ones(3))
-    assert torch.allclose(adv[0, 0], buf.search.q_values[4] - buf.search.network_value[4])
+    assert torch.allclose(adv[0, 0], buf.search_stats.q_values[4] - buf.search_stats.network_value[4])
 
 
 def test_target_network_lags_one_to_two_intervals():
     obs_dim = 5
-    args = mazero_args(2, 3, sampled_actions=4, reanalyse_ratio=0.0, batch_size=8, target_model_interval=2,
+    args = mazero_args(2, 3, sampled_actions=4, reanalyse_ratio=0.0, batch_transitions=8, target_model_interval=2,
                        t_max=1000)
     buf = filled_buffer(args, obs_dim)
     learner = make_learner(args, obs_dim)
@@ -111,7 +111,7 @@ def test_target_network_lags_one_to_two_intervals():
 
     history = [params(learner.model)]  # history[u] = online parameters after u updates
     targets = [params(learner.target_model)]
-    feed = TrainingFeed(args, buf, learner)
+    feed = make_feed(args, buf, learner)
     for _ in range(6):
         feed.train_step(t_env=0)
         history.append(params(learner.model))
@@ -124,12 +124,12 @@ def test_target_network_lags_one_to_two_intervals():
 
 def test_train_logs_losses_and_updates_priorities():
     obs_dim = 5
-    args = mazero_args(2, 3, sampled_actions=4, reanalyse_ratio=0.0, batch_size=8, t_max=1000,
+    args = mazero_args(2, 3, sampled_actions=4, reanalyse_ratio=0.0, batch_transitions=8, t_max=1000,
                        learner_log_interval=0)
     buf = filled_buffer(args, obs_dim)
     learner = make_learner(args, obs_dim)
     before = buf.priorities.copy()
-    TrainingFeed(args, buf, learner).train_step(t_env=10)
+    make_feed(args, buf, learner).train_step(t_env=10)
     for key in ("loss", "reward_loss", "value_loss", "policy_loss", "consistency_loss", "grad_norm"):
         assert np.isfinite(learner.logger.stats[key][0][1])
     changed = np.flatnonzero(buf.priorities != before)
@@ -137,16 +137,16 @@ def test_train_logs_losses_and_updates_priorities():
 
 
 def test_reanalysis_replaces_stored_targets_for_its_share_of_the_batch():
-    args = mazero_args(2, 3, sampled_actions=4, num_simulations=7, reanalyse_ratio=0.5, batch_size=4, t_max=1000)
+    args = mazero_args(2, 3, sampled_actions=4, num_simulations=7, reanalyse_ratio=0.5, batch_transitions=4, t_max=1000)
     buf = filled_buffer(args, 5)
     learner = make_learner(args, 5)
     search = reanalysis_search(args)
     search.tree_cls = ptree.SampledTrees
     rows = np.array([0, 5, 7, 12])  # first two reanalysed; row 5 has one step left
     window, _ = buf.window(rows, args.unroll_steps + 1)
-    targets = reanalyse_policy_targets(batch_at(buf, rows, args), learner.target_model, search, args)
+    targets = reanalyse_policy_targets(batch_at(buf, rows), learner.target_model, search, reanalysis_config(args))
     omega = targets.omega
-    visits = torch.stack([buf.search.visits[window[b]] for b in range(4)])
+    visits = torch.stack([buf.search_stats.visits[window[b]] for b in range(4)])
     # reanalysed roots: fresh visit counts summing to S; past the end and the other half: the stored statistics
     assert search.num_searches == 1
     assert torch.equal(omega[0].sum(-1) > 0, torch.ones(6, dtype=torch.bool))
@@ -165,10 +165,10 @@ def _episode_rows(buf, row):
 
 def test_reward_and_value_targets_align_with_the_unroll_steps():
     args, buf, learner = small_setup()
-    batch = batch_at(buf, ROWS, args)
+    batch = batch_at(buf, ROWS)
     K, n, gamma = args.unroll_steps, args.td_steps, args.gamma
     with torch.no_grad():
-        z = value_targets(batch, learner.target_model, args)
+        z = value_targets(batch, learner.target_model, learner.config)
     for b, row in enumerate(ROWS):
         _, end = _episode_rows(buf, row)
         T_left = end - row  # transitions from t to the episode end
@@ -205,19 +205,19 @@ def test_value_bootstraps_and_reanalysis_use_the_target_network(monkeypatch):
     # before the feed is built: its reanalysis pool keeps the function it is given
     monkeypatch.setattr(module, "reanalyse_policy_targets", recording("policy", module.reanalyse_policy_targets))
     args, buf, learner = small_setup(reanalyse_ratio=0.5)
-    buf.sample = lambda batch_size, per_beta: (ROWS, torch.ones(len(ROWS)))
-    TrainingFeed(args, buf, learner).train_step(t_env=0)
+    buf.sample = lambda batch_transitions, per_beta: (ROWS, torch.ones(len(ROWS)))
+    make_feed(args, buf, learner).train_step(t_env=0)
     assert seen["value"] is learner.target_model and seen["policy"] is learner.target_model
     # and the two networks give different targets, so using the online one would show
-    batch = batch_at(buf, ROWS, args)
+    batch = batch_at(buf, ROWS)
     with torch.no_grad():
-        assert not torch.allclose(value_targets(batch, learner.target_model, args),
-                                  value_targets(batch, learner.model, args))
+        assert not torch.allclose(value_targets(batch, learner.target_model, learner.config),
+                                  value_targets(batch, learner.model, learner.config))
 
 
 def test_consistency_target_is_the_detached_online_representation_of_the_real_next_observations():
     args, buf, learner = small_setup()
-    batch = batch_at(buf, ROWS, args)
+    batch = batch_at(buf, ROWS)
     _, _, losses = unroll(learner, batch, args)
     model = learner.model
     # by hand: unroll with the real actions; the target is project(represent(o_{t+k})) without the predictor
@@ -238,15 +238,15 @@ def test_consistency_target_is_the_detached_online_representation_of_the_real_ne
 def test_loss_coefficients_the_1_over_K_scaling_and_the_importance_weights():
     args, buf, learner = small_setup(reward_loss_coef=1.5, value_loss_coef=0.25, policy_loss_coef=0.7,
                                 consistency_loss_coef=2.0)
-    weights = torch.tensor([1.0, 0.5, 0.25, 0.8, 0.1])
-    buf.sample = lambda batch_size, per_beta: (ROWS, weights)
-    batch = buf.sample_batch(len(ROWS), 1.0, args.unroll_steps, args.td_steps)
+    is_weights = torch.tensor([1.0, 0.5, 0.25, 0.8, 0.1])
+    buf.sample = lambda batch_transitions, per_beta: (ROWS, is_weights)
+    batch = buf.sample_batch(1.0)
     _, _, losses = unroll(learner, batch, args)
     terms = [losses.reward, losses.value, losses.policy, losses.consistency]
     per_sample = sum(c * t.detach().numpy() for c, t in zip((1.5, 0.25, 0.7, 2.0), terms))
-    expected = float(np.mean(weights.numpy() * per_sample)) / args.unroll_steps
+    expected = float(np.mean(is_weights.numpy() * per_sample)) / args.unroll_steps
     learner.model.eval()
-    TrainingFeed(args, buf, learner).train_step(t_env=0)
+    make_feed(args, buf, learner).train_step(t_env=0)
     logged = learner.logger.stats["loss"][-1][1] / args.unroll_steps  # the log multiplies the 1/K back
     assert logged == pytest.approx(expected, rel=1e-5)
 
@@ -255,7 +255,7 @@ def test_the_half_latent_gradient_scale_applies_after_each_dynamics_step_only(mo
     import learners.mazero_learner as module
 
     args, buf, learner = small_setup(unroll_steps=1)
-    batch = batch_at(buf, ROWS, args)
+    batch = batch_at(buf, ROWS)
     model = learner.model
     gradients = {}
     for scale in (0.5, 1.0):
@@ -281,23 +281,24 @@ def test_the_half_latent_gradient_scale_applies_after_each_dynamics_step_only(mo
 
 def test_new_priorities_are_the_online_root_value_error():
     args, buf, learner = small_setup()
-    buf.sample = lambda batch_size, per_beta: (ROWS, torch.ones(len(ROWS)))
-    batch = buf.sample_batch(len(ROWS), 1.0, args.unroll_steps, args.td_steps)
+    buf.sample = lambda batch_transitions, per_beta: (ROWS, torch.ones(len(ROWS)))
+    batch = buf.sample_batch(1.0)
     with torch.no_grad():
-        z0 = value_targets(batch, learner.target_model, args)[:, 0]
+        z0 = value_targets(batch, learner.target_model, learner.config)[:, 0]
         v0 = logits_to_scalar(learner.model.initial_inference(batch.inputs[:, 0])[1], args.value_support_size)
-    TrainingFeed(args, buf, learner).train_step(t_env=0)
+    make_feed(args, buf, learner).train_step(t_env=0)
     expected = (v0 - z0).abs().numpy() + 1e-6
     np.testing.assert_allclose(buf.priorities[ROWS], expected, rtol=1e-5)
 
 
 def test_update_takes_a_batch_and_targets_and_returns_priorities_without_a_replay():
     args, buf, learner = small_setup()
-    batch = batch_at(buf, ROWS, args)
+    batch = batch_at(buf, ROWS)
     with torch.no_grad():
-        z0 = value_targets(batch, learner.target_model, args)[:, 0]
+        z0 = value_targets(batch, learner.target_model, learner.config)[:, 0]
         v0 = logits_to_scalar(learner.model.initial_inference(batch.inputs[:, 0])[1], args.value_support_size)
-        policy = reanalyse_policy_targets(batch, learner.target_model, reanalysis_search(args), args)
+        policy = reanalyse_policy_targets(batch, learner.target_model, reanalysis_search(args),
+                                          reanalysis_config(args))
     before = buf.priorities.copy()
     parameters = [p.detach().clone() for p in learner.model.parameters()]
     priorities = learner.update(batch, policy, t_env=0)
@@ -310,6 +311,7 @@ def test_update_takes_a_batch_and_targets_and_returns_priorities_without_a_repla
 def test_per_beta_anneals_linearly_from_its_start_to_one():
     # reanalyse_prefetch=0: the update samples its own batch only (prefetched ones are sampled at earlier updates)
     args = mazero_args(2, 3, per_beta_start=0.4, t_max=1000, updates_per_env_step=0.5, reanalyse_prefetch=0,
+                       batch_transitions=len(ROWS),
                        **SMALL_NO_DROPOUT)
     learner = make_learner(args, 5)  # 500 updates in the run
     for updates, beta in [(0, 0.4), (125, 0.55), (250, 0.7), (500, 1.0), (900, 1.0)]:
@@ -317,7 +319,7 @@ def test_per_beta_anneals_linearly_from_its_start_to_one():
         assert learner.per_beta() == pytest.approx(beta)
     buf = filled_buffer(args, 5)
     betas = []
-    buf.sample = lambda batch_size, per_beta: (betas.append(per_beta), (ROWS, torch.ones(len(ROWS))))[1]
+    buf.sample = lambda batch_transitions, per_beta: (betas.append(per_beta), (ROWS, torch.ones(len(ROWS))))[1]
     learner.update_count = 250
-    TrainingFeed(args, buf, learner).train_step(t_env=0)
+    make_feed(args, buf, learner).train_step(t_env=0)
     assert betas == [pytest.approx(0.7)]

@@ -1,19 +1,28 @@
+from dataclasses import FrozenInstanceError
+
 import pytest
 import torch
 
-import modules.mazero.model as model_module
+from config_checks import ConfigValueError
 from mazero_args import mazero_args
-from modules.mazero.model import Communication, MAZeroModel, _encoder_layer, _layer_forward, _layer_weights
+import modules.mazero.model as model_module
+from modules.mazero.flat_model import FlatMuZeroModel
+from modules.mazero.model import (Communication, MAZeroModel, ModelConfig, _encoder_layer, _layer_forward,
+                                  _layer_weights, dropout_masks)
 from utils.value_transform import logits_to_scalar
 
 torch.set_num_threads(1)
+
+
+def _model(input_dim, n_agents, n_actions, **overrides):
+    return MAZeroModel(input_dim, ModelConfig.from_config(mazero_args(n_agents, n_actions, **overrides)))
 
 
 @pytest.mark.parametrize("n_agents,n_actions", [(1, 3), (3, 9), (27, 36)])
 def test_model_shapes(n_agents, n_actions):
     args = mazero_args(n_agents, n_actions)
     obs_dim = 17
-    model = MAZeroModel(obs_dim, args).eval()
+    model = MAZeroModel(obs_dim, ModelConfig.from_config(args)).eval()
     B, H = 4, args.latent_dim
     obs = torch.randn(B, n_agents, obs_dim)
     latent, value_logits, policy_logits = model.initial_inference(obs)
@@ -31,8 +40,7 @@ def test_model_shapes(n_agents, n_actions):
 
 
 def test_zero_initialised_heads():
-    args = mazero_args(3, 9)
-    model = MAZeroModel(10, args).eval()
+    model = _model(10, 3, 9).eval()
     latent, value_logits, policy_logits = model.initial_inference(torch.randn(5, 3, 10))
     assert torch.all(policy_logits == 0)  # uniform policy
     assert torch.allclose(logits_to_scalar(value_logits, 5), torch.zeros(5), atol=1e-6)
@@ -43,7 +51,7 @@ def test_zero_initialised_heads():
 def test_communication_mixes_agents_and_switch_removes_it():
     torch.manual_seed(0)
     for use_communication in (True, False):
-        model = MAZeroModel(6, mazero_args(3, 4, use_communication=use_communication)).eval()
+        model = _model(6, 3, 4, use_communication=use_communication).eval()
         latent = model.represent(torch.randn(1, 3, 6))
         a = torch.tensor([[0, 1, 2]])
         b = torch.tensor([[0, 1, 3]])  # only agent 2's action differs
@@ -56,8 +64,8 @@ def test_communication_mixes_agents_and_switch_removes_it():
 
 def _layer_and_masks(n_agents, n_heads, dropout, batch=4, latent=16, ff=8):
     layer = torch.nn.TransformerEncoderLayer(latent, n_heads, ff, dropout, batch_first=True).double()
-    communication = Communication(n_agents, 2, latent, 1, n_heads, ff, dropout)
-    masks = communication._dropout_masks((batch, n_agents, latent), 1, ff, torch.float64)[0] if dropout else None
+    masks = dropout_masks((batch, n_agents, latent), 1, n_heads, ff, dropout, torch.float64,
+                          torch.device("cpu"))[0] if dropout else None
     x = torch.randn(batch, n_agents, latent, dtype=torch.float64, requires_grad=True)
     return layer, masks, x
 
@@ -93,15 +101,15 @@ def test_encoder_layer_is_pytorchs_layer():
 
 
 def test_dropout_masks_keep_one_minus_p_scaled_and_follow_the_seed():
-    communication = Communication(3, 2, 16, 3, 4, 8, 0.25)
+    cpu = torch.device("cpu")
     torch.manual_seed(3)
-    masks = communication._dropout_masks((512, 3, 16), 3, 8, torch.float32)
+    masks = dropout_masks((512, 3, 16), 3, 4, 8, 0.25, torch.float32, cpu)
     values = torch.cat([m.flatten() for layer in masks for m in layer])
     assert torch.equal(values.unique(), torch.tensor([0.0, 1 / 0.75]))
     assert abs((values > 0).float().mean().item() - 0.75) < 0.01
     assert [tuple(m.shape) for m in masks[0]] == [(512, 3, 3, 4), (512, 3, 16), (512, 3, 8), (512, 3, 16)]
     torch.manual_seed(3)
-    again = communication._dropout_masks((512, 3, 16), 3, 8, torch.float32)
+    again = dropout_masks((512, 3, 16), 3, 4, 8, 0.25, torch.float32, cpu)
     assert all(torch.equal(a, b) for la, lb in zip(masks, again) for a, b in zip(la, lb))
 
 
@@ -115,8 +123,8 @@ def test_communication_without_the_kernel_is_the_same_function(monkeypatch, drop
     communication = Communication(3, 4, 16, 2, 4, 8, dropout).train()
     latent = torch.randn(6, 3, 16)
     onehot = torch.nn.functional.one_hot(torch.randint(0, 4, (6, 3)), 4).float()
-    masks = communication._dropout_masks((6, 3, 16), 2, 8, torch.float32)
-    monkeypatch.setattr(Communication, "_dropout_masks", lambda *args: masks)
+    masks = dropout_masks((6, 3, 16), 2, 4, 8, dropout, torch.float32, torch.device("cpu"))
+    monkeypatch.setattr(model_module, "dropout_masks", lambda *args: masks)
     results = []
     for kernel in (model_module.attention_kernel, None):
         monkeypatch.setattr(model_module, "attention_kernel", kernel)
@@ -144,3 +152,25 @@ def test_trace_of_the_communication_records_torch_operations():
         assert torch.equal(traced(latent, onehot), communication(latent, onehot))
         traced_train = torch.jit.trace(communication.train(), (torch.randn(5, 3, 16), onehot), check_trace=False)
     assert "aten::rand" in str(traced_train.graph)
+
+
+def test_model_config_reads_the_config_keys_and_checks_them():
+    args = mazero_args(3, 9, representation_hidden=[16, 8])
+    config = ModelConfig.from_config(args)
+    assert config.representation_hidden == (16, 8) and config.n_agents == 3 and config.latent_dim == args.latent_dim
+    assert hash(config) == hash(ModelConfig.from_config(args))  # frozen, lists stored as tuples
+    with pytest.raises(FrozenInstanceError):
+        config.latent_dim = 8
+    with pytest.raises(ConfigValueError, match="'latent_dim' .* must be divisible by attention_heads"):
+        ModelConfig.from_config(args, latent_dim=12, attention_heads=8)
+    for key, value in (("n_agents", 0), ("head_hidden", [8, 0]), ("attention_dropout", 1.0), ("feature_norm", 1)):
+        with pytest.raises(ConfigValueError, match=f"config key '{key}'"):
+            ModelConfig.from_config(args, **{key: value})
+
+
+def test_flat_model_is_the_core_model_with_one_agent_of_joint_actions():
+    config = ModelConfig.from_config(mazero_args(2, 3))
+    model = FlatMuZeroModel(5, config)
+    assert model.core.n_agents == 1 and model.core.n_actions == 9 and not model.core.use_communication
+    assert model.core.representation.net[0].in_features == 10  # N = 2 inputs of 5, concatenated
+    assert config.n_agents == 2 and config.use_communication  # the caller's record is unchanged

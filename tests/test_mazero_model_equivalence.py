@@ -6,16 +6,17 @@ and in train mode with dropout off.
 The fixtures were written once by `PYTHONPATH=src python tests/test_mazero_model_equivalence.py` at the commit that
 added this file; regenerating them with a changed model would make the test vacuous.
 """
+import dataclasses
 import os
 
 import pytest
 import torch
 
 from mazero_args import mazero_args
-from modules.mazero.model import MAZeroModel
+from modules.mazero.model import MAZeroModel, ModelConfig
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
-# name -> (input_shape, config overrides): 3m's agent, action and input counts with narrow layers (the official
+# name -> (input_dim, config overrides): 3m's agent, action and input counts with narrow layers (the official
 # widths would make a 2 MB fixture), and a tiny model with per-agent weights and no feature norm.
 CASES = {
     "3m": (42, dict(n_agents=3, n_actions=9, latent_dim=32, representation_hidden=[32, 32],
@@ -46,8 +47,9 @@ def _modes(model_without_dropout, model):
 
 
 def _models(name, state_dict=None):
-    input_shape, overrides = CASES[name]
-    models = [MAZeroModel(input_shape, mazero_args(**overrides, attention_dropout=dropout)) for dropout in (0.0, 0.1)]
+    input_dim, overrides = CASES[name]
+    config = ModelConfig.from_config(mazero_args(**overrides))
+    models = [MAZeroModel(input_dim, dataclasses.replace(config, attention_dropout=dropout)) for dropout in (0.0, 0.1)]
     if state_dict is not None:
         for model in models:
             model.load_state_dict(state_dict)  # strict: every key of the old checkpoint, nothing else
@@ -61,8 +63,8 @@ def write_fixture(name):
     for head in (model.reward_head, model.value_head, model.policy_head):
         torch.nn.init.normal_(head.net[-1].weight, std=head.net[-1].weight.shape[-1] ** -0.5)
     without_dropout.load_state_dict(model.state_dict())
-    input_shape, overrides = CASES[name]
-    inputs = {"obs": torch.randn(BATCH, overrides["n_agents"], input_shape),
+    input_dim, overrides = CASES[name]
+    inputs = {"obs": torch.randn(BATCH, overrides["n_agents"], input_dim),
               "actions": torch.randint(0, overrides["n_actions"], (BATCH, overrides["n_agents"]))}
     expected = {}
     for mode, mode_model, grad in _modes(without_dropout, model):

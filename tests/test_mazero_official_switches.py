@@ -6,13 +6,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from components.mazero_replay import MAZeroReplayBuffer
-from learners.mazero_feed import TrainingFeed
-from learners.mazero_learner import MAZeroLearner, value_targets
+from components.mazero_replay import MAZeroReplayBuffer, ReplayConfig
+from learners.mazero_learner import policy_loss_terms, support_cross_entropy, value_targets
 from learners.mazero_reanalyse import ReanalysisWorker, reanalyse_with_seed
-from mcts.search import SearchStats, legal_or_all
-from mazero_learner_helpers import ROWS, batch_at, make_learner, small_setup, unroll
+from mcts.search import SearchStats, avail_or_all
+from mazero_learner_helpers import ROWS, batch_at, make_feed, make_learner, reanalysis_config, small_setup, unroll
 from mazero_args import mazero_args
+from run.mazero_config import build_mazero_config
+from utils.config_record import record_from_config
 from utils.value_transform import logits_to_scalar, scalar_to_two_hot
 
 DYNAMICS_PREFIXES = ("dynamics_net", "communication")  # parameters only the unrolled steps (k >= 1) reach
@@ -29,7 +30,7 @@ def test_official_two_hot_target_by_hand():
     assert official[1, 6].item() == pytest.approx(0.997, abs=1e-6)
     assert official[1, 7].item() == pytest.approx(0.003, abs=1e-6)
     # an all-zero target adds no cross-entropy; uniform logits give log 11 for the others
-    ce = MAZeroLearner._ce(torch.zeros(4, 11), x, 5, "official")
+    ce = support_cross_entropy(torch.zeros(4, 11), x, 5, "official")
     assert ce.tolist() == pytest.approx([0.0, math.log(11), math.log(11), 0.0], abs=1e-6)
     with pytest.raises(ValueError, match="two_hot_target"):
         scalar_to_two_hot(x, 5, "floor")
@@ -37,7 +38,7 @@ def test_official_two_hot_target_by_hand():
 
 def test_official_two_hot_drops_the_zero_reward_steps_from_the_reward_loss():
     args, buf, learner = small_setup(two_hot_target="official")
-    batch = batch_at(buf, ROWS, args)
+    batch = batch_at(buf, ROWS)
     batch.rewards[:, 0] = 0.0  # a zero reward at unroll step 1 of every sample; steps past the end are 0 too
     _, _, losses = unroll(learner, batch, args)
     # by hand: the exact CE of each unroll step, kept only where the reward is not 0
@@ -72,7 +73,7 @@ def test_latent_scale_halves_the_step_k_value_and_policy_gradients_into_the_dyna
     grads = {}
     for place in ("next_step", "latent"):
         args, buf, learner = _switched(unroll_steps=1, latent_grad_scale_at=place)
-        batch = batch_at(buf, ROWS, args)
+        batch = batch_at(buf, ROWS)
         _, _, losses = unroll(learner, batch, args)
         grads[place] = {"heads": _gradients((losses.value + losses.policy).sum(), learner.model),
                         "reward": _gradients(losses.reward.sum(), learner.model),
@@ -96,7 +97,7 @@ def test_latent_scale_halves_the_step_k_value_and_policy_gradients_into_the_dyna
 
 def test_latent_scale_equals_the_official_hook_on_the_latent():
     args, buf, learner = _switched(unroll_steps=2, latent_grad_scale_at="latent")
-    batch = batch_at(buf, ROWS, args)
+    batch = batch_at(buf, ROWS)
     targets, policy, losses = unroll(learner, batch, args)
     model = learner.model
     total = (losses.reward + losses.value + losses.policy + losses.consistency).sum()
@@ -106,15 +107,16 @@ def test_latent_scale_equals_the_official_hook_on_the_latent():
         consistency_targets = [model.project(model.represent(batch.inputs[:, k]), with_predictor=False)
                                for k in range(1, args.unroll_steps + 1)]
     latent, value_logits, policy_logits = model.initial_inference(batch.inputs[:, 0])
-    hand = (MAZeroLearner._ce(value_logits, targets[:, 0], args.value_support_size)
-            + learner._policy_loss(policy_logits, policy.joint_actions[:, 0], policy.coef[:, 0]))
+    space = model.action_space
+    hand = (support_cross_entropy(value_logits, targets[:, 0], args.value_support_size)
+            + policy_loss_terms(space, policy_logits, policy.joint_actions[:, 0], policy.coef[:, 0]))
     for k in range(1, args.unroll_steps + 1):
         state, reward_logits = model.dynamics(latent, batch.actions[:, k - 1])
         latent = state.view(state.shape)
         value_logits, policy_logits = model.predict(latent)
-        hand = hand + (MAZeroLearner._ce(reward_logits, batch.rewards[:, k - 1], args.reward_support_size)
-                       + MAZeroLearner._ce(value_logits, targets[:, k], args.value_support_size)
-                       + learner._policy_loss(policy_logits, policy.joint_actions[:, k], policy.coef[:, k])
+        hand = hand + (support_cross_entropy(reward_logits, batch.rewards[:, k - 1], args.reward_support_size)
+                       + support_cross_entropy(value_logits, targets[:, k], args.value_support_size)
+                       + policy_loss_terms(space, policy_logits, policy.joint_actions[:, k], policy.coef[:, k])
                        - F.cosine_similarity(model.project(latent, with_predictor=True), consistency_targets[k - 1],
                                              dim=-1))
         latent.register_hook(lambda grad: grad * 0.5)
@@ -129,29 +131,30 @@ def test_latent_scale_equals_the_official_hook_on_the_latent():
 def _one_episode(args, terminated):
     """A hand-made 3-step episode (rewards 1, 2, 3) alone in a replay; its MAZeroBatch at t = 0."""
     obs_dim, T = 5, 3
-    buf = MAZeroReplayBuffer(50, args.n_agents, obs_dim, args.n_actions, args.sampled_actions, args.per_alpha, 0)
+    buf = MAZeroReplayBuffer(record_from_config(ReplayConfig, args, buffer_transitions=50, seed=0), obs_dim)
     g = torch.Generator().manual_seed(1)
     Ks, N = args.sampled_actions, args.n_agents
     buf.add_episode(torch.randn(T + 1, N, obs_dim, generator=g), torch.zeros(T, N, dtype=torch.long),
                     torch.ones(T + 1, N, args.n_actions, dtype=torch.bool), torch.tensor([1.0, 2.0, 3.0]), terminated,
                     SearchStats(joint_actions=torch.zeros(T, Ks, N, dtype=torch.long), visits=torch.ones(T, Ks),
                                 q_values=torch.zeros(T, Ks), network_value=torch.zeros(T)))
-    return buf, batch_at(buf, torch.tensor([0]).numpy(), args)
+    return buf, batch_at(buf, torch.tensor([0]).numpy())
 
 
 @pytest.mark.parametrize("timeout_terminal", [False, True])
 def test_timeout_terminal_drops_the_bootstrap_of_a_time_out_only(timeout_terminal):
     args = mazero_args(2, 3, sampled_actions=2, unroll_steps=1, td_steps=5, gamma=0.9, use_off_policy_correction=False,
-                       timeout_terminal=timeout_terminal, t_max=1000, batch_size=1, learner_log_interval=0,
+                       timeout_terminal=timeout_terminal, t_max=1000, batch_transitions=1, learner_log_interval=0,
                        latent_dim=8, representation_hidden=[8], dynamics_hidden=[8], head_hidden=[4],
                        attention_heads=2, attention_ff_dim=8, projection_hidden=8, projection_dim=8,
                        predictor_hidden=4, attention_dropout=0.0)
-    model = make_learner(args, 5).target_model
+    learner = make_learner(args, 5)
+    model = learner.target_model
     returns = [1 + 0.9 * 2 + 0.81 * 3, 2 + 0.9 * 3]  # z_0, z_1 without the bootstrap (h = 3 and 2 steps to T)
     for terminated in (False, True):  # a time-out, then a true terminal
         buf, batch = _one_episode(args, terminated)
         with torch.no_grad():
-            z = value_targets(batch, model, args)
+            z = value_targets(batch, model, learner.config)
             v_final = float(logits_to_scalar(model.initial_inference(buf.inputs[3][None])[1], args.value_support_size))
         bootstraps = not terminated and not timeout_terminal
         expected = [returns[0] + 0.9 ** 3 * v_final * bootstraps, returns[1] + 0.9 ** 2 * v_final * bootstraps]
@@ -161,22 +164,24 @@ def test_timeout_terminal_drops_the_bootstrap_of_a_time_out_only(timeout_termina
 
 def test_reanalysis_searches_with_reanalyse_num_simulations():
     args, buf, learner = small_setup(num_simulations=6, reanalyse_num_simulations=3, reanalyse_ratio=1.0)
-    batch = batch_at(buf, ROWS, args)
-    worker = ReanalysisWorker(learner.target_model, args, lambda b, m, s, a: s.run(
-        m, b.inputs[:, 0], legal_or_all(b.avail[:, 0]), add_noise=True), "cpu", 1)
-    for search in (TrainingFeed(args, buf, learner).search, worker.search):  # in process and on a Ray worker
-        result = reanalyse_with_seed(lambda b, m, s, a: s.run(m, b.inputs[:, 0], legal_or_all(b.avail[:, 0]),
-                                                              add_noise=True), batch, 0, learner.target_model,
-                                     search, args)
+    batch = batch_at(buf, ROWS)
+
+    def search_first_roots(b, m, s, config):
+        return s.run(m, b.inputs[:, 0], avail_or_all(b.avail_actions[:, 0]), add_noise=True)
+
+    worker = ReanalysisWorker(learner.target_model, reanalysis_config(args), search_first_roots, "cpu", 1)
+    for search in (make_feed(args, buf, learner).search, worker.search):  # in process and on a Ray worker
+        result = reanalyse_with_seed(search_first_roots, batch, 0, learner.target_model, search,
+                                     reanalysis_config(args))
         assert result.stats.visits.sum(-1).tolist() == [3.0] * len(ROWS)  # children visits sum to S
     assert args.num_simulations == 6  # self-play keeps its own count
     default_args, default_buf, default_learner = small_setup(num_simulations=6)
-    default_search = TrainingFeed(default_args, default_buf, default_learner).search
-    assert default_args.reanalyse_num_simulations is None and default_search.num_simulations == 6
+    default_search = make_feed(default_args, default_buf, default_learner).search
+    assert default_args.reanalyse_num_simulations is None and default_search.config.num_simulations == 6
 
 
 @pytest.mark.parametrize("key, value", [("two_hot_target", "floor"), ("latent_grad_scale_at", "hidden"),
                                         ("timeout_terminal", "yes"), ("reanalyse_num_simulations", 0)])
 def test_a_bad_switch_value_is_an_error_naming_the_key(key, value):
     with pytest.raises(ValueError, match=key):
-        small_setup(**{key: value})
+        build_mazero_config(mazero_args(2, 3, **{key: value}))

@@ -13,19 +13,22 @@ import torch
 from harness_helpers import load_json, run_main, sacred_runs
 from mazero_args import mazero_args
 from mazero_run_helpers import CHECKPOINT_T, train
+from run.mazero_config import build_mazero_config
 from run.mazero_selfplay import SelfPlayActors
 from utils.checkpoint import list_checkpoints
 
 torch.set_num_threads(1)
 
-TINY = ["runner=episode", "batch_size_run=1", "t_max=50", "batch_size=8", "num_simulations=3", "sampled_actions=3",
-        "reanalyse_ratio=0.5", "test_interval=30", "test_nepisode=2", "log_interval=30", "learner_log_interval=0",
-        "runner_log_interval=5", "latent_dim=16", "representation_hidden=[16]", "dynamics_hidden=[16]",
-        "attention_heads=2", "attention_ff_dim=16", "projection_hidden=16", "projection_dim=16",
-        "predictor_hidden=8", "save_model=True", "save_model_interval=30", "selfplay_workers=1", "selfplay_refresh=2"]
+TINY = ["runner=episode", "batch_size_run=1", "t_max=50", "batch_transitions=8", "num_simulations=3",
+        "sampled_actions=3", "reanalyse_ratio=0.5", "test_interval=30", "test_nepisode=2", "log_interval=30",
+        "learner_log_interval=0", "runner_log_interval=5", "latent_dim=16", "representation_hidden=[16]",
+        "dynamics_hidden=[16]", "attention_heads=2", "attention_ff_dim=16", "projection_hidden=16",
+        "projection_dim=16", "predictor_hidden=8", "save_model=True", "save_model_interval=30", "selfplay_workers=1",
+        "selfplay_refresh=2"]
 KILL_AT_BATCH = 20  # the actor is killed while collecting the 20th batch of the run
 
 
+@pytest.mark.subprocess
 def test_pipelined_run_completes_with_the_configured_replay_ratio(tmp_path):
     run_main(["--config=mazero", "--env-config=matrix", "with"] + TINY, tmp_path, timeout=600)
     (run_dir,) = sacred_runs(tmp_path, "mazero", "matrix")
@@ -47,6 +50,7 @@ def test_pipelined_run_completes_with_the_configured_replay_ratio(tmp_path):
     assert info["checkpoint_episodes_dropped"] == [1, 1, 1]
 
 
+@pytest.mark.subprocess
 def test_a_killed_actor_is_replaced_and_a_pipelined_checkpoint_resumes(tmp_path, local_ray, monkeypatch):
     actors, batches = [], []
     original = SelfPlayActors.next_batch
@@ -77,13 +81,20 @@ def test_a_killed_actor_is_replaced_and_a_pipelined_checkpoint_resumes(tmp_path,
     assert resumed_info["updates_T"][0] > CHECKPOINT_T and resumed_info["test_return_mean_T"][-1] == 61
 
 
+def start_actors(**overrides):
+    args = mazero_args(**overrides)
+    config = build_mazero_config(args)
+    return SelfPlayActors(args, config.loop, config.reanalysis, start_t_env=0)
+
+
+@pytest.mark.subprocess
 def test_more_workers_of_both_kinds_than_cpus_is_a_clear_error(local_ray):
     with pytest.raises(SystemExit, match=r"selfplay_workers=2 \(1 CPU each\) and reanalyse_workers=1 x "
                                          r"reanalyse_num_cpus=1 need 3 CPUs, the Ray cluster has 2"):
-        SelfPlayActors(mazero_args(selfplay_workers=2, reanalyse_workers=1), start_t_env=0)
+        start_actors(selfplay_workers=2, reanalyse_workers=1)
 
 
 def test_missing_ray_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     with pytest.raises(SystemExit, match=r"selfplay_workers=1 needs Ray, which is not installed"):
-        SelfPlayActors(mazero_args(selfplay_workers=1), start_t_env=0)
+        start_actors(selfplay_workers=1)

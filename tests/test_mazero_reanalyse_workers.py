@@ -15,6 +15,7 @@ from harness_helpers import run_main
 from learners.mazero_feed import TrainingFeed
 from learners.mazero_reanalyse import ReanalysisPool
 from mazero_args import mazero_args
+from mazero_learner_helpers import reanalysis_config
 from mazero_run_helpers import CHECKPOINT_T, assert_same_checkpoint, train
 
 KILL_AT_UPDATE = 20  # after the checkpoint at update 15, so the resumed run (no kill) must match the killed one
@@ -28,12 +29,13 @@ def recorded_updates(monkeypatch):
     original = TrainingFeed.next
 
     def next_batch(self):
-        if self.args.reanalyse_workers and record["kill"] and self.learner.update_count == KILL_AT_UPDATE:
+        workers = self.config.reanalyse_workers
+        if workers and record["kill"] and self.learner.update_count == KILL_AT_UPDATE:
             os.kill(self.reanalysis.worker_pids()[0], signal.SIGKILL)
         if self not in record["feeds"]:
             record["feeds"].append(self)
         batch, policy = original(self)
-        record.setdefault(self.args.reanalyse_workers, []).append((batch.rows.clone(), policy))
+        record.setdefault(workers, []).append((batch.rows.clone(), policy))
         return batch, policy
 
     monkeypatch.setattr(TrainingFeed, "next", next_batch)
@@ -52,10 +54,11 @@ def assert_same_targets(a, b):
     assert len(a) == len(b) > 0
     for (rows_a, policy_a), (rows_b, policy_b) in zip(a, b):
         assert torch.equal(rows_a, rows_b)
-        for name in ("joint_actions", "omega", "advantages", "coef", "mask", "weights"):
+        for name in ("joint_actions", "omega", "advantages", "coef", "mask", "awpo_weights"):
             assert torch.equal(getattr(policy_a, name), getattr(policy_b, name)), name
 
 
+@pytest.mark.subprocess
 def test_workers_give_in_process_targets_survive_a_kill_and_resume_bitwise(tmp_path, local_ray, recorded_updates,
                                                                            deterministic_torch):
     in_process_dir, _ = train_from_seed(tmp_path, "in_process")
@@ -75,18 +78,20 @@ def test_workers_give_in_process_targets_survive_a_kill_and_resume_bitwise(tmp_p
     assert_same_checkpoint(workers_dir, resumed_dir, 61)
 
 
+@pytest.mark.subprocess
 def test_more_workers_than_cpus_is_a_clear_error(local_ray):
     with pytest.raises(SystemExit, match=r"reanalyse_workers=3 x reanalyse_num_cpus=1 needs 3 CPUs, the Ray "
                                          r"cluster has 2"):
-        ReanalysisPool(mazero_args(reanalyse_workers=3), None, None, None)
+        ReanalysisPool(reanalysis_config(mazero_args(reanalyse_workers=3)), None, None, None)
 
 
 def test_missing_ray_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
     with pytest.raises(SystemExit, match=r"reanalyse_workers=2 needs Ray, which is not installed"):
-        ReanalysisPool(mazero_args(reanalyse_workers=2), None, None, None)
+        ReanalysisPool(reanalysis_config(mazero_args(reanalyse_workers=2)), None, None, None)
 
 
+@pytest.mark.subprocess
 def test_unreachable_ray_address_exits_nonzero(tmp_path):
     proc = run_main(["--config=mazero_matrix", "--env-config=matrix", "with", "reanalyse_workers=1",
                      "ray_address=127.0.0.1:9", "t_max=10"], tmp_path, check=False)

@@ -2,24 +2,27 @@ import numpy as np
 import pytest
 import torch
 
-from components.mazero_replay import MAZeroReplayBuffer
+from components.mazero_replay import MAZeroReplayBuffer, ReplayConfig
 from mcts.search import SearchStats
 
 N, D, A, KS = 2, 3, 4, 5
 
 
 def make_buffer(capacity=20, seed=0):
-    return MAZeroReplayBuffer(capacity, N, D, A, KS, per_alpha=0.6, seed=seed)
+    config = ReplayConfig(buffer_transitions=capacity, batch_transitions=1, unroll_steps=2, td_steps=2,
+                          use_off_policy_correction=False, off_policy_age_fraction=0.15, t_max=1000, per_alpha=0.6,
+                          sampled_actions=KS, n_agents=N, n_actions=A, seed=seed)
+    return MAZeroReplayBuffer(config, D)
 
 
 def episode(T, first_reward=0.0):
-    search = SearchStats(joint_actions=torch.zeros(T, KS, N, dtype=torch.long), visits=torch.ones(T, KS),
-                         q_values=torch.zeros(T, KS), network_value=torch.zeros(T))
+    search_stats = SearchStats(joint_actions=torch.zeros(T, KS, N, dtype=torch.long), visits=torch.ones(T, KS),
+                               q_values=torch.zeros(T, KS), network_value=torch.zeros(T))
     return dict(inputs=torch.arange(T + 1, dtype=torch.float32).view(-1, 1, 1).expand(T + 1, N, D).clone(),
                 actions=torch.ones(T, N, dtype=torch.long),
-                avail=torch.ones(T + 1, N, A, dtype=torch.bool),
+                avail_actions=torch.ones(T + 1, N, A, dtype=torch.bool),
                 rewards=first_reward + torch.arange(T, dtype=torch.float32),
-                terminated=True, search=search)
+                terminated=True, search_stats=search_stats)
 
 
 def test_window_clamps_to_episode_end():
@@ -56,13 +59,13 @@ def test_importance_weights_by_hand():
     buf = make_buffer()
     buf.add_episode(**episode(2))  # sampleable rows 0, 1
     buf.update_priorities(np.array([0, 1]), np.array([1.0, 4.0]))
-    rows, weights = buf.sample(2, per_beta=0.5)
+    rows, is_weights = buf.sample(2, per_beta=0.5)
     p = np.array([1.0, 4.0]) ** 0.6
     probs = p / p.sum()
     w = (2 * probs) ** -0.5
     w = w / w.max()
     expected = {0: w[0], 1: w[1]}
-    for r, weight in zip(rows.tolist(), weights.tolist()):
+    for r, weight in zip(rows.tolist(), is_weights.tolist()):
         assert weight == pytest.approx(expected[r], rel=1e-6)
 
 
@@ -114,7 +117,7 @@ def test_a_huge_replay_allocates_little_and_grows_as_it_fills(monkeypatch):
     assert np.array_equal(restored.sample(6, 0.4)[0], buf.sample(6, 0.4)[0])
 
 
-def test_growth_stops_at_buffer_size_and_out_of_memory_names_it(monkeypatch):
+def test_growth_stops_at_buffer_transitions_and_out_of_memory_names_it(monkeypatch):
     import components.mazero_replay as replay_module
     monkeypatch.setattr(replay_module, "INITIAL_ROWS", 4)
     buf = make_buffer(capacity=10)
@@ -127,6 +130,6 @@ def test_growth_stops_at_buffer_size_and_out_of_memory_names_it(monkeypatch):
         raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
 
     small = make_buffer(capacity=100)
-    monkeypatch.setattr(small, "_new_storage", no_memory)
-    with pytest.raises(MemoryError, match="buffer_size=100"):
+    monkeypatch.setattr(small, "new_storage", no_memory)
+    with pytest.raises(MemoryError, match="buffer_transitions=100"):
         small.add_episode(**episode(5))

@@ -3,6 +3,7 @@ import os
 import random
 
 import numpy as np
+import pytest
 import torch
 
 from mazero_run_helpers import CHECKPOINT_T, assert_same_checkpoint, deterministic, train
@@ -11,6 +12,7 @@ from utils.checkpoint import list_checkpoints
 torch.set_num_threads(1)
 
 
+@pytest.mark.heavy
 def test_resumed_run_equals_straight_run_bitwise(tmp_path, deterministic_torch):
     straight_dir, straight_info = train(tmp_path, "straight")
     assert list_checkpoints(straight_dir) == [CHECKPOINT_T, 61]  # t_env 1 deleted once two newer ones existed

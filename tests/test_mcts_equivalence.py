@@ -20,24 +20,25 @@ def random_policy(rng, shape, ties):
 
 
 def random_case(rng):
-    B, N, A, K = (int(rng.integers(1, 5)), int(rng.integers(1, 5)), int(rng.integers(1, 7)),
-                  int(rng.integers(1, 9)))
+    B, N, A, sampled_actions = (int(rng.integers(1, 5)), int(rng.integers(1, 5)), int(rng.integers(1, 7)),
+                                int(rng.integers(1, 9)))
     S = int(rng.integers(1, 31))
-    kwargs = dict(rho=float(rng.choice([0.0, 0.25, 0.75, 1.0, rng.random()])),
-                  lam=float(rng.choice([0.0, 0.8, 1.0, rng.random()])),
-                  discount=float(rng.choice([0.99, 1.0, rng.random()])),
+    kwargs = dict(os_rho=float(rng.choice([0.0, 0.25, 0.75, 1.0, rng.random()])),
+                  os_lambda=float(rng.choice([0.0, 0.8, 1.0, rng.random()])),
+                  gamma=float(rng.choice([0.99, 1.0, rng.random()])),
                   value_delta_min=float(rng.choice([0.01, 1.0])),
                   seed=int(rng.integers(0, 2**63)), use_os_lambda=bool(rng.random() < 0.85))
     ties = bool(rng.random() < 0.25)
-    legal = rng.random((B, N, A)) < 0.6
-    legal[np.arange(B)[:, None], np.arange(N)[None, :], rng.integers(0, A, size=(B, N))] = True
+    avail_actions = rng.random((B, N, A)) < 0.6
+    avail_actions[np.arange(B)[:, None], np.arange(N)[None, :], rng.integers(0, A, size=(B, N))] = True
     noise = rng.dirichlet([0.3] * A, size=(B, N)).astype(np.float32) if rng.random() < 0.5 else None
     # Coarse values make exact advantage ties too.
     values = (lambda size: (rng.integers(-2, 3, size=size) * 0.5).astype(np.float32)) if ties else \
         (lambda size: rng.normal(size=size).astype(np.float32))
     steps = [(values(B), values(B), random_policy(rng, (B, N, A), ties)) for _ in range(S)]
-    root = (values(B), random_policy(rng, (B, N, A), ties), legal, noise, float(rng.choice([0.0, 0.25, 1.0])))
-    return (B, N, A, K, S), kwargs, root, steps
+    root = (values(B), random_policy(rng, (B, N, A), ties), avail_actions, noise,
+            float(rng.choice([0.0, 0.25, 1.0])))
+    return (B, N, A, sampled_actions, S), kwargs, root, steps
 
 
 def run(module, dims, kwargs, root, steps):
@@ -65,6 +66,11 @@ def assert_same_search(c_trees, c_sel, p_trees, p_sel):
     np.testing.assert_allclose(c_trees.node_values(), p_trees.node_values(), rtol=0, atol=1e-5)
     for c_bound, p_bound in zip(c_trees.advantage_bounds(), p_trees.advantage_bounds()):
         np.testing.assert_allclose(c_bound, p_bound, rtol=0, atol=1e-5)
+    for b in range(c_trees.num_roots):
+        for node in range(len(c_sel) + 1):
+            for c_part, p_part in zip(c_trees.node_children(b, node), p_trees.node_children(b, node)):
+                assert c_part.dtype == p_part.dtype
+                np.testing.assert_array_equal(c_part, p_part, err_msg=f"node_children({b}, {node})")
 
 
 def test_ctree_matches_ptree_on_random_batched_searches():
@@ -97,13 +103,13 @@ def test_same_seed_same_search_and_reset_reseeds(module):
 
 
 def test_different_seeds_sample_different_children():
-    B, N, A, K = 8, 3, 6, 6
+    B, N, A, sampled_actions = 8, 3, 6, 6
     probs = np.full((B, N, A), 1.0 / A, dtype=np.float32)
-    legal = np.ones((B, N, A), dtype=bool)
+    avail_actions = np.ones((B, N, A), dtype=bool)
     actions = []
     for seed in (0, 1):
-        trees = ctree.SampledTrees(B, N, A, K, 4, rho=0.25, lam=0.8, discount=0.99, seed=seed)
-        trees.prepare(np.zeros(B, np.float32), probs, legal, None, 0.0)
+        trees = ctree.SampledTrees(B, N, A, sampled_actions, 4, os_rho=0.25, os_lambda=0.8, gamma=0.99, seed=seed)
+        trees.prepare(np.zeros(B, np.float32), probs, avail_actions, None, 0.0)
         actions.append(trees.root_children()["actions"])
     assert not np.array_equal(actions[0], actions[1])
     # Trees within one batch get their own streams (seeded by root index).
@@ -118,14 +124,14 @@ def test_pcg32_reference_stream():
 
 
 def test_deep_chain_grows_the_arena_and_matches_ptree():
-    # K = 1 and one action: every node has one child, so the tree is a chain of depth S whose root receives a
+    # K_s = 1 and one action: every node has one child, so the tree is a chain of depth S whose root receives a
     # return at every depth; the regions move many times and the arena must grow well past its initial size.
     S = 300
     rng = np.random.default_rng(9)
     root = (np.float32([0.5]), np.ones((1, 1, 1), np.float32), np.ones((1, 1, 1), bool), None, 0.0)
     steps = [(rng.normal(size=1).astype(np.float32), rng.normal(size=1).astype(np.float32),
               np.ones((1, 1, 1), np.float32)) for _ in range(S)]
-    kwargs = dict(rho=0.5, lam=0.9, discount=0.97, seed=1)
+    kwargs = dict(os_rho=0.5, os_lambda=0.9, gamma=0.97, seed=1)
     c_trees, c_sel = run(ctree, (1, 1, 1, 1, S), kwargs, root, steps)
     p_trees, p_sel = run(ptree, (1, 1, 1, 1, S), kwargs, root, steps)
     assert_same_search(c_trees, c_sel, p_trees, p_sel)

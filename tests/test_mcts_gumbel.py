@@ -18,12 +18,12 @@ from mcts import _checks, ptree
 ctree = mcts.ctree
 assert ctree is not None, "mcts.ctree is not built: run `pip install -e .` or `python setup.py build_ext --inplace`"
 
-TREE_KWARGS = dict(rho=0.25, lam=0.8, discount=0.99)
+TREE_KWARGS = dict(os_rho=0.25, os_lambda=0.8, gamma=0.99)
 
 
-def masked_prior(probs, legal):
+def masked_prior(probs, avail_actions):
     """pi~ = normalise(pi * m + 1e-4 * m) per agent, float64 (docs/mcts.md, "Semantics")."""
-    weights = np.where(legal, probs.astype(np.float64) + 1e-4, 0.0)
+    weights = np.where(avail_actions, probs.astype(np.float64) + 1e-4, 0.0)
     return weights / weights.sum(-1, keepdims=True)
 
 
@@ -49,12 +49,12 @@ def set_probabilities(p, k):
     return out
 
 
-def root_sets(module, probs, legal, K, num_roots, seed, gumbel_noise=True):
+def root_sets(module, probs, avail_actions, sampled_actions, num_roots, seed, gumbel_noise=True):
     """The root children of `num_roots` independent trees with the same inputs, as sorted tuples of joint actions."""
     N, A = probs.shape
-    trees = module.SampledTrees(num_roots, N, A, K, 1, seed=seed, root_search="gumbel", **TREE_KWARGS)
+    trees = module.SampledTrees(num_roots, N, A, sampled_actions, 1, seed=seed, root_search="gumbel", **TREE_KWARGS)
     trees.prepare(np.zeros(num_roots, np.float32), np.broadcast_to(probs, (num_roots, N, A)).copy(),
-                  np.broadcast_to(legal, (num_roots, N, A)).copy(), None, 0.0, gumbel_noise=gumbel_noise)
+                  np.broadcast_to(avail_actions, (num_roots, N, A)).copy(), None, 0.0, gumbel_noise=gumbel_noise)
     children = trees.root_children()
     return [tuple(tuple(int(x) for x in children["actions"][b, c]) for c in range(children["num_children"][b]))
             for b in range(num_roots)]
@@ -67,28 +67,28 @@ def total_variation(counts, probabilities):
 
 @pytest.mark.parametrize("case", ["two_agents", "dead_agent", "pruned_beam"])
 def test_sampled_sets_follow_gumbel_top_k_over_the_enumerated_joint_space(case):
-    # A skewed prior with an illegal action; "dead_agent" adds an agent whose only legal action is the no-op 0;
-    # "pruned_beam" has more prefixes than K after the second agent, so the beam drops some and the shifted
+    # A skewed prior with an unavailable action; "dead_agent" adds an agent whose only available action is the
+    # no-op 0; "pruned_beam" has more prefixes than K_s after the second agent, so the beam drops some and the shifted
     # (truncated) Gumbels decide which (without the shift its total variation is 0.16 here).
     probs = np.array([[0.6, 0.3, 0.1], [0.15, 0.05, 0.8]], np.float32)
-    legal = np.array([[True, True, True], [True, False, True]])
-    K, n = 3, 20000
+    avail_actions = np.array([[True, True, True], [True, False, True]])
+    sampled_actions, n = 3, 20000
     if case == "dead_agent":
         probs = np.vstack([probs[:1], np.float32([[0.2, 0.5, 0.3]]), probs[1:]])
-        legal = np.vstack([legal[:1], [[True, False, False]], legal[1:]])
+        avail_actions = np.vstack([avail_actions[:1], [[True, False, False]], avail_actions[1:]])
     if case == "pruned_beam":
         probs = np.array([[0.7, 0.3], [0.4, 0.6], [0.2, 0.8]], np.float32)
-        legal = np.ones((3, 2), bool)
-        K = 2
-    actions, p = joint_space(masked_prior(probs, legal))
+        avail_actions = np.ones((3, 2), bool)
+        sampled_actions = 2
+    actions, p = joint_space(masked_prior(probs, avail_actions))
     exact = {tuple(tuple(int(x) for x in actions[j]) for j in subset): prob
-             for subset, prob in set_probabilities(p, K).items()}
+             for subset, prob in set_probabilities(p, sampled_actions).items()}
     assert abs(sum(exact.values()) - 1.0) < 1e-12
-    counts = Counter(root_sets(ctree, probs, legal, K, n, seed=11))
-    assert set(counts) <= set(exact), "a sampled set holds an illegal or repeated joint action"
+    counts = Counter(root_sets(ctree, probs, avail_actions, sampled_actions, n, seed=11))
+    assert set(counts) <= set(exact), "a sampled set holds an unavailable or repeated joint action"
     # Brute force over the enumerated space: top-k of log p + Gumbel noise.
     rng = np.random.default_rng(0)
-    top = np.argsort(-(np.log(p) + rng.gumbel(size=(n, len(p)))), axis=1)[:, :K]
+    top = np.argsort(-(np.log(p) + rng.gumbel(size=(n, len(p)))), axis=1)[:, :sampled_actions]
     brute = Counter(tuple(sorted(tuple(int(x) for x in actions[j]) for j in row)) for row in top)
     keys = sorted(exact)
     observed = np.array([counts.get(key, 0) for key in keys])
@@ -97,27 +97,29 @@ def test_sampled_sets_follow_gumbel_top_k_over_the_enumerated_joint_space(case):
     assert total_variation(counts, exact) < 0.03
     assert total_variation(brute, exact) < 0.03  # the reference itself
     # i.i.d. draws deduplicated (the sampled root's law) are far from it: the test tells the two apart.
-    iid = Counter(tuple(sorted(set(tuple(int(x) for x in actions[j]) for j in rng.choice(len(p), K, p=p))))
+    iid = Counter(tuple(sorted(set(tuple(int(x) for x in actions[j])
+                                   for j in rng.choice(len(p), sampled_actions, p=p))))
                   for _ in range(5000))
     assert total_variation(iid, exact) > 0.1
 
 
 def test_without_noise_the_children_are_the_k_most_probable_joint_actions():
     rng = np.random.default_rng(4)
-    N, A, K = 3, 5, 7
+    N, A, sampled_actions = 3, 5, 7
     for _ in range(20):
         probs = rng.dirichlet([1.0] * A, size=N).astype(np.float32)
-        legal = rng.random((N, A)) < 0.7
-        legal[:, 0] = True
-        actions, p = joint_space(masked_prior(probs, legal))
-        best = sorted(tuple(int(x) for x in actions[j]) for j in np.argsort(-p)[:K])
+        avail_actions = rng.random((N, A)) < 0.7
+        avail_actions[:, 0] = True
+        actions, p = joint_space(masked_prior(probs, avail_actions))
+        best = sorted(tuple(int(x) for x in actions[j]) for j in np.argsort(-p)[:sampled_actions])
         for module in (ctree, ptree):
-            assert sorted(root_sets(module, probs, legal, K, 1, seed=0, gumbel_noise=False)[0]) == best
-    # Fewer legal joint actions than K: every one of them, once.
-    legal = np.zeros((N, A), bool)
-    legal[:, :2] = True
-    legal[1] = [True, False, False, False, False]
-    assert len(root_sets(ctree, probs, legal, 8, 1, seed=0)[0]) == 4
+            sets = root_sets(module, probs, avail_actions, sampled_actions, 1, seed=0, gumbel_noise=False)
+            assert sorted(sets[0]) == best
+    # Fewer available joint actions than K_s: every one of them, once.
+    avail_actions = np.zeros((N, A), bool)
+    avail_actions[:, :2] = True
+    avail_actions[1] = [True, False, False, False, False]
+    assert len(root_sets(ctree, probs, avail_actions, 8, 1, seed=0)[0]) == 4
 
 
 def reference_schedule(m, S):
@@ -161,22 +163,23 @@ def completed_q_and_sigma(log_prior, visits, q, v_hat, c_visit, c_scale, delta):
 
 @pytest.mark.parametrize("module", [ctree, ptree], ids=["ctree", "ptree"])
 def test_halving_visits_and_winner_match_a_plain_reference_on_fixed_values(module):
-    # discount 1, rewards 0, lam 1: every node under root child c returns value[c], so Q(c) = value[c] exactly; no
+    # gamma 1, rewards 0, lambda 1: every node under root child c returns value[c], so Q(c) = value[c] exactly; no
     # noise, so each child's score is its joint log-prior. The reference replays the rule simulation by simulation.
     rng = np.random.default_rng(7)
-    N, A, K, c_visit, c_scale, delta = 2, 4, 6, 50.0, 0.1, 0.01
+    N, A, sampled_actions, c_visit, c_scale, delta = 2, 4, 6, 50.0, 0.1, 0.01
     for trial in range(12):
         S = int(rng.integers(3, 40))
         probs = rng.dirichlet([1.0] * A, size=(1, N)).astype(np.float32)
-        legal = np.ones((1, N, A), bool)
+        avail_actions = np.ones((1, N, A), bool)
         v_hat = float(rng.integers(-8, 8) * 0.25)
-        trees = module.SampledTrees(1, N, A, K, S, rho=0.0, lam=1.0, discount=1.0, seed=trial, root_search="gumbel",
-                                    gumbel_c_visit=c_visit, gumbel_c_scale=c_scale, value_delta_min=delta)
-        trees.prepare(np.float32([v_hat]), probs, legal, None, 0.0, gumbel_noise=False)
+        trees = module.SampledTrees(1, N, A, sampled_actions, S, os_rho=0.0, os_lambda=1.0, gamma=1.0, seed=trial,
+                                    root_search="gumbel", gumbel_c_visit=c_visit, gumbel_c_scale=c_scale,
+                                    value_delta_min=delta)
+        trees.prepare(np.float32([v_hat]), probs, avail_actions, None, 0.0, gumbel_noise=False)
         children = trees.root_children()
         m = int(children["num_children"][0])
         actions = [tuple(children["actions"][0, c]) for c in range(m)]
-        prior = masked_prior(probs[0], legal[0])
+        prior = masked_prior(probs[0], avail_actions[0])
         log_prior = np.array([sum(math.log(prior[i, a[i]]) for i in range(N)) for a in actions])
         value = rng.integers(-8, 8, size=m) * 0.25
         # the reference
@@ -206,32 +209,32 @@ def test_halving_visits_and_winner_match_a_plain_reference_on_fixed_values(modul
         assert children["selected"][0] == winner
 
 
-def random_gumbel_search(module, rng, B, N, A, K, S, gumbel_noise=True, **kwargs):
+def random_gumbel_search(module, rng, B, N, A, sampled_actions, S, gumbel_noise=True, **kwargs):
     probs = rng.dirichlet([0.7] * A, size=(B, N)).astype(np.float32)
-    legal = rng.random((B, N, A)) < 0.7
-    legal[..., 0] = True
+    avail_actions = rng.random((B, N, A)) < 0.7
+    avail_actions[..., 0] = True
     values = rng.normal(size=B).astype(np.float32)
-    trees = module.SampledTrees(B, N, A, K, S, root_search="gumbel", **{**TREE_KWARGS, **kwargs})
-    trees.prepare(values, probs, legal, None, 0.0, gumbel_noise=gumbel_noise)
+    trees = module.SampledTrees(B, N, A, sampled_actions, S, root_search="gumbel", **{**TREE_KWARGS, **kwargs})
+    trees.prepare(values, probs, avail_actions, None, 0.0, gumbel_noise=gumbel_noise)
     for _ in range(S):
         trees.select()
         trees.expand(rng.normal(size=B).astype(np.float32), rng.normal(size=B).astype(np.float32),
                      rng.dirichlet([0.7] * A, size=(B, N)).astype(np.float32))
-    return trees, probs, legal, values
+    return trees, probs, avail_actions, values
 
 
 def test_improved_policy_and_its_marginals_match_a_direct_computation():
     from learners.mazero_learner import joint_log_probs
 
     rng = np.random.default_rng(5)
-    B, N, A, K = 6, 3, 5, 8
+    B, N, A, sampled_actions = 6, 3, 5, 8
     for S in (3, 8, 30):  # fewer simulations than children: unvisited children get v_mix
-        trees, probs, legal, values = random_gumbel_search(ptree, rng, B, N, A, K, S, seed=S)
+        trees, probs, avail_actions, values = random_gumbel_search(ptree, rng, B, N, A, sampled_actions, S, seed=S)
         children = trees.root_children()
         for b in range(B):
             m = children["num_children"][b]
             actions = children["actions"][b, :m]
-            prior = masked_prior(probs[b], legal[b])
+            prior = masked_prior(probs[b], avail_actions[b])
             log_prior = np.array([sum(math.log(prior[i, a[i]]) for i in range(N)) for a in actions])
             visits = children["visits"][b, :m]
             # q of the visited children as the tree reports them (r + gamma V, checked by test_mcts_semantics.py)
@@ -261,25 +264,25 @@ def test_improved_policy_and_its_marginals_match_a_direct_computation():
 def test_ctree_matches_ptree_with_the_gumbel_root():
     rng = np.random.default_rng(20261207)
     for _ in range(150):
-        B, N, A, K = (int(rng.integers(1, 5)), int(rng.integers(1, 5)), int(rng.integers(1, 7)),
-                      int(rng.integers(1, 9)))
+        B, N, A, sampled_actions = (int(rng.integers(1, 5)), int(rng.integers(1, 5)), int(rng.integers(1, 7)),
+                                    int(rng.integers(1, 9)))
         S = int(rng.integers(1, 31))
-        kwargs = dict(rho=float(rng.choice([0.0, 0.25, 1.0])), lam=float(rng.choice([0.0, 0.8, 1.0])),
-                      discount=float(rng.choice([0.99, 1.0])), value_delta_min=float(rng.choice([0.01, 1.0])),
+        kwargs = dict(os_rho=float(rng.choice([0.0, 0.25, 1.0])), os_lambda=float(rng.choice([0.0, 0.8, 1.0])),
+                      gamma=float(rng.choice([0.99, 1.0])), value_delta_min=float(rng.choice([0.01, 1.0])),
                       use_os_lambda=bool(rng.random() < 0.85), seed=int(rng.integers(0, 2**63)),
                       gumbel_c_visit=float(rng.choice([50.0, 0.0])), gumbel_c_scale=float(rng.choice([0.1, 1.0])))
         uniform = rng.random() < 0.25  # equal priors: exact score ties in the beam and at the root
         probs = (np.full((B, N, A), 1.0 / A, np.float32) if uniform
                  else rng.dirichlet([0.5] * A, size=(B, N)).astype(np.float32))
-        legal = rng.random((B, N, A)) < 0.6
-        legal[np.arange(B)[:, None], np.arange(N)[None, :], rng.integers(0, A, size=(B, N))] = True
-        root = (rng.normal(size=B).astype(np.float32), probs, legal, None, 0.0)
+        avail_actions = rng.random((B, N, A)) < 0.6
+        avail_actions[np.arange(B)[:, None], np.arange(N)[None, :], rng.integers(0, A, size=(B, N))] = True
+        root = (rng.normal(size=B).astype(np.float32), probs, avail_actions, None, 0.0)
         noise = bool(rng.random() < 0.7)
         steps = [(rng.normal(size=B).astype(np.float32), rng.normal(size=B).astype(np.float32),
                   rng.dirichlet([0.5] * A, size=(B, N)).astype(np.float32)) for _ in range(S)]
         results = []
         for module in (ctree, ptree):
-            trees = module.SampledTrees(B, N, A, K, S, root_search="gumbel", **kwargs)
+            trees = module.SampledTrees(B, N, A, sampled_actions, S, root_search="gumbel", **kwargs)
             trees.prepare(*root, gumbel_noise=noise)
             selections = []
             for values, rewards, leaf_probs in steps:
@@ -302,12 +305,11 @@ def test_ctree_matches_ptree_with_the_gumbel_root():
 def test_sampled_root_read_outs_are_the_formulas_used_before(module):
     # policy_target = the learner's visits / visits.sum().clamp(1) and selected = the controller's
     # visits.argmax(1), bit for bit, ties (equal visits, padding) included.
-    rng = np.random.default_rng(9)
     for S in (1, 3, 20):
-        B, N, A, K = 16, 2, 3, 6
-        trees = module.SampledTrees(B, N, A, K, S, seed=S, **TREE_KWARGS)
-        legal = np.ones((B, N, A), bool)
-        trees.prepare(np.zeros(B, np.float32), np.full((B, N, A), 1.0 / A, np.float32), legal, None, 0.0)
+        B, N, A, sampled_actions = 16, 2, 3, 6
+        trees = module.SampledTrees(B, N, A, sampled_actions, S, seed=S, **TREE_KWARGS)
+        avail_actions = np.ones((B, N, A), bool)
+        trees.prepare(np.zeros(B, np.float32), np.full((B, N, A), 1.0 / A, np.float32), avail_actions, None, 0.0)
         for _ in range(S):
             trees.select()
             trees.expand(np.zeros(B, np.float32), np.zeros(B, np.float32), np.full((B, N, A), 1 / A, np.float32))
@@ -343,23 +345,24 @@ def test_gumbel_arguments_are_checked(module):
 
 def test_driver_with_the_gumbel_root():
     from mazero_args import mazero_args
-    from mcts.search import MCTSSearch
-    from modules.mazero.model import MAZeroModel
+    from mcts.search import MCTSSearch, SearchConfig
+    from modules.mazero.model import MAZeroModel, ModelConfig
 
     torch.manual_seed(1)
     N, A, D = 3, 5, 7
     args = mazero_args(N, A, num_simulations=10, sampled_actions=6, root_search="gumbel")
-    model = MAZeroModel(D, args).eval()
+    config = SearchConfig.from_config(args)
+    model = MAZeroModel(D, ModelConfig.from_config(args)).eval()
     with torch.no_grad():
         for head in (model.value_head, model.reward_head, model.policy_head):
             head.net[-1].weight.normal_(0, 0.5)
     g = torch.Generator().manual_seed(3)
     inputs = torch.randn(4, N, D, generator=g)
-    legal = (torch.rand(4, N, A, generator=g) > 0.4).numpy()
-    legal[..., 0] = True
+    avail_actions = (torch.rand(4, N, A, generator=g) > 0.4).numpy()
+    avail_actions[..., 0] = True
     results = {}
     for name, cls in (("ptree", ptree.SampledTrees), ("ctree", ctree.SampledTrees)):
-        results[name] = MCTSSearch(args, seed=5, tree_cls=cls).run(model, inputs, legal, add_noise=True)
+        results[name] = MCTSSearch(config, seed=5, tree_cls=cls).run(model, inputs, avail_actions, add_noise=True)
     c, p = results["ctree"], results["ptree"]
     for field in ("joint_actions", "visits", "q_values", "policy_target"):
         assert torch.equal(getattr(c.stats, field), getattr(p.stats, field)), field
@@ -368,13 +371,13 @@ def test_driver_with_the_gumbel_root():
     assert (stats.visits.sum(1) == 10).all()
     torch.testing.assert_close(stats.policy_target.sum(1), torch.ones(4))
     for b in range(4):
-        assert c.num_children[b] == 6  # distinct: K children whenever the legal joint space has K
+        assert c.num_children[b] == 6  # distinct: K_s children whenever the available joint space has K_s
         assert len({tuple(row.tolist()) for row in stats.joint_actions[b]}) == 6
-        assert all(legal[b, i, stats.joint_actions[b, k, i]] for k in range(6) for i in range(N))
+        assert all(avail_actions[b, i, stats.joint_actions[b, k, i]] for k in range(6) for i in range(N))
         # the winner is among the most visited
         assert stats.visits[b, c.selected[b]] == stats.visits[b].max()
     # without noise (evaluation) the children are the 6 most probable joint actions whatever the seed
-    clean = [MCTSSearch(args, seed=seed).run(model, inputs, legal, add_noise=False) for seed in (0, 1)]
+    clean = [MCTSSearch(config, seed=seed).run(model, inputs, avail_actions, add_noise=False) for seed in (0, 1)]
     assert torch.equal(clean[0].stats.joint_actions, clean[1].stats.joint_actions)
 
 
@@ -386,16 +389,18 @@ def test_controller_acts_with_the_halving_winner(test_mode):
     from mazero_args import mazero_args
     from mcts.search import SearchResult, SearchStats
 
-    N, A, OBS, K = 2, 3, 4, 3
+    N, A, OBS, sampled_actions = 2, 3, 4, 3
     joint = torch.tensor([[[0, 0], [1, 2], [2, 1]]])
-    stats = SearchStats(joint_actions=joint, visits=torch.tensor([[1.0, 3.0, 3.0]]), q_values=torch.zeros(1, K),
-                        network_value=torch.zeros(1), policy_target=torch.tensor([[0.2, 0.3, 0.5]]))
+    stats = SearchStats(joint_actions=joint, visits=torch.tensor([[1.0, 3.0, 3.0]]),
+                        q_values=torch.zeros(1, sampled_actions), network_value=torch.zeros(1),
+                        policy_target=torch.tensor([[0.2, 0.3, 0.5]]))
     batch = {"obs": torch.zeros(1, 2, N, OBS), "actions_onehot": torch.zeros(1, 2, N, A),
              "avail_actions": torch.ones(1, 2, N, A, dtype=torch.int)}
     for root_search, expected in (("gumbel", [2, 1]), ("sampled", [1, 2])):
-        args = mazero_args(N, A, num_simulations=7, sampled_actions=K, root_search=root_search)
+        args = mazero_args(N, A, num_simulations=7, sampled_actions=sampled_actions, root_search=root_search)
         mac = MAZeroMAC({"obs": {"vshape": OBS}}, {"agents": N}, args)
-        result = SearchResult(stats=stats, root_values=np.zeros(1), policy_logits=None, num_children=np.array([K]),
+        result = SearchResult(stats=stats, root_values=np.zeros(1), policy_logits=None,
+                              num_children=np.array([sampled_actions]),
                               selected=torch.tensor([2]) if root_search == "gumbel" else None)
         mac.search.run = lambda *a, **k: result
         for started in (False, True):
@@ -408,11 +413,12 @@ def test_controller_acts_with_the_halving_winner(test_mode):
                 assert torch.equal(chosen[1]["policy_target"], stats.policy_target)
 
 
+@pytest.mark.subprocess
 def test_a_gumbel_run_trains_end_to_end_on_the_matrix_game(tmp_path):
     # Self-play, reanalysis (half the batch) and noiseless-search evaluation, all with the Gumbel root.
     from harness_helpers import load_json, run_main, sacred_runs
 
-    tiny = ["runner=episode", "batch_size_run=1", "t_max=80", "batch_size=8", "num_simulations=4",
+    tiny = ["runner=episode", "batch_size_run=1", "t_max=80", "batch_transitions=8", "num_simulations=4",
             "sampled_actions=3", "reanalyse_ratio=0.5", "test_interval=40", "test_nepisode=2", "log_interval=40",
             "learner_log_interval=0", "runner_log_interval=40", "latent_dim=16", "representation_hidden=[16]",
             "dynamics_hidden=[16]", "attention_heads=2", "attention_ff_dim=16", "projection_hidden=16",

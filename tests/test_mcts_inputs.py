@@ -11,15 +11,15 @@ from mcts import ptree
 
 assert mcts.ctree is not None, "mcts.ctree is not built: run `pip install -e .`"
 TREES = pytest.mark.parametrize("module", [mcts.ctree, ptree], ids=["ctree", "ptree"])
-B, N, A, K, S = 3, 2, 4, 3, 5
-KW = dict(rho=0.25, lam=0.8, discount=0.99)
+B, N, A, SAMPLED_ACTIONS, S = 3, 2, 4, 3, 5
+KW = dict(os_rho=0.25, os_lambda=0.8, gamma=0.99)
 
 
 def valid_root(rng):
     probs = rng.random((B, N, A)).astype(np.float32)
     return dict(values=rng.normal(size=B).astype(np.float32), probs=probs / probs.sum(-1, keepdims=True),
-                legal=np.ones((B, N, A), dtype=bool), noise=rng.dirichlet([0.3] * A, size=(B, N)).astype(np.float32),
-                noise_eps=0.25)
+                avail_actions=np.ones((B, N, A), dtype=bool),
+                noise=rng.dirichlet([0.3] * A, size=(B, N)).astype(np.float32), noise_eps=0.25)
 
 
 def valid_leaf(rng):
@@ -38,13 +38,13 @@ def with_entry(arr, value, index=None):
 @pytest.mark.parametrize("kwargs,match", [
     (dict(num_roots=0), "num_roots"), (dict(n_agents=0), "n_agents"), (dict(n_actions=40000), "n_actions"),
     (dict(sampled_actions=0), "sampled_actions"), (dict(num_simulations=0), "num_simulations"),
-    (dict(num_roots=2.5), "num_roots"), (dict(rho=1.5), "rho"), (dict(lam=float("nan")), "lam"),
-    (dict(discount=-0.1), "discount"), (dict(pb_c_base=0), "pb_c_base"), (dict(value_delta_min=0.0), "value_delta_min"),
-    (dict(seed=-1), "seed"), (dict(seed=2**64), "seed"), (dict(rho="x"), "rho"),
+    (dict(num_roots=2.5), "num_roots"), (dict(os_rho=1.5), "os_rho"), (dict(os_lambda=float("nan")), "os_lambda"),
+    (dict(gamma=-0.1), "gamma"), (dict(pb_c_base=0), "pb_c_base"), (dict(value_delta_min=0.0), "value_delta_min"),
+    (dict(seed=-1), "seed"), (dict(seed=2**64), "seed"), (dict(os_rho="x"), "os_rho"),
     (dict(num_simulations=70000), "too large"),
 ])
 def test_bad_constructor_arguments(module, kwargs, match):
-    args = dict(num_roots=B, n_agents=N, n_actions=A, sampled_actions=K, num_simulations=S, **KW)
+    args = dict(num_roots=B, n_agents=N, n_actions=A, sampled_actions=SAMPLED_ACTIONS, num_simulations=S, **KW)
     args.update(kwargs)
     with pytest.raises(ValueError, match=match):
         module.SampledTrees(**args)
@@ -54,7 +54,7 @@ def test_bad_constructor_arguments(module, kwargs, match):
 def test_num_threads_is_gone(module):
     """The OpenMP option was removed (docs/mcts.md, "Threads"): passing it is an error, not silently ignored."""
     with pytest.raises(TypeError, match="num_threads"):
-        module.SampledTrees(B, N, A, K, S, num_threads=2, **KW)
+        module.SampledTrees(B, N, A, SAMPLED_ACTIONS, S, num_threads=2, **KW)
 
 
 @TREES
@@ -69,8 +69,9 @@ def test_num_threads_is_gone(module):
     ("probs", lambda r: np.zeros((B, N + 1, A), np.float32), "shape"),  # more agents than the tree has
     ("probs", lambda r: r["probs"].tolist(), "dtype float32"),
     ("probs", lambda r: None, "dtype float32"),
-    ("legal", lambda r: with_entry(r["legal"], False, (1, 1, slice(None))), "no legal action for tree 1, agent 1"),
-    ("legal", lambda r: r["legal"].astype(np.int64), "dtype bool"),
+    ("avail_actions", lambda r: with_entry(r["avail_actions"], False, (1, 1, slice(None))),
+     "no available action for tree 1, agent 1"),
+    ("avail_actions", lambda r: r["avail_actions"].astype(np.int64), "dtype bool"),
     ("noise", lambda r: with_entry(r["noise"], np.nan), "noise contains NaN"),
     ("noise", lambda r: with_entry(r["noise"], -1.0), "noise contains negative"),
     ("noise", lambda r: r["noise"][..., :2], "shape"),
@@ -80,7 +81,7 @@ def test_num_threads_is_gone(module):
 ])
 def test_bad_prepare_inputs(module, name, bad, match):
     rng = np.random.default_rng(0)
-    trees = module.SampledTrees(B, N, A, K, S, **KW)
+    trees = module.SampledTrees(B, N, A, SAMPLED_ACTIONS, S, **KW)
     root = valid_root(rng)
     root[name] = bad(root)
     with pytest.raises(ValueError, match=match):
@@ -103,8 +104,8 @@ def test_bad_prepare_inputs(module, name, bad, match):
 def test_bad_expand_inputs_raise_and_leave_the_search_intact(module, name, bad, match):
     rng = np.random.default_rng(1)
     root, leaves = valid_root(rng), [valid_leaf(rng) for _ in range(S)]
-    reference = module.SampledTrees(B, N, A, K, S, **KW)
-    trees = module.SampledTrees(B, N, A, K, S, **KW)
+    reference = module.SampledTrees(B, N, A, SAMPLED_ACTIONS, S, **KW)
+    trees = module.SampledTrees(B, N, A, SAMPLED_ACTIONS, S, **KW)
     for t in (reference, trees):
         t.prepare(**root)
     for j, leaf in enumerate(leaves):
@@ -124,7 +125,7 @@ def test_bad_expand_inputs_raise_and_leave_the_search_intact(module, name, bad, 
 @TREES
 def test_call_order_errors(module):
     rng = np.random.default_rng(2)
-    trees = module.SampledTrees(B, N, A, K, S, **KW)
+    trees = module.SampledTrees(B, N, A, SAMPLED_ACTIONS, S, **KW)
     leaf = valid_leaf(rng)
     with pytest.raises(ValueError, match="before prepare"):
         trees.select()
@@ -150,6 +151,21 @@ def test_call_order_errors(module):
 
 
 @TREES
+def test_node_children_checks_its_indices(module):
+    trees = module.SampledTrees(B, N, A, SAMPLED_ACTIONS, S, **KW)
+    with pytest.raises(ValueError, match="before prepare"):
+        trees.node_children(0, 0)
+    trees.prepare(**valid_root(np.random.default_rng(6)))
+    for b, node, match in [(B, 0, "num_roots"), (-1, 0, "b must be"), (0, 1, "does not exist yet"),
+                           (0, 0.5, "node must be an integer")]:
+        with pytest.raises(ValueError, match=match):
+            trees.node_children(b, node)
+    children, priors = trees.node_children(0, 0)  # the root: every child sampled, none expanded yet
+    assert children.shape == priors.shape and (children == -1).all()
+    assert priors.sum() == pytest.approx(1.0)
+
+
+@TREES
 def test_many_agents(module):
     rng = np.random.default_rng(3)
     n_agents, n_actions = 40, 6
@@ -169,14 +185,14 @@ def test_non_contiguous_and_read_only_inputs_are_accepted():
     probs = np.asfortranarray(root["probs"])
     root["probs"] = probs
     root["values"].setflags(write=False)
-    trees = mcts.ctree.SampledTrees(B, N, A, K, S, **KW)
+    trees = mcts.ctree.SampledTrees(B, N, A, SAMPLED_ACTIONS, S, **KW)
     trees.prepare(**root)
-    reference = ptree.SampledTrees(B, N, A, K, S, **KW)
+    reference = ptree.SampledTrees(B, N, A, SAMPLED_ACTIONS, S, **KW)
     reference.prepare(**root)
     np.testing.assert_array_equal(trees.root_children()["actions"], reference.root_children()["actions"])
 
 
-CORRUPTIONS = ["nan", "inf", "negative", "zero_mass", "dtype", "shape", "extra_agent", "junk", "no_legal"]
+CORRUPTIONS = ["nan", "inf", "negative", "zero_mass", "dtype", "shape", "extra_agent", "junk", "no_avail"]
 
 
 def corrupt(rng, args, method):
@@ -190,7 +206,7 @@ def corrupt(rng, args, method):
         index = tuple(int(rng.integers(s)) for s in arr.shape)
         if kind == "negative":
             if name in ("values", "rewards"):
-                out[name] = with_entry(arr, -5.0, index)  # negative values are legitimate
+                out[name] = with_entry(arr, -5.0, index)  # negative values are valid
                 return out, False
             out[name] = with_entry(arr, -rng.random() - 1e-6, index)
         elif kind == "zero_mass":
@@ -206,7 +222,7 @@ def corrupt(rng, args, method):
         out[name] = arr.reshape(-1) if arr.ndim > 1 else arr[:-1]
     elif kind == "extra_agent" and arr.ndim == 3:
         out[name] = np.concatenate([arr, arr[:, :1]], axis=1)
-    elif kind == "no_legal" and name == "legal":
+    elif kind == "no_avail" and name == "avail_actions":
         out[name] = with_entry(arr, False, (int(rng.integers(B)), int(rng.integers(N)), slice(None)))
     else:
         out[name] = [object(), "junk", b"x", 3.0][rng.integers(4)]
@@ -216,7 +232,7 @@ def corrupt(rng, args, method):
 @TREES
 def test_survives_random_corrupted_calls(module):
     rng = np.random.default_rng(5)
-    trees = module.SampledTrees(B, N, A, K, S, **KW)
+    trees = module.SampledTrees(B, N, A, SAMPLED_ACTIONS, S, **KW)
     phase, sims, rejected = "reset", 0, 0
     num_calls = 10_000 if module is mcts.ctree else 2_000
     for _ in range(num_calls):
@@ -247,6 +263,7 @@ def test_survives_random_corrupted_calls(module):
     assert rejected > num_calls // 4
 
 
+@pytest.mark.subprocess
 def test_fallback_to_ptree_warns_once_without_the_extension():
     src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
     code = (
@@ -268,6 +285,7 @@ def test_fallback_to_ptree_warns_once_without_the_extension():
     assert result.stdout.strip() == "ok"
 
 
+@pytest.mark.subprocess
 def test_arena_allocation_failure_raises_memory_error_and_keeps_the_search():
     src = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
     code = """
@@ -275,7 +293,7 @@ import resource
 import numpy as np
 from mcts import ctree
 S = 4000  # a chain: its OS(lambda) regions add up to about S**2 / 2 slots (190 MB)
-trees = ctree.SampledTrees(1, 1, 1, 1, S, rho=0.5, lam=0.9, discount=0.97)
+trees = ctree.SampledTrees(1, 1, 1, 1, S, os_rho=0.5, os_lambda=0.9, gamma=0.97)
 one = np.ones((1, 1, 1), np.float32)
 zero = np.zeros(1, np.float32)
 trees.prepare(zero, one, np.ones((1, 1, 1), bool), None, 0.0)

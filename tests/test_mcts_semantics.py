@@ -1,5 +1,5 @@
 """Search semantics of both trees against brute force from the definitions in docs/mcts.md, "Semantics": OS(lambda)
-values, root forcing, the min-max normaliser, the pUCT rule, sampling and legality."""
+values, root forcing, the min-max normaliser, the pUCT rule, sampling and the availability mask."""
 import math
 
 import numpy as np
@@ -21,18 +21,18 @@ def softmax(rng, shape, scale=1.5):
 class Recorder:
     """Runs a search and rebuilds every tree's structure from what select returned and expand was given."""
 
-    def __init__(self, module, B, N, A, K, S, seed=0, **kwargs):
-        self.trees = module.SampledTrees(B, N, A, K, S, seed=seed, **kwargs)
+    def __init__(self, module, B, N, A, sampled_actions, S, seed=0, **kwargs):
+        self.trees = module.SampledTrees(B, N, A, sampled_actions, S, seed=seed, **kwargs)
         self.B, self.N, self.A, self.S = B, N, A, S
-        self.discount = kwargs["discount"]
+        self.gamma = kwargs["gamma"]
         self.parent = [[-1] for _ in range(B)]
         self.v_hat = [[] for _ in range(B)]
         self.reward = [[0.0] for _ in range(B)]
 
-    def prepare(self, values, probs, legal=None, noise=None, noise_eps=0.0):
-        if legal is None:
-            legal = np.ones((self.B, self.N, self.A), dtype=bool)
-        self.trees.prepare(values, probs, legal, noise, noise_eps)
+    def prepare(self, values, probs, avail_actions=None, noise=None, noise_eps=0.0):
+        if avail_actions is None:
+            avail_actions = np.ones((self.B, self.N, self.A), dtype=bool)
+        self.trees.prepare(values, probs, avail_actions, noise, noise_eps)
         for b in range(self.B):
             self.v_hat[b].append(float(values[b]))
 
@@ -58,11 +58,11 @@ class Recorder:
         out = {0: [self.v_hat[b][node]]}
         for child in self.children(b, node):
             for d, rets in self.returns_by_depth(b, child).items():
-                out.setdefault(d + 1, []).extend(self.reward[b][child] + self.discount * x for x in rets)
+                out.setdefault(d + 1, []).extend(self.reward[b][child] + self.gamma * x for x in rets)
         return out
 
     def advantages(self, b, value_of):
-        return [self.reward[b][n] + self.discount * value_of(b, n) - self.v_hat[b][self.parent[b][n]]
+        return [self.reward[b][n] + self.gamma * value_of(b, n) - self.v_hat[b][self.parent[b][n]]
                 for n in range(1, len(self.parent[b]))]
 
 
@@ -77,9 +77,11 @@ def os_lambda(returns_by_depth, rho, lam):
     return num / den
 
 
-def random_search(module, rng, rho, lam, use_os_lambda=True, B=3, N=2, A=3, K=4, S=20, check_every_step=None):
-    rec = Recorder(module, B, N, A, K, S, seed=int(rng.integers(1 << 30)), rho=rho, lam=lam, discount=0.9,
-                   use_os_lambda=use_os_lambda)
+def random_search(module, rng, rho, lam, use_os_lambda=True, B=3, N=2, A=3, sampled_actions=4, S=20,
+                  check_every_step=None):
+    """A search of random inputs with OS(lambda)'s rho (os_rho) and lambda (os_lambda), recorded."""
+    rec = Recorder(module, B, N, A, sampled_actions, S, seed=int(rng.integers(1 << 30)), os_rho=rho, os_lambda=lam,
+                   gamma=0.9, use_os_lambda=use_os_lambda)
     rec.prepare(rng.normal(size=B).astype(np.float32), softmax(rng, (B, N, A)))
     for _ in range(S):
         rec.step(rng.normal(size=B).astype(np.float32), rng.normal(size=B).astype(np.float32),
@@ -91,18 +93,18 @@ def random_search(module, rng, rho, lam, use_os_lambda=True, B=3, N=2, A=3, K=4,
 
 @TREES
 def test_chain_root_value_is_lambda_weighted_mean_of_depth_returns(module):
-    S, discount, lam = 6, 0.9, 0.8
+    S, gamma, lam = 6, 0.9, 0.8
     rng = np.random.default_rng(1)
     values, rewards = rng.normal(size=S + 1), rng.normal(size=S + 1)
     for rho in (0.0, 0.75):
-        rec = Recorder(module, 1, 1, 1, 3, S, rho=rho, lam=lam, discount=discount)
+        rec = Recorder(module, 1, 1, 1, 3, S, os_rho=rho, os_lambda=lam, gamma=gamma)
         rec.prepare(np.float32([values[0]]), np.ones((1, 1, 1), np.float32))
         for j in range(1, S + 1):
             parents, actions = rec.step(np.float32([values[j]]), np.float32([rewards[j]]), np.ones((1, 1, 1),
                                                                                                    np.float32))
             assert parents[0] == j - 1 and actions[0, 0] == 0  # a chain: each leaf extends the previous one
         v32, r32 = values.astype(np.float32).astype(float), rewards.astype(np.float32).astype(float)
-        x = [sum(discount**k * r32[k + 1] for k in range(d)) + discount**d * v32[d] for d in range(S + 1)]
+        x = [sum(gamma**k * r32[k + 1] for k in range(d)) + gamma**d * v32[d] for d in range(S + 1)]
         expected = sum(lam**d * x[d] for d in range(S + 1)) / sum(lam**d for d in range(S + 1))
         assert rec.trees.root_values()[0] == pytest.approx(expected, abs=1e-5)
 
@@ -111,8 +113,8 @@ def test_chain_root_value_is_lambda_weighted_mean_of_depth_returns(module):
 @pytest.mark.parametrize("rho,kept", [(0.0, 8), (0.25, 6), (0.75, 2)])
 def test_wide_root_keeps_top_quantile_after_root_forcing(module, rho, kept):
     # 3 agents x 2 actions = 8 joint actions; 200 uniform draws hit all of them.
-    lam, discount, root_value = 0.8, 0.9, 0.3
-    rec = Recorder(module, 1, 3, 2, 200, 8, rho=rho, lam=lam, discount=discount)
+    lam, gamma, root_value = 0.8, 0.9, 0.3
+    rec = Recorder(module, 1, 3, 2, 200, 8, os_rho=rho, os_lambda=lam, gamma=gamma)
     rec.prepare(np.float32([root_value]), np.full((1, 3, 2), 0.5, np.float32))
     children = rec.trees.root_children()
     assert children["num_children"][0] == 8
@@ -180,8 +182,8 @@ def test_mean_backup_without_os_lambda(module):
 @TREES
 def test_root_forcing_visits_each_sampled_child_once_in_order(module):
     rng = np.random.default_rng(2)
-    B, N, A, K = 4, 3, 4, 10
-    rec = Recorder(module, B, N, A, K, 30, rho=0.25, lam=0.8, discount=0.99)
+    B, N, A, sampled_actions = 4, 3, 4, 10
+    rec = Recorder(module, B, N, A, sampled_actions, 30, os_rho=0.25, os_lambda=0.8, gamma=0.99)
     rec.prepare(rng.normal(size=B).astype(np.float32), softmax(rng, (B, N, A)))
     children = rec.trees.root_children()
     num_children = children["num_children"]
@@ -214,11 +216,11 @@ def test_min_max_normaliser_tracks_current_advantages_of_all_non_root_edges(modu
     random_search(module, np.random.default_rng(3), rho, lam, S=30, check_every_step=check)
 
 
-def _puct_recorder(module, rng, B, N, A, K, S):
-    """A prepared Recorder with fixed pUCT constants, and the constants (c_init, c_base, delta, discount)."""
+def _puct_recorder(module, rng, B, N, A, sampled_actions, S):
+    """A prepared Recorder with fixed pUCT constants, and the constants (c_init, c_base, delta, gamma)."""
     constants = (1.25, 19652.0, 0.01, 0.95)
-    rec = Recorder(module, B, N, A, K, S, rho=0.25, lam=0.8, discount=constants[3], pb_c_init=constants[0],
-                   pb_c_base=constants[1], value_delta_min=constants[2])
+    rec = Recorder(module, B, N, A, sampled_actions, S, os_rho=0.25, os_lambda=0.8, gamma=constants[3],
+                   pb_c_init=constants[0], pb_c_base=constants[1], value_delta_min=constants[2])
     rec.prepare(rng.normal(size=B).astype(np.float32), softmax(rng, (B, N, A)))
     return rec, constants
 
@@ -226,8 +228,8 @@ def _puct_recorder(module, rng, B, N, A, K, S):
 @TREES
 def test_root_choice_after_forcing_is_argmax_of_advantage_puct(module):
     rng = np.random.default_rng(4)
-    B, N, A, K, S = 6, 2, 4, 6, 40
-    rec, (c_init, c_base, delta, discount) = _puct_recorder(module, rng, B, N, A, K, S)
+    B, N, A, sampled_actions, S = 6, 2, 4, 6, 40
+    rec, (c_init, c_base, delta, gamma) = _puct_recorder(module, rng, B, N, A, sampled_actions, S)
     checked = 0
     for _ in range(S):
         children = rec.trees.root_children()
@@ -267,12 +269,12 @@ def _subtree_sizes(parent):
 
 def test_interior_choices_are_argmax_of_advantage_puct():
     # The pUCT rule at nodes below the root, computed here from the recorded tree (visits = subtree sizes,
-    # A = r + gamma V(child) - v_hat(node), 0 unvisited) and the read-outs node_values / advantage_bounds. The
-    # children's priors (beta_hat) are not part of the API: they are read from ptree's trees, which is why this test
-    # runs on ptree only (ctree = ptree is tested in test_mcts_equivalence.py).
+    # A = r + gamma V(child) - v_hat(node), 0 unvisited) and the read-outs node_values / advantage_bounds /
+    # node_children (the children's priors beta_hat). On ptree only: ctree = ptree is tested in
+    # test_mcts_equivalence.py.
     rng = np.random.default_rng(7)
-    B, N, A, K, S = 4, 2, 3, 4, 60
-    rec, (c_init, c_base, delta, discount) = _puct_recorder(ptree, rng, B, N, A, K, S)
+    B, N, A, sampled_actions, S = 4, 2, 3, 4, 60
+    rec, (c_init, c_base, delta, gamma) = _puct_recorder(ptree, rng, B, N, A, sampled_actions, S)
     checked = 0
     for _ in range(S):
         values = rec.trees.node_values()
@@ -280,41 +282,40 @@ def test_interior_choices_are_argmax_of_advantage_puct():
         sizes = [_subtree_sizes(parent) for parent in rec.parent]
         parents, _ = rec.random_step(rng)
         for b in range(B):
-            tree = rec.trees._trees[b]
             path = [len(rec.parent[b]) - 1]  # the new leaf, then its ancestors
             while path[-1] != 0:
                 path.append(rec.parent[b][path[-1]])
             path.reverse()
             for node, chosen in zip(path[1:-1], path[2:]):  # interior nodes and the child each one chose
-                slots = [node * K + c for c in range(tree.num_children[node])]
+                edge_children, priors = rec.trees.node_children(b, node)
                 new_leaf = len(sizes[b])  # created by this step: unvisited when the choice was made
-                children = [-1 if tree.edge_child[e] == new_leaf else tree.edge_child[e] for e in slots]
+                children = [-1 if child == new_leaf else int(child) for child in edge_children]
                 n_parent = sizes[b][node] - 1
                 scores = []
-                for e, child in zip(slots, children):
+                for prior, child in zip(priors, children):
                     visits = sizes[b][child] if child >= 0 else 0
-                    adv = (rec.reward[b][child] + discount * float(values[b, child]) - rec.v_hat[b][node]
+                    adv = (rec.reward[b][child] + gamma * float(values[b, child]) - rec.v_hat[b][node]
                            if child >= 0 else 0.0)
                     q = min(1.0, max(0.0, (adv - lo[b]) / max(delta, hi[b] - lo[b])))
-                    scores.append(q + tree.edge_prior[e] * math.sqrt(n_parent) / (1 + visits)
+                    scores.append(q + prior * math.sqrt(n_parent) / (1 + visits)
                                   * (c_init + math.log((n_parent + c_base + 1) / c_base)))
                 if len(scores) > 1 and np.sort(scores)[-1] - np.sort(scores)[-2] < 1e-4:
                     continue  # float32 read-outs cannot resolve near-ties
-                assert tree.edge_child[slots[int(np.argmax(scores))]] == chosen
+                assert edge_children[int(np.argmax(scores))] == chosen
                 checked += 1
     assert checked > 30
 
 
 @TREES
-def test_legality_masks_only_the_root_and_zero_mass_is_never_sampled(module):
-    B, N, A, K, S = 2, 2, 4, 8, 25
-    legal = np.ones((B, N, A), dtype=bool)
-    legal[:, :, 3] = False
+def test_avail_actions_mask_only_the_root_and_zero_mass_is_never_sampled(module):
+    B, N, A, sampled_actions, S = 2, 2, 4, 8, 25
+    avail_actions = np.ones((B, N, A), dtype=bool)
+    avail_actions[:, :, 3] = False
     root_probs = np.full((B, N, A), 0.25, np.float32)
     inner_probs = np.zeros((B, N, A), np.float32)
-    inner_probs[:, :, 2:] = 0.5  # only actions 2 and 3 have mass inside the tree; 3 is illegal at the root
-    rec = Recorder(module, B, N, A, K, S, rho=0.25, lam=0.8, discount=0.99)
-    rec.prepare(np.zeros(B, np.float32), root_probs, legal)
+    inner_probs[:, :, 2:] = 0.5  # only actions 2 and 3 have mass inside the tree; 3 is unavailable at the root
+    rec = Recorder(module, B, N, A, sampled_actions, S, os_rho=0.25, os_lambda=0.8, gamma=0.99)
+    rec.prepare(np.zeros(B, np.float32), root_probs, avail_actions)
     root_actions = rec.trees.root_children()["actions"]
     assert not (root_actions == 3).any()
     inner_actions = []
@@ -326,16 +327,16 @@ def test_legality_masks_only_the_root_and_zero_mass_is_never_sampled(module):
 
 @TREES
 def test_root_children_follow_the_masked_noisy_prior(module):
-    # beta = normalise(m * ((1 - eps) * pi~ + eps * eta~)), pi~ = normalise(m * pi + 1e-4 m) (docs/mcts.md, "Semantics"); with one
-    # agent, beta_hat over K draws estimates beta.
-    K, eps = 20000, 0.25
+    # beta = normalise(m * ((1 - eps) * pi~ + eps * eta~)), pi~ = normalise(m * pi + 1e-4 m) (docs/mcts.md,
+    # "Semantics"); with one agent, beta_hat over K_s draws estimates beta.
+    sampled_actions, eps = 20000, 0.25
     pi = np.float32([[[0.1, 0.6, 0.0, 0.3]]])
     eta = np.float32([[[0.0, 0.0, 0.5, 0.5]]])
-    legal = np.array([[[True, True, True, False]]])
-    trees = module.SampledTrees(1, 1, 4, K, 1, rho=0.25, lam=0.8, discount=0.99, seed=3)
-    trees.prepare(np.zeros(1, np.float32), pi, legal, eta, eps)
+    avail_actions = np.array([[[True, True, True, False]]])
+    trees = module.SampledTrees(1, 1, 4, sampled_actions, 1, os_rho=0.25, os_lambda=0.8, gamma=0.99, seed=3)
+    trees.prepare(np.zeros(1, np.float32), pi, avail_actions, eta, eps)
     children = trees.root_children()
-    m = legal[0, 0].astype(float)
+    m = avail_actions[0, 0].astype(float)
     pi_t = (pi[0, 0] * m + 1e-4 * m) / (pi[0, 0] * m + 1e-4 * m).sum()
     eta_t = (eta[0, 0] * m + 1e-4 * m) / (eta[0, 0] * m + 1e-4 * m).sum()
     beta = m * ((1 - eps) * pi_t + eps * eta_t)
@@ -343,14 +344,14 @@ def test_root_children_follow_the_masked_noisy_prior(module):
     beta_hat = np.zeros(4)
     for c in range(children["num_children"][0]):
         beta_hat[children["actions"][0, c, 0]] = children["beta_hat"][0, c]
-    np.testing.assert_allclose(beta_hat, beta, atol=4 * np.sqrt(0.25 / K))
+    np.testing.assert_allclose(beta_hat, beta, atol=4 * np.sqrt(0.25 / sampled_actions))
     np.testing.assert_array_equal(children["priors"], children["beta_hat"])  # tau = 1
     assert children["priors"][0].sum() == pytest.approx(1.0, abs=1e-5)
 
 
 @TREES
 def test_marginal_visits_sum_root_child_visits_per_agent_action(module):
-    rec = random_search(module, np.random.default_rng(8), 0.25, 0.8, B=2, N=3, A=4, K=6, S=25)
+    rec = random_search(module, np.random.default_rng(8), 0.25, 0.8, B=2, N=3, A=4, sampled_actions=6, S=25)
     children = rec.trees.root_children()
     expected = np.zeros((2, 3, 4), dtype=np.int64)
     for b in range(2):

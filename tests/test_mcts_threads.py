@@ -13,7 +13,7 @@ from harness_helpers import REPO_ROOT
 from mcts import ptree
 
 MODULES = {"ctree": mcts.ctree, "ptree": ptree}
-B, N, A, K, S = 4, 3, 5, 4, 6
+B, N, A, SAMPLED_ACTIONS, S = 4, 3, 5, 4, 6
 
 
 class BlockingArray:
@@ -37,16 +37,17 @@ def root_inputs():
 
 @pytest.mark.parametrize("name", sorted(MODULES))
 def test_a_call_while_another_thread_is_inside_raises_and_the_object_stays_usable(name):
-    trees = MODULES[name].SampledTrees(B, N, A, K, S, rho=0.25, lam=0.8, discount=0.99)
-    values, probs, legal = root_inputs()
+    trees = MODULES[name].SampledTrees(B, N, A, SAMPLED_ACTIONS, S, os_rho=0.25, os_lambda=0.8, gamma=0.99)
+    values, probs, avail_actions = root_inputs()
     blocking = BlockingArray(values)
     finished = []
-    inside = threading.Thread(target=lambda: finished.append(trees.prepare(blocking, probs, legal, None, 0.0)))
+    inside = threading.Thread(
+        target=lambda: finished.append(trees.prepare(blocking, probs, avail_actions, None, 0.0)))
     inside.start()
     try:
         assert blocking.entered.wait(timeout=30)
         for call in (trees.select, trees.reset, trees.root_values,
-                     lambda: trees.prepare(values, probs, legal, None, 0.0)):
+                     lambda: trees.prepare(values, probs, avail_actions, None, 0.0)):
             with pytest.raises(RuntimeError, match=r"inside SampledTrees\.prepare\(\) of the same object; a "
                                                    r"SampledTrees object serves one thread at a time"):
                 call()
@@ -64,8 +65,8 @@ HAMMER = """
 import sys, threading
 import numpy as np
 from mcts import {name} as module
-B, N, A, K, S = 32, 5, 11, 10, 40
-trees = module.SampledTrees(B, N, A, K, S, rho=0.25, lam=0.8, discount=0.99)
+B, N, A, SAMPLED_ACTIONS, S = 32, 5, 11, 10, 40
+trees = module.SampledTrees(B, N, A, SAMPLED_ACTIONS, S, os_rho=0.25, os_lambda=0.8, gamma=0.99)
 refused, other = [], []
 
 def worker(seed):
@@ -93,6 +94,7 @@ print(len(refused), other)
 """
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("name, rounds", [("ctree", 20), ("ptree", 2)])
 def test_two_threads_searching_one_object_get_errors_not_a_crash(name, rounds):
     proc = subprocess.run([sys.executable, "-c", HAMMER.format(name=name, rounds=rounds)], cwd=REPO_ROOT,

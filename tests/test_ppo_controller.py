@@ -23,9 +23,9 @@ def test_unroll_matches_stepwise_forward(use_rnn, obs_last_action):
     scheme, groups, preprocess = build_scheme(args, env_info, mac_REGISTRY["ppo_mac"])
     batch = EpisodeBatch(scheme, groups, 2, steps + 1, preprocess=preprocess)
     g = torch.Generator().manual_seed(1)
-    avail = (torch.rand(2, steps + 1, n_agents, n_actions, generator=g) < 0.7).int()
-    avail[..., 1] = 1  # at least one available action everywhere
-    batch.update({"obs": torch.randn(2, steps + 1, n_agents, 7, generator=g), "avail_actions": avail,
+    avail_actions = (torch.rand(2, steps + 1, n_agents, n_actions, generator=g) < 0.7).int()
+    avail_actions[..., 1] = 1  # at least one available action everywhere
+    batch.update({"obs": torch.randn(2, steps + 1, n_agents, 7, generator=g), "avail_actions": avail_actions,
                   "actions": torch.randint(0, n_actions, (2, steps + 1, n_agents, 1), generator=g)})
     mac = mac_REGISTRY["ppo_mac"](batch.scheme, groups, args)
 
@@ -34,4 +34,4 @@ def test_unroll_matches_stepwise_forward(use_rnn, obs_last_action):
     unrolled = mac.unroll(batch)
     torch.testing.assert_close(unrolled, stepwise)
     torch.testing.assert_close(unrolled, BasicMAC.unroll(mac, batch))
-    assert (unrolled[avail == 0] == 0).all()
+    assert (unrolled[avail_actions == 0] == 0).all()

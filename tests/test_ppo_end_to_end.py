@@ -4,6 +4,8 @@ import pytest
 
 from harness_helpers import load_json, run_main, sacred_runs
 
+pytestmark = pytest.mark.subprocess
+
 LEARNER_METRICS = ("pg_loss", "critic_loss", "advantage_mean", "agent_grad_norm", "critic_grad_norm", "pi_max",
                    "entropy")
 # two envs per batch keep the spawned env workers few; on-policy: buffer = batch = the envs' episodes

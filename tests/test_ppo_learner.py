@@ -135,13 +135,13 @@ def make_learner(alg="mappo", use_rnn=True, n_agents=2, n_actions=3, obs_dim=4, 
     return PPOLearner(mac, batch.scheme, logger, args), batch, logger
 
 
-def fill_batch(batch, avail):
+def fill_batch(batch, avail_actions):
     """Episode 0: 3 steps, terminal; episode 1: 1 step, terminal, then padding; final observations written."""
     g = torch.Generator().manual_seed(0)
     for t in range(4):
         bs = [0, 1] if t < 2 else [0]
         batch.update({"obs": torch.randn(len(bs), 2, 4, generator=g), "state": torch.randn(len(bs), 5, generator=g),
-                      "avail_actions": avail[bs, t]}, bs=bs, ts=t)
+                      "avail_actions": avail_actions[bs, t]}, bs=bs, ts=t)
     batch.update({"actions": torch.tensor([[[1], [2]], [[0], [0]], [[2], [0]]]),
                   "reward": [[1.0], [0.0], [2.0]], "terminated": [[0], [0], [1]]}, bs=0, ts=slice(0, 3),
                  mark_filled=False)
@@ -151,8 +151,8 @@ def fill_batch(batch, avail):
 
 def test_train_updates_both_networks_and_logs_epymarl_names():
     learner, batch, logger = make_learner()
-    avail = torch.ones(2, 4, 2, 3, dtype=torch.int)
-    fill_batch(batch, avail)
+    avail_actions = torch.ones(2, 4, 2, 3, dtype=torch.int)
+    fill_batch(batch, avail_actions)
     before_actor = [p.clone() for p in learner.agent_params]
     before_critic = [p.clone() for p in learner.critic_params]
     learner.train(batch, t_env=10, episode_num=0)
@@ -166,9 +166,9 @@ def test_train_updates_both_networks_and_logs_epymarl_names():
 def test_agents_without_a_choice_do_not_move_the_policy():
     """If every agent has a single available action everywhere, the policy loss has nothing to learn from."""
     learner, batch, logger = make_learner(use_rnn=False)
-    avail = torch.zeros(2, 4, 2, 3, dtype=torch.int)
-    avail[..., 0] = 1
-    fill_batch(batch, avail)
+    avail_actions = torch.zeros(2, 4, 2, 3, dtype=torch.int)
+    avail_actions[..., 0] = 1
+    fill_batch(batch, avail_actions)
     batch.update({"actions": torch.zeros(3, 2, 1, dtype=torch.long)}, bs=0, ts=slice(0, 3), mark_filled=False)
     batch.update({"actions": torch.zeros(1, 2, 1, dtype=torch.long)}, bs=1, ts=0, mark_filled=False)
     before_actor = [p.clone() for p in learner.agent_params]

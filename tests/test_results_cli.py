@@ -278,6 +278,7 @@ def test_bad_input_gives_message_and_nonzero_exit(records, capsys, tmp_path):
     assert code == 1 and "no runs to compare" in err
 
 
+@pytest.mark.subprocess
 def test_module_entry_point(records):
     """`python -m tools.results` with src/ on PYTHONPATH, as documented."""
     root, _ = records
@@ -288,6 +289,7 @@ def test_module_entry_point(records):
     assert "| qmix | 2 | - (n=0/2) |" in done.stdout  # nobody trained to 50000 steps
 
 
+@pytest.mark.subprocess
 @pytest.mark.slow
 def test_records_of_the_harness(capsys, tmp_path):
     """Two short runs of src/main.py (matrix game) read back: the record layout and metric names of the harness."""

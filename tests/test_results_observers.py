@@ -10,6 +10,8 @@ import pytest
 pytest.importorskip("sqlalchemy")
 from results_helpers import rows_of, run_json  # noqa: E402
 
+pytestmark = pytest.mark.subprocess
+
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 TINY = ["seed=3", "t_max=60", "test_interval=30", "test_nepisode=2", "log_interval=30", "runner_log_interval=30",
         "learner_log_interval=30", "save_git_info=False"]

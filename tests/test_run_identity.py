@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from harness_helpers import MAIN, REPO_ROOT, load_json, make_args, sacred_runs
 from utils.checkpoint import find_checkpoint, list_checkpoints, read_manifest
 from utils.run_identity import mismatch, trained_on, unique_token
@@ -26,6 +28,7 @@ def test_trained_on_names_the_env_the_shapes_and_the_networks():
     assert mismatch(record, dict(record)) is None
 
 
+@pytest.mark.subprocess
 def test_four_concurrent_runs_with_one_seed_keep_four_records_and_checkpoint_folders(tmp_path):
     cmd = [sys.executable, MAIN, "--config=qmix", "--env-config=matrix", "with", "save_git_info=False", "seed=11",
            "batch_size=4", "t_max=12", "save_model=True", "save_model_interval=4", "test_interval=1000",

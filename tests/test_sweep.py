@@ -20,7 +20,7 @@ from sweep.run_folder import RunFolder
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SWEEP = os.path.join(REPO_ROOT, "src", "sweep")
-TINY_MAZERO = dict(num_simulations=2, sampled_actions=2, batch_size=8, save_model=True, save_model_interval=20,
+TINY_MAZERO = dict(num_simulations=2, sampled_actions=2, batch_transitions=8, save_model=True, save_model_interval=20,
                    latent_dim=16, representation_hidden=[16], dynamics_hidden=[16], attention_layers=1,
                    attention_heads=2, attention_ff_dim=16, projection_hidden=16, projection_dim=16,
                    predictor_hidden=8)
@@ -49,14 +49,14 @@ def fake_record(folder, sacred_id, status, config, metrics=None):
 def test_grid_expands_every_combination_with_its_updates(tmp_path):
     grid = {"configs": ["qmix", "mazero_cpu"], "env_configs": ["smax"], "maps": ["3m", "2s3z"], "seeds": [1, 2],
             "with": {"t_max": 5000, "test_nepisode": 8}, "config_with": {"qmix": {"t_max": 7000}},
-            "variants": {"base": {}, "s16": {"test_nepisode": 4}}, "grid": {"batch_size": [16, 32]}}
+            "variants": {"base": {}, "s16": {"test_nepisode": 4}}, "grid": {"gamma": [0.9, 0.99]}}
     specs = load_grid(write_grid(tmp_path, grid))
     assert len(specs) == 2 * 2 * 2 * 2 * 2
     by_name = {spec.name: spec for spec in specs}
-    qmix = by_name["qmix_smax_2s3z_s16_batch_size=32_seed2"]
-    assert qmix.updates == {"t_max": 7000, "test_nepisode": 4, "batch_size": 32, "env_args.map_name": "2s3z",
+    qmix = by_name["qmix_smax_2s3z_s16_gamma=0.99_seed2"]
+    assert qmix.updates == {"t_max": 7000, "test_nepisode": 4, "gamma": 0.99, "env_args.map_name": "2s3z",
                             "seed": 2}
-    assert not qmix.resumable and by_name["mazero_cpu_smax_3m_base_batch_size=16_seed1"].resumable
+    assert not qmix.resumable and by_name["mazero_cpu_smax_3m_base_gamma=0.9_seed1"].resumable
     (tmp_path / "lr.yaml").write_text("configs: [qmix]\nenv_configs: [matrix]\nseeds: [1]\nwith: {lr: 5e-4}\n")
     assert load_grid(str(tmp_path / "lr.yaml"))[0].updates["lr"] == 0.0005  # PyYAML alone reads '5e-4'
     argv = qmix.command("python", "/r/q", checkpoint_path="/r/q/models/t", t_env=21)
@@ -196,6 +196,7 @@ def kill_after_checkpoint(run_dir, deadline, t_max):
     raise AssertionError(f"no checkpoint in {run_dir}")
 
 
+@pytest.mark.subprocess
 def test_sweep_two_workers_skips_completed_and_resumes_a_killed_mazero_run(tmp_path):
     # MAZero runs longer here, so that a checkpoint before its last one reaches the disk with its metrics (heartbeats
     # every 0.5 s) however fast the machine: killed at its end, the resumed run would have nothing left to run

@@ -86,6 +86,7 @@ def qmix_checkpoints(tmp_path_factory):
     return glob.glob(os.path.join(str(results), "models", "*"))[0]
 
 
+@pytest.mark.subprocess
 @pytest.mark.parametrize("name", ["mixer.th", "agent.th"])
 def test_evaluating_a_planted_checkpoint_stops_with_one_line_and_runs_nothing(tmp_path, qmix_checkpoints, name):
     token = str(tmp_path / "models" / os.path.basename(qmix_checkpoints))
@@ -122,6 +123,7 @@ def test_disk_full_while_saving_names_the_path_and_leaves_nothing_behind(tmp_pat
         save_checkpoint(str(tmp_path), 9, torch_error)
 
 
+@pytest.mark.subprocess
 def test_a_run_whose_disk_fills_ends_failed_with_a_valid_record(tmp_path):
     # torch.save raises ENOSPC from the second checkpoint on, as on a file system that just filled up
     code = ("import errno, runpy, sys, torch\n"

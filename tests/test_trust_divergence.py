@@ -40,6 +40,7 @@ def assert_diverged(proc, run_dir):
     return lines[0]
 
 
+@pytest.mark.subprocess
 def test_qmix_diverging_stops_failed_and_keeps_every_checkpoint_finite(tmp_path):
     # the repro: with lr=1e6 the run used to complete and test_return_mean read 11.0, the game's optimum
     proc = run_main(["--config=qmix", "--env-config=matrix", "with", "lr=1e6", "grad_norm_clip=1e30",
@@ -64,6 +65,7 @@ def _tensors(state):
             yield from _tensors(value)
 
 
+@pytest.mark.subprocess
 def test_mappo_diverging_stops_failed(tmp_path):
     # an entropy bonus of 1e38 overflows the actor's gradient norm on the first update
     proc = run_main(["--config=mappo", "--env-config=matrix", "with", "entropy_coef=1e38"] + TINY, tmp_path,
@@ -73,11 +75,12 @@ def test_mappo_diverging_stops_failed(tmp_path):
 
 
 # MAZero on the matrix game with a tiny model and search
-TINY_MAZERO = ["runner=episode", "batch_size_run=1", "batch_size=8", "num_simulations=3", "sampled_actions=3",
+TINY_MAZERO = ["runner=episode", "batch_size_run=1", "batch_transitions=8", "num_simulations=3", "sampled_actions=3",
                "latent_dim=16", "representation_hidden=[16]", "dynamics_hidden=[16]", "attention_heads=2",
                "attention_ff_dim=16", "projection_hidden=16", "projection_dim=16", "predictor_hidden=8"]
 
 
+@pytest.mark.subprocess
 def test_mazero_diverging_stops_failed_and_keeps_every_checkpoint_finite(tmp_path):
     # used to stop with an internal message from the PER sampler or the search tree
     proc = run_main(["--config=mazero", "--env-config=matrix", "with", "lr=1e6", "grad_norm_clip=1e30",

@@ -8,8 +8,12 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from harness_helpers import MAIN, REPO_ROOT, load_json, run_main, sacred_runs
 from tools.results.cli import main as results_main
+
+pytestmark = pytest.mark.subprocess
 
 # test, log and checkpoint every 40 env steps (the same cycles); a long Sacred heartbeat, so only the flush before
 # each checkpoint can have written the record

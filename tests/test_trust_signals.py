@@ -15,6 +15,8 @@ import yaml
 
 from harness_helpers import MAIN, REPO_ROOT
 
+pytestmark = pytest.mark.subprocess
+
 SWEEP = os.path.join(REPO_ROOT, "src", "sweep")
 LONG = ["t_max=10000000", "test_interval=200", "log_interval=200", "runner_log_interval=200",
         "learner_log_interval=200", "test_nepisode=8", "save_git_info=False"]

@@ -13,7 +13,7 @@ class BasicMAC:
         self.agent_output_type = args.agent_output_type
         if self.agent_output_type not in ("q", "pi_logits"):
             raise ValueError(f"agent_output_type must be 'q' or 'pi_logits', got {self.agent_output_type!r}")
-        self.agent = agent_REGISTRY[args.agent](self._get_input_shape(scheme), args)
+        self.agent = agent_REGISTRY[args.agent](self._input_dim(scheme), args)
         self.action_selector = action_REGISTRY[args.action_selector](args)
         self.hidden_states = None
 
@@ -67,7 +67,7 @@ class BasicMAC:
 
     def _build_inputs(self, batch, t):
         """Agent inputs, one row per (env, [step,] agent): obs, then the previous one-hot action, then the one-hot
-        agent id. An int t gives [B * N, input_shape]; t = slice(None) gives every step, [B * T * N, ...]."""
+        agent id. An int t gives [B * N, input_dim]; t = slice(None) gives every step, [B * T * N, ...]."""
         obs = batch["obs"][:, t]
         inputs = [obs]
         if self.args.obs_last_action:
@@ -83,10 +83,10 @@ class BasicMAC:
             inputs.append(eye.expand(*obs.shape[:-1], self.n_agents))
         return torch.cat(inputs, dim=-1).flatten(0, -2)
 
-    def _get_input_shape(self, scheme):
-        input_shape = scheme["obs"]["vshape"]
+    def _input_dim(self, scheme):
+        input_dim = scheme["obs"]["vshape"]
         if self.args.obs_last_action:
-            input_shape += scheme["actions_onehot"]["vshape"][0]
+            input_dim += scheme["actions_onehot"]["vshape"][0]
         if self.args.obs_agent_id:
-            input_shape += self.n_agents
-        return input_shape
+            input_dim += self.n_agents
+        return input_dim

@@ -1,32 +1,58 @@
 """MAZero controller (`mazero_mac`): acts from a batched MCTS over the envs the runner asks about.
 
 Training: the root is searched with Dirichlet noise and the joint action is sampled from the root visit counts of
-the sampled joint actions (temperature 1, or the decaying schedule of `acting_temperature_decay`); before the learner's first update (the run loop says when, through
-`set_training_started`) it is drawn uniformly among the root's sampled joint actions, as the official worker does
-(docs/mazero.md, "Acting").
-The search statistics go into the episode batch (`extra_scheme`).
+the sampled joint actions (temperature 1, or the decaying schedule of `acting_temperature_decay`); before the
+learner's first update (the run loop says when, through `set_training_started`) it is drawn uniformly among the
+root's sampled joint actions, as the official worker does (docs/mazero.md, "Acting"). The search statistics go into
+the episode batch (`extra_scheme`).
 Test: noiseless search and the most visited joint action (`test_mcts: True`, the official default), or the argmax
 of each agent's masked policy without search (`test_mcts: False`, paper Table 8).
 """
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from mcts.search import MCTSSearch, SearchStats, legal_or_all
+from config_checks import MAZERO_PARTS, Int, OneOf
+from mcts.search import MCTSSearch, SearchConfig, SearchStats, avail_or_all
 from modules.agents import REGISTRY as agent_REGISTRY
+from modules.mazero.model import ModelConfig
 from utils.checkpoint import load_state
+from utils.config_record import check_record, record_from_config
+
+
+@dataclass(frozen=True)
+class ActingConfig:
+    """What the controller reads besides its model and search (docs/mazero.md, "Acting"); fields are config keys."""
+    agent: str  # the world model's registry key (modules/agents): "mazero" or "mazero_flat"
+    device: str  # where the model and the search latents live: "cuda" or "cpu" (run.common.make_args)
+    n_agents: int  # N
+    n_actions: int  # A, actions per agent
+    obs_last_action: bool  # append the previous one-hot action to each agent's input
+    obs_agent_id: bool  # append the one-hot agent id to each agent's input
+    acting_temperature_decay: bool  # self-play samples visits^(1/T), T = 1 / 0.5 / 0.25 over the run
+    test_mcts: bool  # test episodes act with a noiseless search; False = argmax of the masked policy
+    t_max: int  # env steps of the run (the temperature schedule's unit)
+    seed: int  # the run's seed: of the search and (with 1) of the action sampler
+
+    def __post_init__(self):
+        check_record(self, agent=OneOf(MAZERO_PARTS["agent"]), device=OneOf(("cuda", "cpu")), n_agents=Int(1),
+                     n_actions=Int(1))
 
 
 class MAZeroMAC:
+    """The mac registry's entry `mazero_mac`, built as REGISTRY[name](scheme, groups, args): its records are read
+    from args here, once."""
+
     def __init__(self, scheme, groups, args):
-        self.args = args
-        self.n_agents = args.n_agents
-        self.n_actions = args.n_actions
-        self.input_shape = self._get_input_shape(scheme)
-        self.agent = agent_REGISTRY[args.agent](self.input_shape, args).to(args.device).eval()
-        self.search = MCTSSearch(args, seed=args.seed)
-        self.rng = np.random.default_rng([args.seed, 1])  # action sampling; independent of the search's stream
+        self.config = record_from_config(ActingConfig, args)
+        self.search_config = SearchConfig.from_config(args)
+        self.input_dim = self._input_dim(scheme)
+        model_config = ModelConfig.from_config(args)
+        self.agent = agent_REGISTRY[self.config.agent](self.input_dim, model_config).to(self.config.device).eval()
+        self.search = MCTSSearch(self.search_config, seed=self.config.seed)
+        self.rng = np.random.default_rng([self.config.seed, 1])  # action sampling; independent of the search's
         self.search_seconds = 0.0  # wall-clock of self-play searches (time_spent)
         self.test_search_seconds = 0.0
         self.training_started = False  # set_training_started: the learner has made an update
@@ -40,9 +66,10 @@ class MAZeroMAC:
         """T of the self-play action distribution visits^(1/T): 1, or with `acting_temperature_decay` the official
         code's optional schedule 1 / 0.5 / 0.25 over the first half / next quarter / rest of t_max (its schedule
         counts updates, which are proportional to env steps here)."""
-        if not self.args.acting_temperature_decay or t_env < 0.5 * self.args.t_max:
+        t_max = self.config.t_max
+        if not self.config.acting_temperature_decay or t_env < 0.5 * t_max:
             return 1.0
-        return 0.5 if t_env < 0.75 * self.args.t_max else 0.25
+        return 0.5 if t_env < 0.75 * t_max else 0.25
 
     def set_training_started(self, started):
         """Whether the learner has made an update: before, joint actions are drawn uniformly among the sampled ones."""
@@ -53,19 +80,19 @@ class MAZeroMAC:
         return {"selfplay_search": self.search_seconds}
 
     # --- inputs ------------------------------------------------------------------------------------------------
-    def _get_input_shape(self, scheme):
-        shape = scheme["obs"]["vshape"]
-        if self.args.obs_last_action:
-            shape += self.n_actions
-        if self.args.obs_agent_id:
-            shape += self.n_agents
-        return shape
+    def _input_dim(self, scheme):
+        input_dim = scheme["obs"]["vshape"]
+        if self.config.obs_last_action:
+            input_dim += self.config.n_actions
+        if self.config.obs_agent_id:
+            input_dim += self.config.n_agents
+        return input_dim
 
     def build_inputs(self, batch, t):
         """Agent inputs at time(s) t: [B, N, D] for an int t, [B, T, N, D] for a slice."""
         obs = batch["obs"][:, t]
         parts = [obs]
-        if self.args.obs_last_action:
+        if self.config.obs_last_action:
             onehot = batch["actions_onehot"]
             if isinstance(t, slice):
                 # previous action of every step: shift by one, zeros before the first step
@@ -73,9 +100,10 @@ class MAZeroMAC:
             else:
                 previous = onehot[:, t - 1] if t > 0 else torch.zeros_like(onehot[:, 0])
             parts.append(previous.to(obs.dtype))
-        if self.args.obs_agent_id:
-            eye = torch.eye(self.n_agents, dtype=obs.dtype)
-            parts.append(eye.expand(*obs.shape[:-1], self.n_agents))
+        if self.config.obs_agent_id:
+            n_agents = self.config.n_agents
+            eye = torch.eye(n_agents, dtype=obs.dtype)
+            parts.append(eye.expand(*obs.shape[:-1], n_agents))
         return torch.cat(parts, dim=-1)
 
     # --- acting ------------------------------------------------------------------------------------------------
@@ -85,32 +113,36 @@ class MAZeroMAC:
     @torch.no_grad()
     def select_actions(self, ep_batch, t_ep, t_env, bs=slice(None), test_mode=False):
         inputs = self.build_inputs(ep_batch, t_ep)[bs]
-        legal = legal_or_all(ep_batch["avail_actions"][bs, t_ep])
-        if test_mode and not self.args.test_mcts:
-            _, policy_logits = self.agent.predict(self.agent.represent(inputs.to(self.args.device)))
-            space = self.agent.action_space  # per-agent argmax for MAZero, joint argmax for agent: mazero_flat
-            masked = policy_logits.cpu().masked_fill(~space.legal(legal), -float("inf"))
-            return space.decode(masked.argmax(-1))
-
+        avail_actions = avail_or_all(ep_batch["avail_actions"][bs, t_ep])
+        if test_mode and not self.config.test_mcts:
+            return self.policy_argmax(inputs, avail_actions)
         start = time.perf_counter()
-        result = self.search.run(self.agent, inputs, legal, add_noise=not test_mode)
+        result = self.search.run(self.agent, inputs, avail_actions, add_noise=not test_mode)
         elapsed = time.perf_counter() - start
-        stats = result.stats
-        B = stats.visits.shape[0]
+        search_stats = result.stats
+        B = search_stats.visits.shape[0]
         if test_mode:
             self.test_search_seconds += elapsed
-            return stats.joint_actions[np.arange(B), result.selected]  # the most visited (Gumbel: halving's winner)
+            return search_stats.joint_actions[np.arange(B), result.selected]  # the most visited (Gumbel: halving's)
         self.search_seconds += elapsed
-        if self.args.root_search == "gumbel":  # Sequential Halving's winner of a Gumbel-noised search (docs/gumbel.md)
-            return stats.joint_actions[np.arange(B), result.selected], stats.episode_fields()
+        if self.search_config.root_search == "gumbel":  # Sequential Halving's winner of a Gumbel-noised search
+            return search_stats.joint_actions[np.arange(B), result.selected], search_stats.episode_fields()
         if self.training_started:
-            visits = stats.visits.numpy().astype(np.float64) ** (1.0 / self.acting_temperature(t_env))
+            visits = search_stats.visits.numpy().astype(np.float64) ** (1.0 / self.acting_temperature(t_env))
             probs = visits / visits.sum(1, keepdims=True)
         else:  # uniform among the sampled joint actions (rows padded with -1 are not sampled)
-            sampled = (stats.joint_actions[..., 0] >= 0).numpy().astype(np.float64)
+            sampled = (search_stats.joint_actions[..., 0] >= 0).numpy().astype(np.float64)
             probs = sampled / sampled.sum(1, keepdims=True)
         choice = np.array([self.rng.choice(probs.shape[1], p=p) for p in probs])
-        return stats.joint_actions[np.arange(B), choice], stats.episode_fields()
+        return search_stats.joint_actions[np.arange(B), choice], search_stats.episode_fields()
+
+    def policy_argmax(self, inputs, avail_actions):
+        """Per-agent argmax of the masked policy without search (test_mcts False; the joint argmax for agent:
+        mazero_flat)."""
+        _, policy_logits = self.agent.predict(self.agent.represent(inputs.to(self.config.device)))
+        space = self.agent.action_space
+        masked = policy_logits.cpu().masked_fill(~space.encode_avail_actions(avail_actions), -float("inf"))
+        return space.decode(masked.argmax(-1))
 
     # --- parameters --------------------------------------------------------------------------------------------
     def parameters(self):

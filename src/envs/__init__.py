@@ -26,7 +26,7 @@ REGISTRY = {
     "matrix": _lazy("envs.matrix_game", "MatrixGame"),
 }
 
-# Native batched implementations, called as VEC_REGISTRY[key](batch_size=B, **env_args) with env_args["seed"]
+# Native batched implementations, called as VEC_REGISTRY[key](num_envs=B, **env_args) with env_args["seed"]
 # the seed of env 0 (env i uses seed + i).
 VEC_REGISTRY = {
     "smax": _lazy("envs.smax_env", "SMAXVecEnv"),
@@ -38,8 +38,8 @@ def check_env_key(env_key):
         raise ValueError(f"Unknown env {env_key!r}; registered envs: {', '.join(sorted(REGISTRY))}")
 
 
-def make_vec_env(env_key, env_args, batch_size, seed, in_process=False):
-    """B = batch_size copies of env `env_key`, env i seeded with seed + i.
+def make_vec_env(env_key, env_args, num_envs, seed, in_process=False):
+    """B = num_envs copies of env `env_key`, env i seeded with seed + i.
 
     Uses the env's native batched implementation if it has one (SMAX: one jitted vmap in this process);
     otherwise `spawn` worker processes, or with `in_process=True` single envs stepped in this process.
@@ -48,7 +48,7 @@ def make_vec_env(env_key, env_args, batch_size, seed, in_process=False):
     env_args = dict(env_args)
     if env_key in VEC_REGISTRY:
         env_args["seed"] = seed
-        return VEC_REGISTRY[env_key](batch_size=batch_size, **env_args)
+        return VEC_REGISTRY[env_key](num_envs=num_envs, **env_args)
     if in_process:
-        return InProcessVecEnv([REGISTRY[env_key](**dict(env_args, seed=seed + i)) for i in range(batch_size)])
-    return SubprocVecEnv(env_key, env_args, batch_size, seed)
+        return InProcessVecEnv([REGISTRY[env_key](**dict(env_args, seed=seed + i)) for i in range(num_envs)])
+    return SubprocVecEnv(env_key, env_args, num_envs, seed)

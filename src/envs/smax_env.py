@@ -75,7 +75,7 @@ N_SMAC_NON_ATTACK_ACTIONS = 6
 # SMAC action k -> SMAX action. SMAX: 0 north, 1 east, 2 south, 3 west, 4 stop, 5+j attack j. No-op maps to stop
 # (only dead agents may no-op, and SMAX ignores their actions).
 SMAC_TO_SMAX_NON_ATTACK = (4, 4, 0, 2, 1, 3)
-# SMAX avail indices of SMAC's moves north, south, east, west.
+# Indices in SMAX's avail_actions of SMAC's moves north, south, east, west.
 SMAX_MOVE_INDEX_FOR_SMAC = (0, 2, 1, 3)
 SMAX_ATTACK_OFFSET = 5
 
@@ -126,13 +126,13 @@ def _observer(env, agents, position_scale):
     def observe(obs_dict, state):
         obs = jnp.stack([obs_dict[a] for a in agents]).astype(jnp.float32)
         world_state = obs_dict["world_state"].astype(jnp.float32) * position_scale
-        smax_avail = env.get_avail_actions(state)
-        smax_avail = jnp.stack([smax_avail[a] for a in agents]).astype(jnp.int32)
+        smax_avail_actions = env.get_avail_actions(state)
+        smax_avail_actions = jnp.stack([smax_avail_actions[a] for a in agents]).astype(jnp.int32)
         alive = state.state.unit_alive[:n_agents].astype(jnp.int32)
-        avail = jnp.concatenate(
-            [(1 - alive)[:, None], alive[:, None], smax_avail[:, move_index],
-             smax_avail[:, SMAX_ATTACK_OFFSET:]], axis=1)
-        return obs, world_state, avail
+        avail_actions = jnp.concatenate(
+            [(1 - alive)[:, None], alive[:, None], smax_avail_actions[:, move_index],
+             smax_avail_actions[:, SMAX_ATTACK_OFFSET:]], axis=1)
+        return obs, world_state, avail_actions
 
     return observe
 
@@ -211,13 +211,13 @@ class SMAXVecEnv:
     deterministic given `seed`, and env i of a batch replays exactly like a B=1 env seeded `seed + i`.
     """
 
-    def __init__(self, batch_size, map_name="3m", seed=0, episode_limit=None, reward_scale=10.0,
+    def __init__(self, num_envs, map_name="3m", seed=0, episode_limit=None, reward_scale=10.0,
                  see_enemy_actions=False, walls_cause_death=True, enemy_shoots=True, attack_mode="closest",
                  state_normalise_positions=True, jax_cache_dir=".jax_cache"):
         if map_name not in MAP_NAME_TO_SCENARIO:
             raise ValueError(f"Unknown SMAX map {map_name!r}. Available maps: {', '.join(available_maps())}")
-        if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+            raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         if episode_limit is None:
             episode_limit = default_episode_limit(map_name)
         if not isinstance(episode_limit, (int, np.integer)) or episode_limit < 1:
@@ -226,7 +226,7 @@ class SMAXVecEnv:
             raise ValueError(f"attack_mode must be 'closest' or 'random', got {attack_mode!r}")
         enable_compilation_cache(jax_cache_dir)
         self.map_name = map_name
-        self.batch_size = int(batch_size)
+        self.num_envs = int(num_envs)
         self.episode_limit = int(episode_limit)
         self.reward_scale = float(reward_scale)
         self._sim = _batched_smax(
@@ -241,7 +241,7 @@ class SMAXVecEnv:
         self.battles_draw = 0
         self.timeouts = 0
         self._carry = None
-        self._terminated = np.zeros(self.batch_size, dtype=bool)
+        self._terminated = np.zeros(self.num_envs, dtype=bool)
         self.seed(seed)
 
     def seed(self, seed=None):
@@ -249,7 +249,7 @@ class SMAXVecEnv:
         if seed is None:
             return self._seed
         self._seed = int(seed)
-        seeds = (np.arange(self.batch_size, dtype=np.uint64) + np.uint64(self._seed % 2 ** 32)) % 2 ** 32
+        seeds = (np.arange(self.num_envs, dtype=np.uint64) + np.uint64(self._seed % 2 ** 32)) % 2 ** 32
         self._keys = jnp.stack([jax.random.PRNGKey(int(s)) for s in seeds])
         self._carry = None
         return self._seed
@@ -262,8 +262,8 @@ class SMAXVecEnv:
 
     def set_rng_state(self, keys):
         keys = np.asarray(keys, dtype=np.uint32)
-        if keys.shape != (self.batch_size, 2):
-            raise ValueError(f"expected PRNG keys of shape ({self.batch_size}, 2), got {keys.shape}")
+        if keys.shape != (self.num_envs, 2):
+            raise ValueError(f"expected PRNG keys of shape ({self.num_envs}, 2), got {keys.shape}")
         self._keys = jnp.asarray(keys)
         self._carry = None  # the next reset() starts from these keys
 
@@ -284,8 +284,8 @@ class SMAXVecEnv:
 
     def _fetch_observations(self):
         # np.array copies: the host arrays must be writable (torch.from_numpy, in-place masking in runners)
-        obs, state, avail = jax.device_get(self._carry[2:])
-        self._obs, self._state, self._avail = np.array(obs), np.array(state), np.array(avail)
+        obs, state, avail_actions = jax.device_get(self._carry[2:])
+        self._obs, self._state, self._avail_actions = np.array(obs), np.array(state), np.array(avail_actions)
 
     def _require_reset(self):
         if self._carry is None:
@@ -301,34 +301,34 @@ class SMAXVecEnv:
 
     def get_avail_actions(self):
         self._require_reset()
-        return self._avail
+        return self._avail_actions
 
     def _check_actions(self, actions, active):
-        expected = (self.batch_size, self.n_agents)
+        expected = (self.num_envs, self.n_agents)
         if actions.shape != expected:
             raise ValueError(f"actions must have shape {expected} (envs, agents), got {actions.shape}")
         if not np.issubdtype(actions.dtype, np.integer):
             raise ValueError(f"actions must be integers, got dtype {actions.dtype}")
-        if active.shape != (self.batch_size,):
-            raise ValueError(f"active must have shape ({self.batch_size},), got {active.shape}")
+        if active.shape != (self.num_envs,):
+            raise ValueError(f"active must have shape ({self.num_envs},), got {active.shape}")
         stale = np.flatnonzero(active & self._terminated)
         if stale.size:
             raise RuntimeError(f"env {stale[0]} was stepped after its episode ended; call reset() first")
         in_range = (actions >= 0) & (actions < self.n_actions)
-        chosen_avail = np.take_along_axis(self._avail, np.where(in_range, actions, 0)[..., None], axis=-1)[..., 0]
-        bad = active[:, None] & ~(in_range & (chosen_avail == 1))
+        chosen_available = np.take_along_axis(self._avail_actions, np.where(in_range, actions, 0)[..., None], axis=-1)[..., 0]
+        bad = active[:, None] & ~(in_range & (chosen_available == 1))
         if bad.any():
             env_index, agent = np.argwhere(bad)[0]
             raise ValueError(
                 f"env {env_index} agent {agent}: action {actions[env_index, agent]} is not available "
-                f"(avail mask {self._avail[env_index, agent].tolist()}; SMAC layout: 0 no-op, 1 stop, "
+                f"(avail_actions {self._avail_actions[env_index, agent].tolist()}; SMAC layout: 0 no-op, 1 stop, "
                 f"2-5 move N/S/E/W, 6+j attack enemy j)")
 
     def step(self, actions, active=None):
         """Step the envs where `active` is True; returns (rewards [B], terminated [B], infos: B dicts)."""
         self._require_reset()
         actions = np.asarray(actions)
-        active = np.ones(self.batch_size, dtype=bool) if active is None else np.asarray(active, dtype=bool)
+        active = np.ones(self.num_envs, dtype=bool) if active is None else np.asarray(active, dtype=bool)
         self._check_actions(actions, active)
         self._carry, step_result = self._sim.step(self._carry, actions.astype(np.int32), active)
         reward, terminated, won, timeout, draw, dead_allies, dead_enemies = jax.device_get(step_result)
@@ -347,7 +347,7 @@ class SMAXVecEnv:
                 "dead_enemies": int(dead_enemies[b]),
                 "episode_limit": bool(timeout[b]),
             } if active[b] else {}
-            for b in range(self.batch_size)
+            for b in range(self.num_envs)
         ]
         return rewards, terminated, infos
 

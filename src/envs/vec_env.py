@@ -23,10 +23,10 @@ import traceback
 import numpy as np
 
 
-def _stack_rewards(batch_size, stepped, rewards):
+def _stack_rewards(num_envs, stepped, rewards):
     """[B] (team rewards) or [B, N] (per-agent rewards) float32, 0 for the envs not stepped."""
     shape = np.shape(rewards[0]) if rewards else ()
-    stacked = np.zeros((batch_size,) + shape, dtype=np.float32)
+    stacked = np.zeros((num_envs,) + shape, dtype=np.float32)
     for i, reward in zip(stepped, rewards):
         stacked[i] = reward
     return stacked
@@ -41,15 +41,15 @@ def _observations(env):
 
 
 class _BatchedObservations:
-    """Holds the latest obs/state/avail of every env and serves them as stacked arrays."""
+    """Holds the latest obs/state/avail_actions of every env and serves them as stacked arrays."""
 
-    def _init_observations(self, batch_size):
-        self._obs = [None] * batch_size
-        self._state = [None] * batch_size
-        self._avail = [None] * batch_size
+    def _init_observations(self, num_envs):
+        self._obs = [None] * num_envs
+        self._state = [None] * num_envs
+        self._avail_actions = [None] * num_envs
 
     def _store(self, index, observations):
-        self._obs[index], self._state[index], self._avail[index] = observations
+        self._obs[index], self._state[index], self._avail_actions[index] = observations
 
     def _require_reset(self):
         if any(obs is None for obs in self._obs):
@@ -65,15 +65,15 @@ class _BatchedObservations:
 
     def get_avail_actions(self):
         self._require_reset()
-        return np.stack(self._avail)
+        return np.stack(self._avail_actions)
 
     def _check_step_args(self, actions, active):
         actions = np.asarray(actions)
-        if actions.ndim != 2 or actions.shape[0] != self.batch_size:
-            raise ValueError(f"actions must have shape ({self.batch_size}, n_agents), got {actions.shape}")
-        active = np.ones(self.batch_size, dtype=bool) if active is None else np.asarray(active, dtype=bool)
-        if active.shape != (self.batch_size,):
-            raise ValueError(f"active must have shape ({self.batch_size},), got {active.shape}")
+        if actions.ndim != 2 or actions.shape[0] != self.num_envs:
+            raise ValueError(f"actions must have shape ({self.num_envs}, n_agents), got {actions.shape}")
+        active = np.ones(self.num_envs, dtype=bool) if active is None else np.asarray(active, dtype=bool)
+        if active.shape != (self.num_envs,):
+            raise ValueError(f"active must have shape ({self.num_envs},), got {active.shape}")
         return actions, active
 
 
@@ -82,8 +82,8 @@ class InProcessVecEnv(_BatchedObservations):
 
     def __init__(self, envs):
         self.envs = list(envs)
-        self.batch_size = len(self.envs)
-        self._init_observations(self.batch_size)
+        self.num_envs = len(self.envs)
+        self._init_observations(self.num_envs)
 
     def get_env_info(self):
         return self.envs[0].get_env_info()
@@ -97,13 +97,13 @@ class InProcessVecEnv(_BatchedObservations):
         actions, active = self._check_step_args(actions, active)
         stepped = np.flatnonzero(active)
         rewards = []
-        terminated = np.zeros(self.batch_size, dtype=bool)
-        infos = [{} for _ in range(self.batch_size)]
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        infos = [{} for _ in range(self.num_envs)]
         for i in stepped:
             reward, terminated[i], infos[i] = self.envs[i].step(actions[i])
             rewards.append(reward)
             self._store(i, _observations(self.envs[i]))
-        return _stack_rewards(self.batch_size, stepped, rewards), terminated, infos
+        return _stack_rewards(self.num_envs, stepped, rewards), terminated, infos
 
     def save_replay(self):
         for env in self.envs:
@@ -170,12 +170,12 @@ class EnvWorkerError(RuntimeError):
 class SubprocVecEnv(_BatchedObservations):
     """B single envs, one per `spawn` worker process; env i is built with env_args["seed"] = seed + i."""
 
-    def __init__(self, env_key, env_args, batch_size, seed):
+    def __init__(self, env_key, env_args, num_envs, seed):
         context = multiprocessing.get_context("spawn")
-        self.batch_size = batch_size
+        self.num_envs = num_envs
         self.conns = []
         self.processes = []
-        for i in range(batch_size):
+        for i in range(num_envs):
             parent_conn, child_conn = context.Pipe()
             worker_args = dict(env_args, seed=seed + i)
             process = context.Process(target=_worker, args=(child_conn, env_key, worker_args), daemon=True)
@@ -184,9 +184,9 @@ class SubprocVecEnv(_BatchedObservations):
             self.conns.append(parent_conn)
             self.processes.append(process)
         self._closed = False
-        self._init_observations(batch_size)
+        self._init_observations(num_envs)
         try:
-            for i in range(batch_size):
+            for i in range(num_envs):
                 self._receive(i)
             self._env_info = self._call(0, "get_env_info")
         except BaseException:
@@ -214,7 +214,7 @@ class SubprocVecEnv(_BatchedObservations):
     def reset(self):
         for conn in self.conns:
             conn.send(("reset", None))
-        for i in range(self.batch_size):
+        for i in range(self.num_envs):
             self._store(i, self._receive(i))
 
     def step(self, actions, active=None):
@@ -223,20 +223,20 @@ class SubprocVecEnv(_BatchedObservations):
         for i in stepped:
             self.conns[i].send(("step", actions[i]))
         rewards = []
-        terminated = np.zeros(self.batch_size, dtype=bool)
-        infos = [{} for _ in range(self.batch_size)]
+        terminated = np.zeros(self.num_envs, dtype=bool)
+        infos = [{} for _ in range(self.num_envs)]
         for i in stepped:
             reward, terminated[i], infos[i], observations = self._receive(i)
             rewards.append(reward)
             self._store(i, observations)
-        return _stack_rewards(self.batch_size, stepped, rewards), terminated, infos
+        return _stack_rewards(self.num_envs, stepped, rewards), terminated, infos
 
     def save_replay(self):
-        for i in range(self.batch_size):
+        for i in range(self.num_envs):
             self._call(i, "save_replay")
 
     def get_stats(self):
-        return {"env_stats": [self._call(i, "get_stats") for i in range(self.batch_size)]}
+        return {"env_stats": [self._call(i, "get_stats") for i in range(self.num_envs)]}
 
     def close(self):
         if self._closed:

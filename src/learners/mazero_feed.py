@@ -11,7 +11,7 @@ import torch
 
 import learners.mazero_learner as mazero_learner
 from components.mazero_replay import MAZeroBatch
-from learners.mazero_reanalyse import ReanalysisPool, reanalysis_args
+from learners.mazero_reanalyse import ReanalysisPool
 from mcts.search import MCTSSearch, SearchStats
 from utils.checkpoint import load_state
 
@@ -19,16 +19,16 @@ REANALYSIS_FILE = "reanalysis_queue.th"  # the prefetched batches and their targ
 
 
 class TrainingFeed:
-    def __init__(self, args, replay, learner):
-        self.args, self.replay, self.learner = args, replay, learner
-        self.search = MCTSSearch(reanalysis_args(args), seed=args.seed + 1)  # the in-process reanalysis search
+    """config: ReanalysisConfig; replay: MAZeroReplayBuffer (which says what a batch holds); learner:
+    MAZeroLearner."""
+
+    def __init__(self, config, replay, learner):
+        self.config, self.replay, self.learner = config, replay, learner
+        self.search = MCTSSearch(config.search, seed=config.seed + 1)  # the in-process reanalysis search
         # looked up now, so that a test may stand another function in for it
-        self.reanalysis = ReanalysisPool(args, learner.target_model, self.search,
+        self.reanalysis = ReanalysisPool(config, learner.target_model, self.search,
                                          mazero_learner.reanalyse_policy_targets)
-        self.weights_version = learner.target_version  # the target network the pool holds
-        # auto_td_steps of the official code: the replay age (in transitions) per unit of n-shrink.
-        self.age_per_step = (max(1.0, args.off_policy_age_fraction * args.t_max) if args.use_off_policy_correction
-                             else None)
+        self.target_version = learner.target_version  # of the target network the pool holds
 
     def time_spent(self):
         """Cumulative wall-clock seconds by part of the run's time profile: reanalysis, computed or waited for."""
@@ -38,13 +38,12 @@ class TrainingFeed:
         """The oldest prefetched batch (CPU) and its policy targets; first tops the queue up to reanalyse_prefetch
         batches beyond it, each submitted with the number of the update that trains on it and reanalysed with the
         target network in force now."""
-        args, learner = self.args, self.learner
-        if learner.target_version != self.weights_version:
+        learner = self.learner
+        if learner.target_version != self.target_version:
             self.reanalysis.refresh(learner.target_model)
-            self.weights_version = learner.target_version
-        while len(self.reanalysis) <= args.reanalyse_prefetch:
-            batch = self.replay.sample_batch(args.batch_size, learner.per_beta(), args.unroll_steps, args.td_steps,
-                                             self.age_per_step)
+            self.target_version = learner.target_version
+        while len(self.reanalysis) <= self.config.reanalyse_prefetch:
+            batch = self.replay.sample_batch(learner.per_beta())
             self.reanalysis.submit(batch, learner.update_count + len(self.reanalysis))
         return self.reanalysis.next()
 

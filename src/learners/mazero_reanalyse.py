@@ -24,7 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from mcts.search import MCTSSearch
+from config_checks import Instance
+from mcts.search import MCTSSearch, SearchConfig
+from utils.config_record import check_record
 
 SRC_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the workers import our modules from here
 REANALYSE_STREAM = 2  # tag of the reanalysis seeds in the run's seed sequence
@@ -37,21 +39,32 @@ def batch_seed(run_seed, batch_index):
     return int(np.random.SeedSequence([run_seed, REANALYSE_STREAM, batch_index]).generate_state(1)[0])
 
 
-def reanalysis_args(args):
-    """`args` for the reanalysis search: num_simulations = reanalyse_num_simulations unless that is null."""
-    count = args.reanalyse_num_simulations  # checked with the config (config_checks.SETTING_KEYS)
-    if count is None:
-        return args
-    searched = copy.copy(args)
-    searched.num_simulations = count
-    return searched
+@dataclass(frozen=True)
+class ReanalysisConfig:
+    """The policy targets of the learner's batches and where they are computed (docs/mazero.md, "Learner";
+    docs/mazero_scaleout.md); fields are config keys, except `search`, the reanalysis search's own record."""
+    search: SearchConfig  # the reanalysis search: num_simulations = reanalyse_num_simulations unless that is null
+    reanalyse_ratio: float  # share of each batch whose policy targets are re-searched with the target network
+    policy_loss: str  # "awpo" (advantage-weighted policy targets) or "bc" (visit shares alone)
+    awpo_alpha: float  # alpha, temperature of the AWPO weights exp(A / alpha)
+    adv_clip: float  # upper clip of the AWPO weights
+    awpo_advantage_norm: str  # A~ of exp(A~ / alpha): "batch" (over the batch) or "root" (over each root's children)
+    reanalyse_prefetch: int  # batches sampled ahead of the one trained on, reanalysed meanwhile
+    reanalyse_workers: int  # Ray actors computing the targets; 0 = in the learner's process
+    reanalyse_num_cpus: float  # CPUs reserved per worker (also its torch threads)
+    reanalyse_num_gpus: float  # GPUs per worker (fractions share a GPU); > 0 puts its model on the GPU
+    ray_address: str | None  # None (null) = start a local Ray; "auto" or "host:port" = join a running Ray cluster
+    seed: int  # the run's seed: each batch's reanalysis seed derives from it (batch_seed)
+
+    def __post_init__(self):
+        check_record(self, search=Instance(SearchConfig))
 
 
-def reanalyse_with_seed(reanalyse, batch, seed, model, search, args):
-    """`reanalyse(batch, model, search, args)` with the search's random streams started from `seed`."""
+def reanalyse_with_seed(reanalyse, batch, seed, model, search, config):
+    """`reanalyse(batch, model, search, config)` with the search's random streams started from `seed`."""
     search.reseed(seed)
     with torch.no_grad():
-        return reanalyse(batch, model, search, args)
+        return reanalyse(batch, model, search, config)
 
 
 @dataclass
@@ -59,7 +72,7 @@ class PendingBatch:
     """A submitted batch: its targets (in process) or the Ray reference of the worker computing them."""
     batch: object  # MAZeroBatch, on the CPU
     seed: int
-    weights: tuple  # (version, [ObjectRef]) of the target weights in force at submission; () in process
+    published_weights: tuple  # (version, [ObjectRef]) of the target weights in force at submission; () in process
     result: object  # PolicyTargets, or an ObjectRef of them
     worker: int  # index of the worker computing it; -1 in process
     attempts: int = 1
@@ -68,32 +81,33 @@ class PendingBatch:
 class ReanalysisWorker:
     """Body of a Ray actor: a copy of the target model, its own search, and the policy-target function."""
 
-    def __init__(self, model, args, reanalyse, device, threads):
+    def __init__(self, model, config, reanalyse, device, threads):
         torch.set_num_threads(threads)
         self.model = model.to(device).eval()
-        self.search = MCTSSearch(reanalysis_args(args), seed=0)  # reseeded per batch
-        self.args = args
+        self.search = MCTSSearch(config.search, seed=0)  # reseeded per batch
+        self.config = config
         self.reanalyse = reanalyse
         self.version = None
 
     def pid(self):
         return os.getpid()
 
-    def reanalyse_batch(self, version, weights, batch, seed):
+    def reanalyse_batch(self, version, weight_refs, batch, seed):
         import ray
 
         if version != self.version:  # the first batch after a target-network refresh
-            self.model.load_state_dict(ray.get(weights[0]))
+            self.model.load_state_dict(ray.get(weight_refs[0]))
             self.version = version
-        return reanalyse_with_seed(self.reanalyse, batch, seed, self.model, self.search, self.args)
+        return reanalyse_with_seed(self.reanalyse, batch, seed, self.model, self.search, self.config)
 
 
-def import_ray(args, key="reanalyse_workers"):
-    """Ray, for the workers that config key `key` asks for; a clear exit when it is not installed."""
+def import_ray(key, value):
+    """Ray, for the workers that config key `key` (set to `value`) asks for; a clear exit when it is not
+    installed."""
     try:
         import ray
     except ImportError:
-        raise SystemExit(f"ERROR: {key}={getattr(args, key)} needs Ray, which is not installed: "
+        raise SystemExit(f"ERROR: {key}={value} needs Ray, which is not installed: "
                          f"pip install -r requirements.txt (or set {key}=0)") from None
     return ray
 
@@ -110,51 +124,54 @@ def unreachable(address):
     return None
 
 
-def connect_ray(ray, args):
-    """Starts a local Ray (ray_address null) or joins the cluster at ray_address, unless Ray is running already
-    in this process; exits with a message when the cluster cannot be reached or lacks the resources of the
-    reanalysis and self-play workers."""
-    if not ray.is_initialized():
-        if args.ray_address is None:  # a local Ray, whose workers import our modules from src/
-            runtime_env = {"env_vars": {"PYTHONPATH": SRC_DIR}}
-        else:  # a cluster's nodes get src/ uploaded as the job's working directory
-            runtime_env = {"working_dir": SRC_DIR, "excludes": ["__pycache__"]}
-        error = unreachable(str(args.ray_address)) if args.ray_address is not None else None
-        if error is None:
-            try:
-                ray.init(address=args.ray_address, include_dashboard=False, log_to_driver=False,
-                         runtime_env=runtime_env)
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                error = str(exc)
-        if error is not None:
-            raise SystemExit(f"ERROR: cannot reach the Ray cluster at ray_address={args.ray_address!r} "
-                             f"(null starts a local Ray, 'auto' joins the one on this machine): {error}")
+def start_ray(ray, ray_address):
+    """Starts a local Ray (ray_address None) or joins the cluster at ray_address, unless Ray is running already in
+    this process; exits with a message when the cluster cannot be reached."""
+    if ray.is_initialized():
+        return
+    if ray_address is None:  # a local Ray, whose workers import our modules from src/
+        runtime_env = {"env_vars": {"PYTHONPATH": SRC_DIR}}
+    else:  # a cluster's nodes get src/ uploaded as the job's working directory
+        runtime_env = {"working_dir": SRC_DIR, "excludes": ["__pycache__"]}
+    error = unreachable(str(ray_address)) if ray_address is not None else None
+    if error is None:
+        try:
+            ray.init(address=ray_address, include_dashboard=False, log_to_driver=False, runtime_env=runtime_env)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            error = str(exc)
+    if error is not None:
+        raise SystemExit(f"ERROR: cannot reach the Ray cluster at ray_address={ray_address!r} "
+                         f"(null starts a local Ray, 'auto' joins the one on this machine): {error}")
+
+
+def connect_ray(ray, config, selfplay_workers=0):
+    """start_ray at config.ray_address (config: ReanalysisConfig); exits with a message when the cluster lacks the
+    resources of the reanalysis workers and of `selfplay_workers` self-play actors (1 CPU each)."""
+    start_ray(ray, config.ray_address)
     total = ray.cluster_resources()
-    for key, per_worker in (("CPU", args.reanalyse_num_cpus), ("GPU", args.reanalyse_num_gpus)):
-        needed = args.reanalyse_workers * per_worker
+    workers = config.reanalyse_workers
+    for key, per_worker in (("CPU", config.reanalyse_num_cpus), ("GPU", config.reanalyse_num_gpus)):
+        needed = workers * per_worker
         if needed > total.get(key, 0.0) + 1e-9:
-            raise SystemExit(f"ERROR: reanalyse_workers={args.reanalyse_workers} x reanalyse_num_{key.lower()}s="
+            raise SystemExit(f"ERROR: reanalyse_workers={workers} x reanalyse_num_{key.lower()}s="
                              f"{per_worker} needs {needed:g} {key}s, the Ray cluster has {total.get(key, 0.0):g}: "
                              f"use fewer workers or a smaller reanalyse_num_{key.lower()}s")
-    needed = args.reanalyse_workers * args.reanalyse_num_cpus + args.selfplay_workers  # a self-play actor: 1 CPU
-    if args.selfplay_workers and needed > total.get("CPU", 0.0) + 1e-9:
-        raise SystemExit(f"ERROR: selfplay_workers={args.selfplay_workers} (1 CPU each) and reanalyse_workers="
-                         f"{args.reanalyse_workers} x reanalyse_num_cpus={args.reanalyse_num_cpus} need {needed:g} "
+    needed = workers * config.reanalyse_num_cpus + selfplay_workers
+    if selfplay_workers and needed > total.get("CPU", 0.0) + 1e-9:
+        raise SystemExit(f"ERROR: selfplay_workers={selfplay_workers} (1 CPU each) and reanalyse_workers="
+                         f"{workers} x reanalyse_num_cpus={config.reanalyse_num_cpus} need {needed:g} "
                          f"CPUs, the Ray cluster has {total.get('CPU', 0.0):g}: use fewer workers")
 
 
 class ReanalysisPool:
     """Policy targets of the learner's upcoming batches, computed in order of submission (see module docstring).
 
-    reanalyse(batch, target_model, search, args) -> PolicyTargets is the learner's pure reanalysis function;
-    `search` is the learner's search driver, used in process.
+    config: ReanalysisConfig; reanalyse(batch, target_model, search, config) -> PolicyTargets is the learner's pure
+    reanalysis function; `search` is the learner's search driver, used in process.
     """
 
-    def __init__(self, args, target_model, search, reanalyse):
-        if args.reanalyse_workers < 0 or args.reanalyse_prefetch < 0:
-            raise ValueError(f"reanalyse_workers and reanalyse_prefetch must be >= 0, got "
-                             f"{args.reanalyse_workers} and {args.reanalyse_prefetch}")
-        self.args = args
+    def __init__(self, config, target_model, search, reanalyse):
+        self.config = config
         self.reanalyse = reanalyse
         self.search = search
         self.queue = deque()
@@ -163,14 +180,14 @@ class ReanalysisPool:
         self.workers = []
         self.ray = None
         self.version = 0
-        self.weights = ()
+        self.published_weights = ()
         self.target_model = target_model
-        self.run_seed = args.seed  # saved: a resumed run keeps the seeds of the run it continues
-        if args.reanalyse_workers > 0:
-            self.ray = import_ray(args)
-            connect_ray(self.ray, args)
+        self.run_seed = config.seed  # saved: a resumed run keeps the seeds of the run it continues
+        if config.reanalyse_workers > 0:
+            self.ray = import_ray("reanalyse_workers", config.reanalyse_workers)
+            connect_ray(self.ray, config)
             self.refresh(target_model)
-            self.workers = [self._new_worker() for _ in range(args.reanalyse_workers)]
+            self.workers = [self._new_worker() for _ in range(config.reanalyse_workers)]
             log.info(f"{len(self.workers)} reanalysis workers on Ray, pids {self.worker_pids()}")
 
     def __len__(self):
@@ -182,19 +199,20 @@ class ReanalysisPool:
         if self.ray is not None:
             self.version += 1
             state = {key: value.cpu() for key, value in target_model.state_dict().items()}
-            self.weights = (self.version, [self.ray.put(state)])  # in a list: workers fetch it once, not per call
+            # in a list: workers fetch it once, not per call
+            self.published_weights = (self.version, [self.ray.put(state)])
 
     def submit(self, batch, batch_index):
         """Reanalyses `batch`, the batch the learner's update number `batch_index` will train on."""
         seed = batch_seed(self.run_seed, batch_index)
-        item = PendingBatch(batch=batch, seed=seed, weights=self.weights, result=None, worker=-1)
+        item = PendingBatch(batch=batch, seed=seed, published_weights=self.published_weights, result=None, worker=-1)
         if self.workers:
             item.worker = (self.queue[-1].worker + 1) % len(self.workers) if self.queue else 0
             item.result = self._remote(item)
         else:
             start = time.perf_counter()
             item.result = reanalyse_with_seed(self.reanalyse, batch, seed, self.target_model, self.search,
-                                              self.args)
+                                              self.config)
             self.seconds += time.perf_counter() - start
         self.queue.append(item)
 
@@ -220,7 +238,7 @@ class ReanalysisPool:
 
     def load_state_dict(self, state):
         self.run_seed = state["run_seed"]
-        self.queue = deque(PendingBatch(batch=item["batch"], seed=item["seed"], weights=(),
+        self.queue = deque(PendingBatch(batch=item["batch"], seed=item["seed"], published_weights=(),
                                         result=item["targets"], worker=-1) for item in state["pending"])
 
     def close(self):
@@ -230,16 +248,16 @@ class ReanalysisPool:
 
     # --- Ray ---------------------------------------------------------------------------------------------------
     def _new_worker(self):
-        args = self.args
-        actor = self.ray.remote(ReanalysisWorker).options(num_cpus=args.reanalyse_num_cpus,
-                                                          num_gpus=args.reanalyse_num_gpus)
-        device = "cuda" if args.reanalyse_num_gpus > 0 else "cpu"
+        config = self.config
+        actor = self.ray.remote(ReanalysisWorker).options(num_cpus=config.reanalyse_num_cpus,
+                                                          num_gpus=config.reanalyse_num_gpus)
+        device = "cuda" if config.reanalyse_num_gpus > 0 else "cpu"
         model = copy.deepcopy(self.target_model).cpu()
-        return actor.remote(model, args, self.reanalyse, device, max(1, int(args.reanalyse_num_cpus)))
+        return actor.remote(model, config, self.reanalyse, device, max(1, int(config.reanalyse_num_cpus)))
 
     def _remote(self, item):
-        version, weights = item.weights
-        return self.workers[item.worker].reanalyse_batch.remote(version, weights, item.batch, item.seed)
+        version, weight_refs = item.published_weights
+        return self.workers[item.worker].reanalyse_batch.remote(version, weight_refs, item.batch, item.seed)
 
     def _fetch(self, item):
         """The worker's result; if the worker died, restart it and compute its batches again."""

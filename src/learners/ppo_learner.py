@@ -23,7 +23,7 @@ from utils.value_norm import ValueNorm
 
 # floor for probabilities inside logarithms: masked actions have probability exactly 0
 MIN_PROB = 1e-10
-# added to the advantage std before dividing (official MAPPO's value)
+# added to the advantage std before dividing, so a batch of equal advantages stays finite (MAPPO's 1e-5)
 ADV_STD_EPS = 1e-5
 
 

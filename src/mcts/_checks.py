@@ -36,8 +36,8 @@ def _float_param(name, value, low=None, high=None, low_open=False):
     return as_float
 
 
-def tree_params(num_roots, n_agents, n_actions, sampled_actions, num_simulations, rho, lam, discount, pb_c_base,
-                pb_c_init, value_delta_min, seed):
+def tree_params(num_roots, n_agents, n_actions, sampled_actions, num_simulations, os_rho, os_lambda, gamma,
+                pb_c_base, pb_c_init, value_delta_min, seed):
     """Validates the constructor arguments; returns them converted to int / float."""
     params = dict(
         num_roots=_int_param("num_roots", num_roots, 1),
@@ -45,9 +45,9 @@ def tree_params(num_roots, n_agents, n_actions, sampled_actions, num_simulations
         n_actions=_int_param("n_actions", n_actions, 1),
         sampled_actions=_int_param("sampled_actions", sampled_actions, 1),
         num_simulations=_int_param("num_simulations", num_simulations, 1),
-        rho=_float_param("rho", rho, 0.0, 1.0),
-        lam=_float_param("lam", lam, 0.0, 1.0),
-        discount=_float_param("discount", discount, 0.0, 1.0),
+        os_rho=_float_param("os_rho", os_rho, 0.0, 1.0),
+        os_lambda=_float_param("os_lambda", os_lambda, 0.0, 1.0),
+        gamma=_float_param("gamma", gamma, 0.0, 1.0),
         pb_c_base=_float_param("pb_c_base", pb_c_base, 0.0, low_open=True),
         pb_c_init=_float_param("pb_c_init", pb_c_init, 0.0),
         value_delta_min=_float_param("value_delta_min", value_delta_min, 0.0, low_open=True),
@@ -113,6 +113,18 @@ def seed_param(seed):
     return seed
 
 
+def node_params(b, node, num_roots, num_nodes):
+    """Validates node_children()'s tree index `b` and pool index `node`; `num_nodes` [num_roots]: the trees' node
+    counts."""
+    b = _int_param("b", b, 0)
+    if b >= num_roots:
+        raise ValueError(f"b must be < num_roots = {num_roots}, got {b}")
+    node = _int_param("node", node, 0)
+    if node >= num_nodes[b]:
+        raise ValueError(f"node {node} of tree {b} does not exist yet (the tree has {num_nodes[b]} nodes)")
+    return b, node
+
+
 def noise_eps_param(noise_eps):
     return _float_param("noise_eps", noise_eps, 0.0, 1.0)
 
@@ -137,9 +149,10 @@ def finite(name, arr):
         raise ValueError(f"{name} contains NaN or inf (tree {int(np.argwhere(bad)[0][0])})")
 
 
-def probabilities(name, probs, mask=None):
-    """ValueError for NaN/inf or negative entries of `probs` [B, N, A], or an agent with zero total mass
-    (over the legal actions when `mask` is given)."""
+def probabilities(name, probs, avail_actions=None):
+    """ValueError for NaN/inf or negative entries of `probs` [B, N, A], or an agent with zero total mass; with
+    `avail_actions` [B, N, A] (the root, which adds a floor to every available action's probability), an agent
+    with no available action."""
     bad = ~np.isfinite(probs)
     if bad.any():
         b, i, _ = np.argwhere(bad)[0]
@@ -148,16 +161,16 @@ def probabilities(name, probs, mask=None):
     if bad.any():
         b, i, _ = np.argwhere(bad)[0]
         raise ValueError(f"{name} contains negative entries (tree {b}, agent {i})")
-    if mask is None:
+    if avail_actions is None:
         bad = ~(probs > 0).any(axis=2)
         if bad.any():
             b, i = np.argwhere(bad)[0]
             raise ValueError(f"{name} of tree {b}, agent {i} sums to 0: cannot sample an action")
     else:
-        bad = ~mask.any(axis=2)
+        bad = ~avail_actions.any(axis=2)
         if bad.any():
             b, i = np.argwhere(bad)[0]
-            raise ValueError(f"legal has no legal action for tree {b}, agent {i}")
+            raise ValueError(f"avail_actions has no available action for tree {b}, agent {i}")
 
 
 def concurrent_use_message(method, busy_in):

@@ -7,12 +7,12 @@ same order as in ptree.py (the build passes -ffp-contract=off so no FMA changes 
 two trees select identically.
 
 Memory: struct-of-arrays pools allocated once per object. Per tree: S+1 nodes (node i's latent lives at pool
-index i), (S+1)*K child edges (node i owns edge slots i*K .. i*K+K-1), and an OS(lambda) bump arena of Slots. Node
-i's region holds its returns grouped by relative depth, each group sorted descending, interleaved slot by slot with
-the per-depth counts and kept sums (struct Slot); it starts with REGION_MIN slots and moves to the top of the arena
-with twice the room when full (at most S+1-i slots: the returns its subtree can send it). A new search only resets
-counters; an arena that runs out of room is grown with realloc in the checking phase of expand(), before any tree
-changes, and keeps its size for later searches.
+index i), (S+1)*K_s child edges (K_s = sampled_actions; node i owns edge slots i*K_s .. i*K_s+K_s-1), and an
+OS(lambda) bump arena of Slots. Node i's region holds its returns grouped by relative depth, each group sorted
+descending, interleaved slot by slot with the per-depth counts and kept sums (struct Slot); it starts with REGION_MIN
+slots and moves to the top of the arena with twice the room when full (at most S+1-i slots: the returns its subtree
+can send it). A new search only resets counters; an arena that runs out of room is grown with realloc in the checking
+phase of expand(), before any tree changes, and keeps its size for later searches.
 """
 from libc.math cimport INFINITY, ceil, exp, expm1, fabs, isfinite, log, log1p, sqrt
 from libc.stdint cimport int16_t, uint8_t, uint32_t, uint64_t
@@ -29,10 +29,10 @@ from mcts import _checks
 cnp.import_array()
 
 cdef double U32_TO_UNIT = 1.0 / 4294967296.0  # 2**-32: u32 * this is an exact double in [0, 1)
-cdef double ROOT_PRIOR_FLOOR = 1e-4  # added to every legal action's probability at the root (docs/mcts.md, "Semantics")
+cdef double ROOT_PRIOR_FLOOR = 1e-4  # see ptree._ROOT_PRIOR_FLOOR
 cdef double KEEP_EPS = 1e-9  # see ptree._KEEP_EPS
 cdef double LN2 = 0.6931471805599453  # see ptree._LN2
-# Sizes measured on random searches (S = 100, K = 10, 5 agents): nodes hold 4 returns on average, so regions start
+# Sizes measured on random searches (S = 100, K_s = 10, 5 agents): nodes hold 4 returns on average, so regions start
 # at 2 slots and the regions of a tree, moves included, take about 5 slots per node.
 cdef int REGION_MIN = 2  # initial OS(lambda) slots of a node
 cdef int ARENA_SLOTS_PER_NODE = 6  # initial arena per tree, in slots per node; grows on demand
@@ -44,7 +44,7 @@ cdef enum:
     PROBS_NOT_FINITE = 1
     PROBS_NEGATIVE = 2
     PROBS_ZERO_MASS = 3
-    NO_LEGAL_ACTION = 4
+    NO_AVAIL_ACTION = 4
     NOISE_NOT_FINITE = 5
     NOISE_NEGATIVE = 6
     VALUE_NOT_FINITE = 7
@@ -55,7 +55,7 @@ _ERROR_TEXT = {
     PROBS_NOT_FINITE: "probs contains NaN or inf (tree {b}, agent {i})",
     PROBS_NEGATIVE: "probs contains negative entries (tree {b}, agent {i})",
     PROBS_ZERO_MASS: "probs of tree {b}, agent {i} sums to 0: cannot sample an action",
-    NO_LEGAL_ACTION: "legal has no legal action for tree {b}, agent {i}",
+    NO_AVAIL_ACTION: "avail_actions has no available action for tree {b}, agent {i}",
     NOISE_NOT_FINITE: "noise contains NaN or inf (tree {b}, agent {i})",
     NOISE_NEGATIVE: "noise contains negative entries (tree {b}, agent {i})",
     VALUE_NOT_FINITE: "values contains NaN or inf (tree {b})",
@@ -74,13 +74,13 @@ cdef struct Slot:
 
 
 cdef struct Pools:
-    int B, N, A, K, S
-    double one_minus_rho, discount, pb_c_base, pb_c_init, value_delta_min
+    int B, N, A, sampled_actions, S
+    double one_minus_rho, gamma, pb_c_base, pb_c_init, value_delta_min
     bint use_os_lambda
     bint gumbel_root  # root_search == "gumbel" (docs/gumbel.md)
     double gumbel_c_visit, gumbel_c_scale
-    int* halving  # [(K+1) * S]: Sequential Halving's schedule for m root children at m * S .. m * S + S - 1
-    double* lam_pow  # lam**d, d = 0..S, built by repeated multiplication as in ptree
+    int* halving  # [(K_s+1) * S]: Sequential Halving's schedule for m root children at m * S .. m * S + S - 1
+    double* lam_pow  # os_lambda**d, d = 0..S, built by repeated multiplication as in ptree
     double* sqrt_visits  # sqrt(N_s) and pb_c_init + log((N_s + pb_c_base + 1) / pb_c_base) for N_s = 0..S,
     double* c_term  # the same expressions ptree evaluates inline
     # nodes [B * (S+1)]
@@ -91,9 +91,9 @@ cdef struct Pools:
     double* v_hat
     double* reward
     double* value
-    double* adv  # r + discount * V(node) - v_hat(parent): the advantage of the edge into the node
+    double* adv  # r + gamma * V(node) - v_hat(parent): the advantage of the edge into the node
     double* return_sum
-    # edges [B * (S+1) * K], joint actions [B * (S+1) * K * N]
+    # edges [B * (S+1) * K_s], joint actions [B * (S+1) * K_s * N]
     int* edge_child
     double* edge_prior
     int16_t* edge_action
@@ -119,9 +119,9 @@ cdef struct Pools:
     # scratch: per-agent CDFs [B * N * A] (the Gumbel root: the masked priors pi~), one sampled joint action [B * N]
     double* cdf
     int16_t* row
-    # Gumbel root, per root child slot [B * K]: log pi~(a), g(a) + log pi~(a), and scratch for the completed Q and
-    # sigma; the beam search's two beams per tree [B * 2 * K] (prefixes [B * 2 * K * N]), the parent entry and
-    # action of each next-beam entry [B * K], and one entry's (perturbed) children's values [B * A]
+    # Gumbel root, per root child slot [B * K_s]: log pi~(a), g(a) + log pi~(a), and scratch for the completed Q and
+    # sigma; the beam search's two beams per tree [B * 2 * K_s] (prefixes [B * 2 * K_s * N]), the parent entry and
+    # action of each next-beam entry [B * K_s], and one entry's (perturbed) children's values [B * A]
     double* root_log_prior
     double* root_prior_ratio  # pi~(a) / max over the root's children, cached for v_mix
     double* root_score
@@ -133,7 +133,7 @@ cdef struct Pools:
     int* beam_parent
     int16_t* beam_action
     double* perturbed
-    int* beam_order  # [B * K]: one entry's best extensions, by perturbed value
+    int* beam_order  # [B * K_s]: one entry's best extensions, by perturbed value
 
 
 # ------------------------------------------------------------------------------------------------------- PCG32
@@ -158,25 +158,25 @@ cdef void pcg_seed(Pools* P, int b, uint64_t initstate, uint64_t initseq) noexce
 
 
 # ------------------------------------------------------------------------------------------- input -> CDFs
-cdef int root_cdfs(Pools* P, int b, const float* probs, const uint8_t* legal, const float* noise,
+cdef int root_cdfs(Pools* P, int b, const float* probs, const uint8_t* avail_actions, const float* noise,
                    double noise_eps) noexcept nogil:
     """Checks tree b's root inputs and writes the per-agent CDFs of the root sampling distribution
-    (1-eps) * pi~ + eps * eta~ over legal actions (the Gumbel root: log pi~ instead, -inf where illegal). Returns an
-    error code (agent in P.error_agent[b])."""
+    (1-eps) * pi~ + eps * eta~ over available actions (the Gumbel root: log pi~ instead, -inf where unavailable).
+    Returns an error code (agent in P.error_agent[b])."""
     cdef int N = P.N, A = P.A, i, a
     cdef double total, noise_total, acc, one_minus_eps = 1.0 - noise_eps
     cdef float x
-    cdef bint any_legal
+    cdef bint any_available
     cdef const float* p
     cdef const float* eta
     cdef const uint8_t* m
     cdef double* cdf
     for i in range(N):
         p = probs + (<Py_ssize_t>b * N + i) * A
-        m = legal + (<Py_ssize_t>b * N + i) * A
+        m = avail_actions + (<Py_ssize_t>b * N + i) * A
         cdf = P.cdf + (<Py_ssize_t>b * N + i) * A
         P.error_agent[b] = i
-        any_legal = False
+        any_available = False
         for a in range(A):
             x = p[a]
             if not isfinite(x):
@@ -184,9 +184,9 @@ cdef int root_cdfs(Pools* P, int b, const float* probs, const uint8_t* legal, co
             if x < 0:
                 return PROBS_NEGATIVE
             if m[a]:
-                any_legal = True
-        if not any_legal:
-            return NO_LEGAL_ACTION
+                any_available = True
+        if not any_available:
+            return NO_AVAIL_ACTION
         total = 0.0
         for a in range(A):
             cdf[a] = <double>p[a] + ROOT_PRIOR_FLOOR if m[a] else 0.0
@@ -207,7 +207,7 @@ cdef int root_cdfs(Pools* P, int b, const float* probs, const uint8_t* legal, co
             for a in range(A):
                 if m[a]:
                     cdf[a] = one_minus_eps * cdf[a] + noise_eps * ((<double>eta[a] + ROOT_PRIOR_FLOOR) / noise_total)
-        if P.gumbel_root:  # the Gumbel root reads log pi~ (its noise is None), -inf where illegal
+        if P.gumbel_root:  # the Gumbel root reads log pi~ (its noise is None), -inf where unavailable
             for a in range(A):
                 cdf[a] = log(cdf[a]) if m[a] else -INFINITY
             continue
@@ -219,7 +219,7 @@ cdef int root_cdfs(Pools* P, int b, const float* probs, const uint8_t* legal, co
 
 
 cdef int leaf_cdfs(Pools* P, int b, const float* probs) noexcept nogil:
-    """Checks tree b's leaf policy and writes its per-agent CDFs (raw probs, no legality mask)."""
+    """Checks tree b's leaf policy and writes its per-agent CDFs (raw probs, no availability mask)."""
     cdef int N = P.N, A = P.A, i, a
     cdef double acc
     cdef float x
@@ -290,16 +290,16 @@ cdef extern from *:
 
 
 cdef void sample_children(Pools* P, int b, int node) noexcept nogil:
-    """K i.i.d. joint actions (sample-major, agent-minor draws) from the CDFs in scratch, deduplicated into the
-    node's edge slots in ascending lexicographic order, prior = count / K."""
-    cdef int N = P.N, A = P.A, K = P.K, k, i, pos, found, unique = 0, cmp
-    cdef Py_ssize_t e0 = (<Py_ssize_t>b * (P.S + 1) + node) * K
+    """K_s i.i.d. joint actions (sample-major, agent-minor draws) from the CDFs in scratch, deduplicated into the
+    node's edge slots in ascending lexicographic order, prior = count / K_s."""
+    cdef int N = P.N, A = P.A, sampled_actions = P.sampled_actions, k, i, pos, found, unique = 0, cmp
+    cdef Py_ssize_t e0 = (<Py_ssize_t>b * (P.S + 1) + node) * sampled_actions
     cdef int16_t* actions = P.edge_action + e0 * N
     cdef double* counts = P.edge_prior + e0
     cdef int16_t* row = P.row + <Py_ssize_t>b * N
     cdef const double* cdf
     cdef double target
-    for k in range(K):
+    for k in range(sampled_actions):
         for i in range(N):
             cdf = P.cdf + (<Py_ssize_t>b * N + i) * A
             target = (<double>pcg_next(P, b) * U32_TO_UNIT) * cdf[A - 1]
@@ -325,7 +325,7 @@ cdef void sample_children(Pools* P, int b, int node) noexcept nogil:
             counts[pos] = 1.0
             unique += 1
     for k in range(unique):
-        counts[k] = counts[k] / K
+        counts[k] = counts[k] / sampled_actions
         P.edge_child[e0 + k] = -1
     cdef Py_ssize_t n = <Py_ssize_t>b * (P.S + 1) + node
     P.num_children[n] = unique
@@ -353,20 +353,21 @@ cdef void gumbel_children(Pools* P, int b, bint noise) noexcept nogil:
     """The root's children by Gumbel-top-k over the factorised prior pi~ (in scratch), by stochastic beam search over
     the agents; stored in lexicographic order with prior pi~(a), log pi~(a) and the score g(a) + log pi~(a)
     (ptree._gumbel_children says how)."""
-    cdef int N = P.N, A = P.A, K = P.K, i, a, e, j, k, pos, size = 1, next_size, cur = 0, order_size
+    cdef int N = P.N, A = P.A, sampled_actions = P.sampled_actions
+    cdef int i, a, e, j, k, pos, size = 1, next_size, cur = 0, order_size
     cdef double base_phi, bound, maximum, score
     cdef const double* log_pi
     cdef int16_t* prefix[2]
     cdef double* phi[2]
     cdef double* G[2]
     for j in range(2):
-        prefix[j] = P.beam_prefix + (<Py_ssize_t>b * 2 + j) * K * N
-        phi[j] = P.beam_phi + (<Py_ssize_t>b * 2 + j) * K
-        G[j] = P.beam_score + (<Py_ssize_t>b * 2 + j) * K
-    cdef int* parent = P.beam_parent + <Py_ssize_t>b * K
-    cdef int16_t* action = P.beam_action + <Py_ssize_t>b * K
+        prefix[j] = P.beam_prefix + (<Py_ssize_t>b * 2 + j) * sampled_actions * N
+        phi[j] = P.beam_phi + (<Py_ssize_t>b * 2 + j) * sampled_actions
+        G[j] = P.beam_score + (<Py_ssize_t>b * 2 + j) * sampled_actions
+    cdef int* parent = P.beam_parent + <Py_ssize_t>b * sampled_actions
+    cdef int16_t* action = P.beam_action + <Py_ssize_t>b * sampled_actions
     cdef double* value = P.perturbed + <Py_ssize_t>b * A
-    cdef int* order = P.beam_order + <Py_ssize_t>b * K
+    cdef int* order = P.beam_order + <Py_ssize_t>b * sampled_actions
     phi[0][0] = 0.0
     G[0][0] = gumbel(P, b) if noise else 0.0
     for i in range(N):
@@ -383,7 +384,7 @@ cdef void gumbel_children(Pools* P, int b, bint noise) noexcept nogil:
                         value[a] = value[a] + gumbel(P, b)
                     if value[a] > maximum:
                         maximum = value[a]
-            # The shift is increasing in the perturbed value, so only this entry's K best can enter the beam, in
+            # The shift is increasing in the perturbed value, so only this entry's K_s best can enter the beam, in
             # this order: the others' shifts are never computed.
             order_size = 0
             for a in range(A):
@@ -392,14 +393,14 @@ cdef void gumbel_children(Pools* P, int b, bint noise) noexcept nogil:
                 pos = order_size
                 while pos > 0 and value[order[pos - 1]] < value[a]:
                     pos -= 1
-                if pos >= K:
+                if pos >= sampled_actions:
                     continue
-                j = order_size if order_size < K else K - 1
+                j = order_size if order_size < sampled_actions else sampled_actions - 1
                 while j > pos:
                     order[j] = order[j - 1]
                     j -= 1
                 order[pos] = a
-                if order_size < K:
+                if order_size < sampled_actions:
                     order_size += 1
             for k in range(order_size):
                 a = order[k]
@@ -407,9 +408,10 @@ cdef void gumbel_children(Pools* P, int b, bint noise) noexcept nogil:
                 pos = next_size
                 while pos > 0 and G[1 - cur][pos - 1] < score:
                     pos -= 1
-                if pos >= K:
+                if pos >= sampled_actions:
                     break
-                j = next_size if next_size < K else K - 1  # the last entry drops out when the beam is full
+                # the last entry drops out when the beam is full
+                j = next_size if next_size < sampled_actions else sampled_actions - 1
                 while j > pos:
                     G[1 - cur][j] = G[1 - cur][j - 1]
                     phi[1 - cur][j] = phi[1 - cur][j - 1]
@@ -420,7 +422,7 @@ cdef void gumbel_children(Pools* P, int b, bint noise) noexcept nogil:
                 phi[1 - cur][pos] = base_phi + log_pi[a]
                 parent[pos] = e
                 action[pos] = <int16_t>a
-                if next_size < K:
+                if next_size < sampled_actions:
                     next_size += 1
         for j in range(next_size):
             if i > 0:
@@ -430,10 +432,10 @@ cdef void gumbel_children(Pools* P, int b, bint noise) noexcept nogil:
         cur = 1 - cur
         size = next_size
     # the beam's entries into the root's edge slots, in ascending lexicographic order
-    cdef Py_ssize_t e0 = <Py_ssize_t>b * (P.S + 1) * K
+    cdef Py_ssize_t e0 = <Py_ssize_t>b * (P.S + 1) * sampled_actions
     cdef int16_t* actions = P.edge_action + e0 * N
-    cdef double* log_prior = P.root_log_prior + <Py_ssize_t>b * K
-    cdef double* scores = P.root_score + <Py_ssize_t>b * K
+    cdef double* log_prior = P.root_log_prior + <Py_ssize_t>b * sampled_actions
+    cdef double* scores = P.root_score + <Py_ssize_t>b * sampled_actions
     for e in range(size):
         pos = 0
         while pos < e and compare_rows(actions + <Py_ssize_t>pos * N, prefix[cur] + <Py_ssize_t>e * N, N) < 0:
@@ -452,7 +454,7 @@ cdef void gumbel_children(Pools* P, int b, bint noise) noexcept nogil:
     for e in range(size):
         P.edge_child[e0 + e] = -1
         P.edge_prior[e0 + e] = exp(log_prior[e])
-        P.root_prior_ratio[<Py_ssize_t>b * K + e] = exp(log_prior[e] - top)
+        P.root_prior_ratio[<Py_ssize_t>b * sampled_actions + e] = exp(log_prior[e] - top)
     cdef Py_ssize_t n = <Py_ssize_t>b * (P.S + 1)
     P.num_children[n] = size
     P.num_depths[n] = 0
@@ -462,17 +464,17 @@ cdef void gumbel_children(Pools* P, int b, bint noise) noexcept nogil:
 cdef int root_sigma(Pools* P, int b) noexcept nogil:
     """Writes the completed Q (Danihelka et al. 2022, Eq. 10, App. D; ptree._completed_q) and sigma(q^) of tree
     b's root children into scratch; returns their number m."""
-    cdef Py_ssize_t n0 = <Py_ssize_t>b * (P.S + 1), e0 = n0 * P.K
+    cdef Py_ssize_t n0 = <Py_ssize_t>b * (P.S + 1), e0 = n0 * P.sampled_actions
     cdef int m = P.num_children[n0], c, child, n, visit_sum = 0, max_visits = 0
-    cdef double* q = P.completed_q + <Py_ssize_t>b * P.K
-    cdef double* sigma = P.sigma + <Py_ssize_t>b * P.K
-    cdef const double* prior_ratio = P.root_prior_ratio + <Py_ssize_t>b * P.K
+    cdef double* q = P.completed_q + <Py_ssize_t>b * P.sampled_actions
+    cdef double* sigma = P.sigma + <Py_ssize_t>b * P.sampled_actions
+    cdef const double* prior_ratio = P.root_prior_ratio + <Py_ssize_t>b * P.sampled_actions
     cdef double weighted = 0.0, prior_sum = 0.0, prior, v_mix, lo, hi, span, scale
     for c in range(m):
         child = P.edge_child[e0 + c]
         if child >= 0:
             n = P.visits[n0 + child]
-            q[c] = P.reward[n0 + child] + P.discount * P.value[n0 + child]
+            q[c] = P.reward[n0 + child] + P.gamma * P.value[n0 + child]
             prior = prior_ratio[c]  # pi(b) / max pi: the common factor cancels
             weighted += prior * q[c]
             prior_sum += prior
@@ -504,11 +506,11 @@ cdef int root_sigma(Pools* P, int b) noexcept nogil:
 cdef int halving_child(Pools* P, int b, int sims_done) noexcept nogil:
     """Sequential Halving at the root (ptree._halving_child): among the children with the schedule's visit count
     for this simulation, the largest g + log pi~ + sigma(completed Q), first on ties."""
-    cdef Py_ssize_t n0 = <Py_ssize_t>b * (P.S + 1), e0 = n0 * P.K
+    cdef Py_ssize_t n0 = <Py_ssize_t>b * (P.S + 1), e0 = n0 * P.sampled_actions
     cdef int m = root_sigma(P, b), c, child, n, choice = -1
     cdef int target = P.halving[m * P.S + sims_done]
-    cdef const double* scores = P.root_score + <Py_ssize_t>b * P.K
-    cdef const double* sigma = P.sigma + <Py_ssize_t>b * P.K
+    cdef const double* scores = P.root_score + <Py_ssize_t>b * P.sampled_actions
+    cdef const double* sigma = P.sigma + <Py_ssize_t>b * P.sampled_actions
     cdef double best = -INFINITY, score
     for c in range(m):
         child = P.edge_child[e0 + c]
@@ -665,7 +667,7 @@ cdef void rescan_min_max(Pools* P, int b) noexcept nogil:
 
 cdef void backup(Pools* P, int b, int leaf, double leaf_value) noexcept nogil:
     """Node s_i on the path s_0..s_L gets one return at relative depth L - i:
-    G_L = v_L, G_i = r(s_{i+1}) + discount * G_{i+1}."""
+    G_L = v_L, G_i = r(s_{i+1}) + gamma * G_{i+1}."""
     cdef Py_ssize_t n0 = <Py_ssize_t>b * (P.S + 1)
     cdef double ret = leaf_value
     cdef int node = leaf, depth = 0, parent
@@ -677,9 +679,9 @@ cdef void backup(Pools* P, int b, int leaf, double leaf_value) noexcept nogil:
             break
         parent = P.parent[n0 + node]
         if set_advantage(P, b, node,
-                         P.reward[n0 + node] + P.discount * P.value[n0 + node] - P.v_hat[n0 + parent]):
+                         P.reward[n0 + node] + P.gamma * P.value[n0 + node] - P.v_hat[n0 + parent]):
             rescan = True
-        ret = P.reward[n0 + node] + P.discount * ret
+        ret = P.reward[n0 + node] + P.gamma * ret
         node = parent
         depth += 1
     if rescan:
@@ -708,11 +710,11 @@ cdef void prepare_tree(Pools* P, int b, double root_value, bint gumbel_noise) no
 
 cdef int select_child(Pools* P, int b, int node) noexcept nogil:
     cdef Py_ssize_t n0 = <Py_ssize_t>b * (P.S + 1)
-    cdef Py_ssize_t e0 = (n0 + node) * P.K
+    cdef Py_ssize_t e0 = (n0 + node) * P.sampled_actions
     cdef int n_parent = P.visits[n0 + node] - 1  # N_s = sum of the children's visits
     cdef double sqrt_n = P.sqrt_visits[n_parent]
     cdef double c_term = P.c_term[n_parent]
-    # Never empty here (the official code then skips normalising): root forcing expands a root child first.
+    # Never empty here: root forcing expands a root child before the first pUCT choice.
     cdef double lo = P.adv_min[b]
     cdef double span = P.adv_max[b] - lo
     if span < P.value_delta_min:
@@ -748,21 +750,21 @@ cdef void select_tree(Pools* P, int b, int sims_done, int* parents, int* actions
     cdef int node = 0, edge, i
     if P.gumbel_root:
         edge = halving_child(P, b, sims_done)
-        while P.edge_child[n0 * P.K + edge] >= 0:
-            node = P.edge_child[n0 * P.K + edge]
-            edge = node * P.K + select_child(P, b, node)
+        while P.edge_child[n0 * P.sampled_actions + edge] >= 0:
+            node = P.edge_child[n0 * P.sampled_actions + edge]
+            edge = node * P.sampled_actions + select_child(P, b, node)
     elif sims_done < P.num_children[n0]:
         edge = sims_done  # root forcing: every sampled root child once, in order
     else:
         while True:
-            edge = node * P.K + select_child(P, b, node)
-            if P.edge_child[n0 * P.K + edge] < 0:
+            edge = node * P.sampled_actions + select_child(P, b, node)
+            if P.edge_child[n0 * P.sampled_actions + edge] < 0:
                 break
-            node = P.edge_child[n0 * P.K + edge]
+            node = P.edge_child[n0 * P.sampled_actions + edge]
     P.pending_parent[b] = node
     P.pending_edge[b] = edge
     parents[b] = node
-    cdef const int16_t* action = P.edge_action + (n0 * P.K + edge) * P.N
+    cdef const int16_t* action = P.edge_action + (n0 * P.sampled_actions + edge) * P.N
     for i in range(P.N):
         actions[<Py_ssize_t>b * P.N + i] = action[i]
 
@@ -772,7 +774,7 @@ cdef void expand_tree(Pools* P, int b, double value, double reward) noexcept nog
     cdef int leaf = P.num_nodes[b]
     P.num_nodes[b] = leaf + 1
     P.parent[n0 + leaf] = P.pending_parent[b]
-    P.edge_child[n0 * P.K + P.pending_edge[b]] = leaf
+    P.edge_child[n0 * P.sampled_actions + P.pending_edge[b]] = leaf
     P.v_hat[n0 + leaf] = value
     P.reward[n0 + leaf] = reward
     P.visits[n0 + leaf] = 0
@@ -782,11 +784,11 @@ cdef void expand_tree(Pools* P, int b, double value, double reward) noexcept nog
     backup(P, b, leaf, value)
 
 
-cdef int check_root_inputs(Pools* P, int b, const float* values, const float* probs, const uint8_t* legal,
+cdef int check_root_inputs(Pools* P, int b, const float* values, const float* probs, const uint8_t* avail_actions,
                            const float* noise, double noise_eps) noexcept nogil:
     if not isfinite(values[b]):
         return VALUE_NOT_FINITE
-    return root_cdfs(P, b, probs, legal, noise, noise_eps)
+    return root_cdfs(P, b, probs, avail_actions, noise, noise_eps)
 
 
 cdef int first_error(Pools* P) noexcept nogil:
@@ -857,7 +859,7 @@ def one_thread_at_a_time(method):
 cdef class SampledTrees:
     """B independent MAZero search trees over sampled joint actions, stepped in lockstep (compiled).
 
-    ``SampledTrees(num_roots, n_agents, n_actions, sampled_actions, num_simulations, *, rho, lam, discount,
+    ``SampledTrees(num_roots, n_agents, n_actions, sampled_actions, num_simulations, *, os_rho, os_lambda, gamma,
     pb_c_base=19652, pb_c_init=1.25, value_delta_min=0.01, seed=0, use_os_lambda=True, root_search="sampled",
     gumbel_c_visit=50.0, gumbel_c_scale=0.1)``
 
@@ -877,7 +879,7 @@ cdef class SampledTrees:
     """
     cdef Pools P
     cdef readonly int num_roots, n_agents, n_actions, sampled_actions, num_simulations
-    cdef readonly double rho, lam, discount, pb_c_base, pb_c_init, value_delta_min
+    cdef readonly double os_rho, os_lambda, gamma, pb_c_base, pb_c_init, value_delta_min
     cdef readonly bint use_os_lambda
     cdef readonly str root_search
     cdef readonly double gumbel_c_visit, gumbel_c_scale
@@ -891,11 +893,11 @@ cdef class SampledTrees:
         self.busy_in = None
 
     @one_thread_at_a_time
-    def __init__(self, num_roots, n_agents, n_actions, sampled_actions, num_simulations, *, rho, lam, discount,
+    def __init__(self, num_roots, n_agents, n_actions, sampled_actions, num_simulations, *, os_rho, os_lambda, gamma,
                  pb_c_base=19652, pb_c_init=1.25, value_delta_min=0.01, seed=0, use_os_lambda=True,
                  root_search="sampled", gumbel_c_visit=50.0, gumbel_c_scale=0.1):
-        p = _checks.tree_params(num_roots, n_agents, n_actions, sampled_actions, num_simulations, rho, lam,
-                                discount, pb_c_base, pb_c_init, value_delta_min, seed)
+        p = _checks.tree_params(num_roots, n_agents, n_actions, sampled_actions, num_simulations, os_rho, os_lambda,
+                                gamma, pb_c_base, pb_c_init, value_delta_min, seed)
         self.root_search, self.gumbel_c_visit, self.gumbel_c_scale = _checks.root_params(
             root_search, gumbel_c_visit, gumbel_c_scale)
         self._free_pools()  # only does something when __init__ is called again on a live object
@@ -904,9 +906,9 @@ cdef class SampledTrees:
         self.n_actions = p["n_actions"]
         self.sampled_actions = p["sampled_actions"]
         self.num_simulations = p["num_simulations"]
-        self.rho = p["rho"]
-        self.lam = p["lam"]
-        self.discount = p["discount"]
+        self.os_rho = p["os_rho"]
+        self.os_lambda = p["os_lambda"]
+        self.gamma = p["gamma"]
         self.pb_c_base = p["pb_c_base"]
         self.pb_c_init = p["pb_c_init"]
         self.value_delta_min = p["value_delta_min"]
@@ -916,10 +918,10 @@ cdef class SampledTrees:
         P.B = self.num_roots
         P.N = self.n_agents
         P.A = self.n_actions
-        P.K = self.sampled_actions
+        P.sampled_actions = self.sampled_actions
         P.S = self.num_simulations
-        P.one_minus_rho = 1.0 - self.rho
-        P.discount = self.discount
+        P.one_minus_rho = 1.0 - self.os_rho
+        P.gamma = self.gamma
         P.pb_c_base = self.pb_c_base
         P.pb_c_init = self.pb_c_init
         P.value_delta_min = self.value_delta_min
@@ -944,12 +946,12 @@ cdef class SampledTrees:
         P.lam_pow[0] = 1.0
         cdef int d
         for d in range(1, P.S + 1):
-            P.lam_pow[d] = P.lam_pow[d - 1] * self.lam
+            P.lam_pow[d] = P.lam_pow[d - 1] * self.os_lambda
         for d in range(P.S + 1):
             P.sqrt_visits[d] = sqrt(d)
             P.c_term[d] = P.pb_c_init + log((d + P.pb_c_base + 1.0) / P.pb_c_base)
         cdef int m, j
-        for m in range(1, P.K + 1):
+        for m in range(1, P.sampled_actions + 1):
             for j, d in enumerate(_checks.halving_schedule(m, P.S)):
                 P.halving[m * P.S + j] = d
         self._seed(p["seed"])
@@ -960,11 +962,11 @@ cdef class SampledTrees:
         """Carves every pool out of `base` (64-byte aligned); with base NULL only returns the size needed."""
         cdef Pools* P = &self.P
         cdef size_t off = 0
-        cdef size_t B = P.B, nodes = B * (P.S + 1), edges = nodes * P.K
+        cdef size_t B = P.B, nodes = B * (P.S + 1), edges = nodes * P.sampled_actions
         P.lam_pow = <double*>carve(base, &off, (P.S + 1) * sizeof(double))
         P.sqrt_visits = <double*>carve(base, &off, (P.S + 1) * sizeof(double))
         P.c_term = <double*>carve(base, &off, (P.S + 1) * sizeof(double))
-        P.halving = <int*>carve(base, &off, <size_t>(P.K + 1) * P.S * sizeof(int))
+        P.halving = <int*>carve(base, &off, <size_t>(P.sampled_actions + 1) * P.S * sizeof(int))
         P.parent = <int*>carve(base, &off, nodes * sizeof(int))
         P.visits = <int*>carve(base, &off, nodes * sizeof(int))
         P.num_children = <int*>carve(base, &off, nodes * sizeof(int))
@@ -995,18 +997,18 @@ cdef class SampledTrees:
         P.error_agent = <int*>carve(base, &off, B * sizeof(int))
         P.cdf = <double*>carve(base, &off, B * P.N * P.A * sizeof(double))
         P.row = <int16_t*>carve(base, &off, B * P.N * sizeof(int16_t))
-        P.root_log_prior = <double*>carve(base, &off, B * P.K * sizeof(double))
-        P.root_prior_ratio = <double*>carve(base, &off, B * P.K * sizeof(double))
-        P.root_score = <double*>carve(base, &off, B * P.K * sizeof(double))
-        P.completed_q = <double*>carve(base, &off, B * P.K * sizeof(double))
-        P.sigma = <double*>carve(base, &off, B * P.K * sizeof(double))
-        P.beam_prefix = <int16_t*>carve(base, &off, B * 2 * P.K * P.N * sizeof(int16_t))
-        P.beam_phi = <double*>carve(base, &off, B * 2 * P.K * sizeof(double))
-        P.beam_score = <double*>carve(base, &off, B * 2 * P.K * sizeof(double))
-        P.beam_parent = <int*>carve(base, &off, B * P.K * sizeof(int))
-        P.beam_action = <int16_t*>carve(base, &off, B * P.K * sizeof(int16_t))
+        P.root_log_prior = <double*>carve(base, &off, B * P.sampled_actions * sizeof(double))
+        P.root_prior_ratio = <double*>carve(base, &off, B * P.sampled_actions * sizeof(double))
+        P.root_score = <double*>carve(base, &off, B * P.sampled_actions * sizeof(double))
+        P.completed_q = <double*>carve(base, &off, B * P.sampled_actions * sizeof(double))
+        P.sigma = <double*>carve(base, &off, B * P.sampled_actions * sizeof(double))
+        P.beam_prefix = <int16_t*>carve(base, &off, B * 2 * P.sampled_actions * P.N * sizeof(int16_t))
+        P.beam_phi = <double*>carve(base, &off, B * 2 * P.sampled_actions * sizeof(double))
+        P.beam_score = <double*>carve(base, &off, B * 2 * P.sampled_actions * sizeof(double))
+        P.beam_parent = <int*>carve(base, &off, B * P.sampled_actions * sizeof(int))
+        P.beam_action = <int16_t*>carve(base, &off, B * P.sampled_actions * sizeof(int16_t))
         P.perturbed = <double*>carve(base, &off, B * P.A * sizeof(double))
-        P.beam_order = <int*>carve(base, &off, B * P.K * sizeof(int))
+        P.beam_order = <int*>carve(base, &off, B * P.sampled_actions * sizeof(int))
         return off
 
     cdef void _free_pools(self):
@@ -1043,18 +1045,18 @@ cdef class SampledTrees:
         self.phase = 0
 
     @one_thread_at_a_time
-    def prepare(self, values, probs, legal, noise, noise_eps, gumbel_noise=False):
+    def prepare(self, values, probs, avail_actions, noise, noise_eps, gumbel_noise=False):
         """Expands the B roots (starting a new search): ``values`` [B] f32 root v_hat (the depth-0 term of the root
-        value), ``probs`` [B, N, A] f32 policy, ``legal`` [B, N, A] bool, ``noise`` [B, N, A] f32 or None (e.g.
+        value), ``probs`` [B, N, A] f32 policy, ``avail_actions`` [B, N, A] bool, ``noise`` [B, N, A] f32 or None (e.g.
         Dirichlet samples) mixed in with weight ``noise_eps``. The Gumbel root takes ``noise=None`` and
         ``gumbel_noise``: True perturbs its joint log-prior with Gumbel noise (self-play, reanalysis), False
-        considers the K most probable joint actions (evaluation)."""
+        considers the K_s most probable joint actions (evaluation)."""
         cdef Pools* P = &self.P
         cdef bint use_gumbel_noise = _checks.gumbel_noise_param(gumbel_noise, P.gumbel_root, noise)
         shape = (P.B, P.N, P.A)
         values = checked("values", values, cnp.NPY_FLOAT32, np.float32, (P.B,))
         probs = checked("probs", probs, cnp.NPY_FLOAT32, np.float32, shape)
-        legal = checked("legal", legal, cnp.NPY_BOOL, np.bool_, shape)
+        avail_actions = checked("avail_actions", avail_actions, cnp.NPY_BOOL, np.bool_, shape)
         cdef double eps = _checks.noise_eps_param(noise_eps)
         cdef const float* noise_ptr = NULL
         if noise is not None:
@@ -1062,11 +1064,11 @@ cdef class SampledTrees:
             noise_ptr = <const float*>cnp.PyArray_DATA(noise)
         cdef const float* values_ptr = <const float*>cnp.PyArray_DATA(values)
         cdef const float* probs_ptr = <const float*>cnp.PyArray_DATA(probs)
-        cdef const uint8_t* legal_ptr = <const uint8_t*>cnp.PyArray_DATA(legal)
+        cdef const uint8_t* avail_ptr = <const uint8_t*>cnp.PyArray_DATA(avail_actions)
         cdef int b, B = P.B
         with nogil:
             for b in range(B):
-                P.error[b] = check_root_inputs(P, b, values_ptr, probs_ptr, legal_ptr, noise_ptr, eps)
+                P.error[b] = check_root_inputs(P, b, values_ptr, probs_ptr, avail_ptr, noise_ptr, eps)
             if first_error(P) < 0:  # every tree is checked before any tree changes
                 for b in range(B):
                     prepare_tree(P, b, values_ptr[b], use_gumbel_noise)
@@ -1104,7 +1106,7 @@ cdef class SampledTrees:
     def expand(self, values, rewards, probs):
         """Creates the leaf of the current simulation in every tree from the network output at the selected
         (parent, action): ``values`` [B] f32, ``rewards`` [B] f32, ``probs`` [B, N, A] f32 (the leaf's policy,
-        sampled without a legality mask), then backs up OS(lambda) values and the min-max statistics."""
+        sampled without an availability mask), then backs up OS(lambda) values and the min-max statistics."""
         if self.phase != 2:
             raise ValueError("expand() called without a preceding select()")
         cdef Pools* P = &self.P
@@ -1143,23 +1145,23 @@ cdef class SampledTrees:
 
     @one_thread_at_a_time
     def root_children(self):
-        """Padded statistics of the sampled root children (K = sampled_actions slots, lexicographic order):
-        ``actions`` [B, K, N] int32 (-1 pad), ``visits`` [B, K] int32, ``q_values`` [B, K] f32
-        (r + discount * V(child); 0 for unvisited children and padding, the completed Q v_mix for the Gumbel
-        root's unvisited children), ``priors`` [B, K] f32, ``beta_hat`` [B, K] f32 (equal to ``priors`` with
+        """Padded statistics of the sampled root children (K_s = sampled_actions slots, lexicographic order):
+        ``actions`` [B, K_s, N] int32 (-1 pad), ``visits`` [B, K_s] int32, ``q_values`` [B, K_s] f32
+        (r + gamma * V(child); 0 for unvisited children and padding, the completed Q v_mix for the Gumbel
+        root's unvisited children), ``priors`` [B, K_s] f32, ``beta_hat`` [B, K_s] f32 (equal to ``priors`` with
         tau = 1, see ptree's class docstring; the Gumbel root: both the joint prior pi~(a)), ``num_children`` [B]
-        int32, ``policy_target`` [B, K] f32 (visit shares n / sum n in float32; the Gumbel root: the improved
+        int32, ``policy_target`` [B, K_s] f32 (visit shares n / sum n in float32; the Gumbel root: the improved
         policy softmax(log pi~ + sigma(completed Q))), ``selected`` [B] int32 (the most visited child, first on
         ties; the Gumbel root: Sequential Halving's winner)."""
         self._check_prepared("root_children")
         cdef Pools* P = &self.P
-        cdef int B = P.B, K = P.K, N = P.N, b, c, i, child, m, total, most
-        actions = np.full((B, K, N), -1, dtype=np.int32)
-        visits = np.zeros((B, K), dtype=np.int32)
-        q_values = np.zeros((B, K), dtype=np.float32)
-        priors = np.zeros((B, K), dtype=np.float32)
+        cdef int B = P.B, sampled_actions = P.sampled_actions, N = P.N, b, c, i, child, m, total, most
+        actions = np.full((B, sampled_actions, N), -1, dtype=np.int32)
+        visits = np.zeros((B, sampled_actions), dtype=np.int32)
+        q_values = np.zeros((B, sampled_actions), dtype=np.float32)
+        priors = np.zeros((B, sampled_actions), dtype=np.float32)
         num_children = np.zeros(B, dtype=np.int32)
-        policy_target = np.zeros((B, K), dtype=np.float32)
+        policy_target = np.zeros((B, sampled_actions), dtype=np.float32)
         selected = np.zeros(B, dtype=np.int32)
         cdef int[:, :, ::1] actions_v = actions
         cdef int[:, ::1] visits_v = visits
@@ -1175,7 +1177,7 @@ cdef class SampledTrees:
         cdef Py_ssize_t n0, e0
         for b in range(B):
             n0 = <Py_ssize_t>b * (P.S + 1)
-            e0 = n0 * K
+            e0 = n0 * sampled_actions
             num_children_v[b] = P.num_children[n0]
             for c in range(P.num_children[n0]):
                 for i in range(N):
@@ -1184,16 +1186,16 @@ cdef class SampledTrees:
                 child = P.edge_child[e0 + c]
                 if child >= 0:
                     visits_v[b, c] = P.visits[n0 + child]
-                    q_v[b, c] = <float>(P.reward[n0 + child] + P.discount * P.value[n0 + child])
+                    q_v[b, c] = <float>(P.reward[n0 + child] + P.gamma * P.value[n0 + child])
             if P.gumbel_root:
                 m = root_sigma(P, b)
-                sigma = P.sigma + <Py_ssize_t>b * K
-                scores = P.root_score + <Py_ssize_t>b * K
-                log_prior = P.root_log_prior + <Py_ssize_t>b * K
+                sigma = P.sigma + <Py_ssize_t>b * sampled_actions
+                scores = P.root_score + <Py_ssize_t>b * sampled_actions
+                log_prior = P.root_log_prior + <Py_ssize_t>b * sampled_actions
                 # the improved policy softmax(log pi~ + sigma), in double as ptree._improved_policy
                 top = log_prior[0] + sigma[0]
                 for c in range(m):
-                    q_v[b, c] = <float>P.completed_q[<Py_ssize_t>b * K + c]
+                    q_v[b, c] = <float>P.completed_q[<Py_ssize_t>b * sampled_actions + c]
                     if log_prior[c] + sigma[c] > top:
                         top = log_prior[c] + sigma[c]
                 weight_sum = 0.0
@@ -1212,13 +1214,13 @@ cdef class SampledTrees:
                         selected_v[b] = c
             else:
                 total = 0
-                for c in range(K):
+                for c in range(sampled_actions):
                     total += visits_v[b, c]
                     if visits_v[b, c] > visits_v[b, selected_v[b]]:
                         selected_v[b] = c
                 if total < 1:
                     total = 1
-                for c in range(K):
+                for c in range(sampled_actions):
                     target_v[b, c] = (<float>visits_v[b, c]) / (<float>total)
         return dict(actions=actions, visits=visits, q_values=q_values, priors=priors, beta_hat=priors.copy(),
                     num_children=num_children, policy_target=policy_target, selected=selected)
@@ -1234,7 +1236,7 @@ cdef class SampledTrees:
         cdef Py_ssize_t n0, e0
         for b in range(P.B):
             n0 = <Py_ssize_t>b * (P.S + 1)
-            e0 = n0 * P.K
+            e0 = n0 * P.sampled_actions
             for c in range(P.num_children[n0]):
                 child = P.edge_child[e0 + c]
                 if child >= 0:
@@ -1254,6 +1256,25 @@ cdef class SampledTrees:
             for node in range(P.num_nodes[b]):
                 out_v[b, node] = <float>P.value[<Py_ssize_t>b * (P.S + 1) + node]
         return out
+
+    @one_thread_at_a_time
+    def node_children(self, b, node):
+        """The child edges of the node at pool index ``node`` of tree ``b``, in their (lexicographic) order:
+        ``(children [C] int32, priors [C] float64)``, the pool index of each child (-1 while not expanded) and its
+        prior beta_hat (the Gumbel root: pi~(a)), C = the node's number of children."""
+        self._check_prepared("node_children")
+        cdef Pools* P = &self.P
+        b, node = _checks.node_params(b, node, P.B, [P.num_nodes[t] for t in range(P.B)])
+        cdef Py_ssize_t n = <Py_ssize_t>b * (P.S + 1) + <int>node, e0 = n * P.sampled_actions
+        cdef int c, m = P.num_children[n]
+        children = np.empty(m, dtype=np.int32)
+        priors = np.empty(m, dtype=np.float64)
+        cdef int[::1] children_v = children
+        cdef double[::1] priors_v = priors
+        for c in range(m):
+            children_v[c] = P.edge_child[e0 + c]
+            priors_v[c] = P.edge_prior[e0 + c]
+        return children, priors
 
     @one_thread_at_a_time
     def advantage_bounds(self):

@@ -16,9 +16,10 @@ _MASK64 = 0xFFFFFFFFFFFFFFFF
 _MASK32 = 0xFFFFFFFF
 _PCG_MULT = 6364136223846793005
 _U32_TO_UNIT = 1.0 / 4294967296.0  # 2**-32: u32 * this is an exact double in [0, 1)
-# Added to every legal action's probability at the root before normalising (the official code does; docs/mcts.md, "Semantics").
+# Added to every available action's probability at the root before normalising, so that every available action can
+# be sampled however small its prior (docs/mcts.md, "Semantics").
 _ROOT_PRIOR_FLOOR = 1e-4
-# ceil(count * (1 - rho)) is taken after subtracting this, so 10 * (1 - 0.7) = 3.0000000000000004 keeps 3, not 4.
+# ceil(count * (1 - os_rho)) is taken after subtracting this, so 10 * (1 - 0.7) = 3.0000000000000004 keeps 3, not 4.
 _KEEP_EPS = 1e-9
 _LN2 = 0.6931471805599453  # log1mexp switches formulas at -log 2 (Maechler's accurate log(1 - e^x))
 
@@ -65,14 +66,15 @@ def truncated_gumbel(bound, maximum, perturbed):
 
 
 def keep_count(count, one_minus_rho):
-    """|U^rho_d| = max(1, ceil((1 - rho) * |U_d|)): how many of a depth's returns OS(lambda) keeps."""
+    """|U^rho_d| = max(1, ceil((1 - rho) * |U_d|)) (rho = os_rho): how many of a depth's returns OS(lambda) keeps."""
     keep = math.ceil(count * one_minus_rho - _KEEP_EPS)
     return keep if keep > 1 else 1
 
 
 class _Tree:
     """One search tree. Node i's latent sits at pool index i (0 = root, j + 1 = leaf of simulation j); node i's
-    child edges are edge slots i*K .. i*K + num_children[i] - 1, in ascending lexicographic joint-action order."""
+    child edges are edge slots i*K_s .. i*K_s + num_children[i] - 1 (K_s = sampled_actions), in ascending
+    lexicographic joint-action order."""
 
     __slots__ = ("rng", "num_nodes", "parent", "v_hat", "reward", "visits", "value", "adv", "num_children",
                  "edge_child", "edge_prior", "edge_action", "returns", "tops", "keeps", "return_sum",
@@ -138,34 +140,34 @@ class SampledTrees:
     returns ``parent_index[b]``, the pool index of the node to extend in tree b, so the caller gathers
     ``pool[parent_index, arange(B)]``, runs the network with ``actions`` and writes the result to ``pool[j + 1]``.
 
-    Semantics (docs/mcts.md, "Semantics"): each expanded node draws ``sampled_actions`` (K) joint actions i.i.d. (each
-    agent independently) and keeps the distinct ones as children, sorted lexicographically, with prior
-    beta_hat = count / K (the Sampled-MuZero prior Π p / Π beta * beta_hat reduces to beta_hat with tau = 1 because
+    Semantics (docs/mcts.md, "Semantics"): each expanded node draws ``sampled_actions`` (K_s) joint actions i.i.d.
+    (each agent independently) and keeps the distinct ones as children, sorted lexicographically, with prior
+    beta_hat = count / K_s (the Sampled-MuZero prior Π p / Π beta * beta_hat reduces to beta_hat with tau = 1 because
     p = beta at every node). The root samples from the masked prior normalise(m * ((1-eps) * pi~ + eps * eta~))
     with pi~ = normalise(m * pi + 1e-4 * m) (same for the noise eta); inner nodes sample from the raw ``probs``
-    without a legality mask. The first |T(root)| simulations visit the root children once each, in order; after
-    that every node picks argmax of
+    without an availability mask. The first |T(root)| simulations visit the root children once each, in order;
+    after that every node picks argmax of
     ``clip01((A - min) / max(value_delta_min, max - min)) + prior * sqrt(N) / (1 + n) * (pb_c_init + log((N +
-    pb_c_base + 1) / pb_c_base))`` with A = r + discount * V(child) - v_hat(node) (0 for an unvisited child) and
+    pb_c_base + 1) / pb_c_base))`` with A = r + gamma * V(child) - v_hat(node) (0 for an unvisited child) and
     min/max over the current A of every expanded non-root node. Exact score ties are broken uniformly at random
     with the tree's PCG32 stream (the official code breaks ties within 1e-6; exact ties keep the rule transitive
     and identical in both trees). V is OS(lambda):
-    ``sum_d lam^d * sum(top_d) / sum_d lam^d * |top_d|`` over the returns a node has received at each relative
-    depth d, top_d being the largest max(1, ceil((1 - rho) * count_d)) of them; with ``use_os_lambda=False`` V is
-    the plain mean of all returns (Sampled-MuZero backup). Tree b draws from PCG32(seed, b).
+    ``sum_d lambda^d * sum(top_d) / sum_d lambda^d * |top_d|`` (lambda = os_lambda) over the returns a node has
+    received at each relative depth d, top_d being the largest max(1, ceil((1 - os_rho) * count_d)) of them; with
+    ``use_os_lambda=False`` V is the plain mean of all returns (Sampled-MuZero backup). Tree b draws from PCG32(seed, b).
     ``root_search="gumbel"`` replaces the root's i.i.d. sampling, forcing and pUCT by Gumbel MuZero's root
-    (docs/gumbel.md): K distinct joint actions by Gumbel-top-k (stochastic beam search over the agents), visited by
+    (docs/gumbel.md): K_s distinct joint actions by Gumbel-top-k (stochastic beam search over the agents), visited by
     Sequential Halving; inner nodes are unchanged.
     One object serves one Python thread at a time: a call while another thread is inside a method of the same
     object raises RuntimeError, as in ctree.
     """
 
     @one_thread_at_a_time
-    def __init__(self, num_roots, n_agents, n_actions, sampled_actions, num_simulations, *, rho, lam, discount,
+    def __init__(self, num_roots, n_agents, n_actions, sampled_actions, num_simulations, *, os_rho, os_lambda, gamma,
                  pb_c_base=19652, pb_c_init=1.25, value_delta_min=0.01, seed=0, use_os_lambda=True,
                  root_search="sampled", gumbel_c_visit=50.0, gumbel_c_scale=0.1):
-        p = _checks.tree_params(num_roots, n_agents, n_actions, sampled_actions, num_simulations, rho, lam,
-                                discount, pb_c_base, pb_c_init, value_delta_min, seed)
+        p = _checks.tree_params(num_roots, n_agents, n_actions, sampled_actions, num_simulations, os_rho, os_lambda,
+                                gamma, pb_c_base, pb_c_init, value_delta_min, seed)
         self.root_search, self.gumbel_c_visit, self.gumbel_c_scale = _checks.root_params(
             root_search, gumbel_c_visit, gumbel_c_scale)
         self._gumbel_root = self.root_search == "gumbel"
@@ -174,21 +176,21 @@ class SampledTrees:
         self.n_actions = p["n_actions"]
         self.sampled_actions = p["sampled_actions"]
         self.num_simulations = p["num_simulations"]
-        self.rho = p["rho"]
-        self.lam = p["lam"]
-        self.discount = p["discount"]
+        self.os_rho = p["os_rho"]
+        self.os_lambda = p["os_lambda"]
+        self.gamma = p["gamma"]
         self.pb_c_base = p["pb_c_base"]
         self.pb_c_init = p["pb_c_init"]
         self.value_delta_min = p["value_delta_min"]
         self.use_os_lambda = bool(use_os_lambda)
-        self._one_minus_rho = 1.0 - self.rho
+        self._one_minus_rho = 1.0 - self.os_rho
         self._lam_pow = [1.0]
         for _ in range(self.num_simulations):
-            self._lam_pow.append(self._lam_pow[-1] * self.lam)
+            self._lam_pow.append(self._lam_pow[-1] * self.os_lambda)
         num_nodes = self.num_simulations + 1
         self._trees = [_Tree(Pcg32(p["seed"], b), num_nodes, num_nodes * self.sampled_actions)
                        for b in range(self.num_roots)]
-        # Sequential Halving's schedule for every possible number of root children m = 1..K
+        # Sequential Halving's schedule for every possible number of root children m = 1..sampled_actions
         self._halving = [None] + [_checks.halving_schedule(m, self.num_simulations)
                                   for m in range(1, self.sampled_actions + 1)]
         self._sims_done = 0
@@ -206,25 +208,25 @@ class SampledTrees:
         self._phase = "reset"
 
     @one_thread_at_a_time
-    def prepare(self, values, probs, legal, noise, noise_eps, gumbel_noise=False):
+    def prepare(self, values, probs, avail_actions, noise, noise_eps, gumbel_noise=False):
         """Expands the B roots (starting a new search): ``values`` [B] f32 root v_hat (the depth-0 term of the root
-        value), ``probs`` [B, N, A] f32 policy, ``legal`` [B, N, A] bool, ``noise`` [B, N, A] f32 or None (e.g.
+        value), ``probs`` [B, N, A] f32 policy, ``avail_actions`` [B, N, A] bool, ``noise`` [B, N, A] f32 or None (e.g.
         Dirichlet samples) mixed in with weight ``noise_eps``. The Gumbel root takes ``noise=None`` and
         ``gumbel_noise``: True perturbs its joint log-prior with Gumbel noise (self-play, reanalysis), False
-        considers the K most probable joint actions (evaluation)."""
+        considers the K_s most probable joint actions (evaluation)."""
         B, N, A = self.num_roots, self.n_agents, self.n_actions
         gumbel_noise = _checks.gumbel_noise_param(gumbel_noise, self._gumbel_root, noise)
         values = _checks.array("values", values, np.float32, (B,))
         probs = _checks.array("probs", probs, np.float32, (B, N, A))
-        legal = _checks.array("legal", legal, np.bool_, (B, N, A))
+        avail_actions = _checks.array("avail_actions", avail_actions, np.bool_, (B, N, A))
         noise_eps = _checks.noise_eps_param(noise_eps)
         if noise is not None:
             noise = _checks.array("noise", noise, np.float32, (B, N, A))
         _checks.finite("values", values)
-        _checks.probabilities("probs", probs, legal)
+        _checks.probabilities("probs", probs, avail_actions)
         if noise is not None:
-            _checks.probabilities("noise", noise, legal)
-        values_l, probs_l, legal_l = values.tolist(), probs.tolist(), legal.tolist()
+            _checks.probabilities("noise", noise, avail_actions)
+        values_l, probs_l, avail_l = values.tolist(), probs.tolist(), avail_actions.tolist()
         noise_l = noise.tolist() if noise is not None else None
         one_minus_eps = 1.0 - noise_eps
         for b, tree in enumerate(self._trees):
@@ -235,20 +237,20 @@ class SampledTrees:
             tree.visits[0] = 0
             tree.argmin = tree.argmax = -1
             if self._gumbel_root:
-                self._gumbel_children(tree, [self._masked(probs_l[b][i], legal_l[b][i]) for i in range(N)],
+                self._gumbel_children(tree, [self._masked(probs_l[b][i], avail_l[b][i]) for i in range(N)],
                                       gumbel_noise)
                 self._backup(tree, 0, values_l[b])
                 continue
             cdfs = []
             for i in range(N):
-                mask = legal_l[b][i]
+                mask = avail_l[b][i]
                 pi = self._masked(probs_l[b][i], mask)
                 if noise_l is not None:
                     eta = self._masked(noise_l[b][i], mask)
-                    weights = [one_minus_eps * pi[a] + noise_eps * eta[a] if mask[a] else 0.0 for a in range(A)]
+                    sampling_probs = [one_minus_eps * pi[a] + noise_eps * eta[a] if mask[a] else 0.0 for a in range(A)]
                 else:
-                    weights = pi
-                cdfs.append(self._cdf(weights))
+                    sampling_probs = pi
+                cdfs.append(self._cdf(sampling_probs))
             self._sample_children(tree, 0, cdfs)
             self._backup(tree, 0, values_l[b])
         self._sims_done = 0
@@ -257,11 +259,11 @@ class SampledTrees:
     @staticmethod
     def _masked(row, mask):
         # pi~ = normalise(pi * m + 1e-4 * m), summed left to right as in ctree
-        weights = [row[a] + _ROOT_PRIOR_FLOOR if mask[a] else 0.0 for a in range(len(row))]
+        floored = [row[a] + _ROOT_PRIOR_FLOOR if mask[a] else 0.0 for a in range(len(row))]
         total = 0.0
-        for w in weights:
-            total += w
-        return [w / total for w in weights]
+        for p in floored:
+            total += p
+        return [p / total for p in floored]
 
     @staticmethod
     def _cdf(weights):
@@ -283,7 +285,7 @@ class SampledTrees:
             raise ValueError("select() called twice without expand() in between")
         if self._sims_done >= self.num_simulations:
             raise ValueError(f"select() called after all num_simulations={self.num_simulations} simulations")
-        K = self.sampled_actions
+        sampled_actions = self.sampled_actions
         parents = np.empty(self.num_roots, dtype=np.int32)
         actions = np.empty((self.num_roots, self.n_agents), dtype=np.int32)
         for b, tree in enumerate(self._trees):
@@ -291,13 +293,13 @@ class SampledTrees:
                 node, edge = 0, self._halving_child(tree)
                 while tree.edge_child[edge] >= 0:
                     node = tree.edge_child[edge]
-                    edge = node * K + self._select_child(tree, node)
+                    edge = node * sampled_actions + self._select_child(tree, node)
             elif self._sims_done < tree.num_children[0]:
                 node, edge = 0, self._sims_done  # root forcing: every sampled root child once, in order
             else:
                 node = 0
                 while True:
-                    edge = node * K + self._select_child(tree, node)
+                    edge = node * sampled_actions + self._select_child(tree, node)
                     if tree.edge_child[edge] < 0:
                         break
                     node = tree.edge_child[edge]
@@ -327,7 +329,7 @@ class SampledTrees:
 
     def _completed_q(self, tree):
         """Gumbel MuZero's completed Q of the root children (Danihelka et al. 2022, Eq. 10 and App. D): the OS(lambda)
-        Q r + discount * V(child) where visited, else v_mix = (v_hat + sum_b N(b) / sum_{visited} pi(b) *
+        Q r + gamma * V(child) where visited, else v_mix = (v_hat + sum_b N(b) / sum_{visited} pi(b) *
         sum_{visited} pi(b) Q(b)) / (1 + sum_b N(b)), pi the joint prior pi~. Returns (completed Q, max_b N(b))."""
         m = tree.num_children[0]
         log_prior = tree.root_log_prior
@@ -345,7 +347,7 @@ class SampledTrees:
             child = tree.edge_child[c]
             if child >= 0:
                 n = tree.visits[child]
-                q[c] = tree.reward[child] + self.discount * tree.value[child]
+                q[c] = tree.reward[child] + self.gamma * tree.value[child]
                 visited[c] = True
                 prior = math.exp(log_prior[c] - top)  # pi(b) up to a common factor, which cancels
                 weighted += prior * q[c]
@@ -378,45 +380,45 @@ class SampledTrees:
         return [scale * ((value - lo) / span) for value in q], q
 
     def _gumbel_children(self, tree, priors, gumbel_noise):
-        """The root's children: K distinct joint actions by Gumbel-top-k over the factorised prior pi~ (``priors``, N
-        rows [A], 0 where illegal), by stochastic beam search over the agents (Kool et al. 2019): a beam of at most
-        K partial joint actions with log-prior phi and perturbed value G, G(empty) ~ Gumbel(0); agent i extends
-        each entry by its legal actions, phi + log pi~^i(a), whose Gumbel perturbations are shifted so that their
-        maximum equals the entry's G (`truncated_gumbel`); the K largest G (earlier first on ties) stay. Without
-        noise G = phi, an exact top-K by joint prior. Children are stored in lexicographic order, prior =
-        pi~(a)."""
+        """The root's children: K_s distinct joint actions by Gumbel-top-k over the factorised prior pi~ (``priors``,
+        N rows [A], 0 where unavailable), by stochastic beam search over the agents (Kool et al. 2019): a beam of at
+        most K_s partial joint actions with log-prior phi and perturbed value G, G(empty) ~ Gumbel(0); agent i
+        extends each entry by its available actions, phi + log pi~^i(a), whose Gumbel perturbations are shifted so
+        that their maximum equals the entry's G (`truncated_gumbel`); the K_s largest G (earlier first on ties)
+        stay. Without noise G = phi, an exact top-K_s by joint prior. Children are stored in lexicographic order,
+        prior = pi~(a)."""
         rng = tree.rng
-        K = self.sampled_actions
+        sampled_actions = self.sampled_actions
         beam = [((), 0.0, gumbel(rng) if gumbel_noise else 0.0)]  # (prefix, phi, G)
         for agent_prior in priors:
             log_prior = [math.log(p) if p > 0.0 else 0.0 for p in agent_prior]
-            legal = [a for a in range(len(agent_prior)) if agent_prior[a] > 0.0]
+            available = [a for a in range(len(agent_prior)) if agent_prior[a] > 0.0]
             best = []  # (G, prefix, phi), G descending, earlier first on ties
             for prefix, phi, bound in beam:
-                value = {a: phi + log_prior[a] + gumbel(rng) if gumbel_noise else phi + log_prior[a] for a in legal}
+                value = {a: phi + log_prior[a] + gumbel(rng) if gumbel_noise else phi + log_prior[a] for a in available}
                 maximum = -math.inf
-                for a in legal:
+                for a in available:
                     if value[a] > maximum:
                         maximum = value[a]
-                # The shift is increasing in the perturbed value, so only this entry's K best can enter the beam,
+                # The shift is increasing in the perturbed value, so only this entry's K_s best can enter the beam,
                 # in this order: the others' shifts are never computed.
                 order = []
-                for a in legal:
+                for a in available:
                     pos = len(order)
                     while pos > 0 and value[order[pos - 1]] < value[a]:
                         pos -= 1
-                    if pos < K:
+                    if pos < sampled_actions:
                         order.insert(pos, a)
-                        del order[K:]
+                        del order[sampled_actions:]
                 for a in order:
                     score = truncated_gumbel(bound, maximum, value[a]) if gumbel_noise else value[a]
                     pos = len(best)
                     while pos > 0 and best[pos - 1][0] < score:
                         pos -= 1
-                    if pos >= K:
+                    if pos >= sampled_actions:
                         break
                     best.insert(pos, (score, prefix + (a,), phi + log_prior[a]))
-                    del best[K:]
+                    del best[sampled_actions:]
             beam = [(prefix, phi, score) for score, prefix, phi in best]
         beam.sort(key=lambda entry: entry[0])
         tree.root_log_prior = [phi for _, phi, _ in beam]
@@ -431,7 +433,7 @@ class SampledTrees:
         n_parent = tree.visits[node] - 1  # N_s = sum of the children's visits
         sqrt_n = math.sqrt(n_parent)
         c_term = self.pb_c_init + math.log((n_parent + self.pb_c_base + 1.0) / self.pb_c_base)
-        # Never empty here (the official code then skips normalising): root forcing expands a root child first.
+        # Never empty here: root forcing expands a root child before the first pUCT choice.
         lo = tree.adv_min
         span = tree.adv_max - lo
         if span < self.value_delta_min:
@@ -468,7 +470,7 @@ class SampledTrees:
     def expand(self, values, rewards, probs):
         """Creates the leaf of the current simulation in every tree from the network output at the selected
         (parent, action): ``values`` [B] f32, ``rewards`` [B] f32, ``probs`` [B, N, A] f32 (the leaf's policy,
-        sampled without a legality mask), then backs up OS(lambda) values and the min-max statistics."""
+        sampled without an availability mask), then backs up OS(lambda) values and the min-max statistics."""
         if self._phase != "selected":
             raise ValueError("expand() called without a preceding select()")
         B, N, A = self.num_roots, self.n_agents, self.n_actions
@@ -493,7 +495,7 @@ class SampledTrees:
         self._phase = "ready"
 
     def _sample_children(self, tree, node, cdfs):
-        """K i.i.d. joint actions (sample-major, agent-minor draws), deduplicated, sorted, prior = count / K."""
+        """K_s i.i.d. joint actions (sample-major, agent-minor draws), deduplicated, sorted, prior = count / K_s."""
         rng = tree.rng
         counts = {}
         for _ in range(self.sampled_actions):
@@ -528,8 +530,8 @@ class SampledTrees:
     # ------------------------------------------------------------------------------------------------- backup
     def _backup(self, tree, leaf, leaf_value):
         """Node s_i on the path s_0..s_L gets one return at relative depth L - i:
-        G_L = v_L, G_i = r(s_{i+1}) + discount * G_{i+1}."""
-        discount = self.discount
+        G_L = v_L, G_i = r(s_{i+1}) + gamma * G_{i+1}."""
+        gamma = self.gamma
         ret = leaf_value
         node = leaf
         depth = 0
@@ -541,8 +543,8 @@ class SampledTrees:
                 break
             parent = tree.parent[node]
             rescan |= self._set_advantage(tree, node,
-                                          tree.reward[node] + discount * tree.value[node] - tree.v_hat[parent])
-            ret = tree.reward[node] + discount * ret
+                                          tree.reward[node] + gamma * tree.value[node] - tree.v_hat[parent])
+            ret = tree.reward[node] + gamma * ret
             node = parent
             depth += 1
         if rescan:
@@ -626,21 +628,22 @@ class SampledTrees:
 
     @one_thread_at_a_time
     def root_children(self):
-        """Padded statistics of the sampled root children (K = sampled_actions slots, lexicographic order):
-        ``actions`` [B, K, N] int32 (-1 pad), ``visits`` [B, K] int32, ``q_values`` [B, K] f32
-        (r + discount * V(child); 0 for unvisited children and padding, the completed Q v_mix for the Gumbel
-        root's unvisited children), ``priors`` [B, K] f32, ``beta_hat`` [B, K] f32 (equal to ``priors`` with
+        """Padded statistics of the sampled root children (K_s = sampled_actions slots, lexicographic order):
+        ``actions`` [B, K_s, N] int32 (-1 pad), ``visits`` [B, K_s] int32, ``q_values`` [B, K_s] f32
+        (r + gamma * V(child); 0 for unvisited children and padding, the completed Q v_mix for the Gumbel
+        root's unvisited children), ``priors`` [B, K_s] f32, ``beta_hat`` [B, K_s] f32 (equal to ``priors`` with
         tau = 1, see the class docstring; the Gumbel root: both the joint prior pi~(a)), ``num_children`` [B] int32,
-        ``policy_target`` [B, K] f32 (the visit shares n / sum n, computed in float32; the Gumbel root: the
+        ``policy_target`` [B, K_s] f32 (the visit shares n / sum n, computed in float32; the Gumbel root: the
         improved policy softmax(log pi~ + sigma(completed Q)) over its children), ``selected`` [B] int32 (the most
         visited child, first in order on ties; the Gumbel root: Sequential Halving's winner, the most visited
         child with the largest g + log pi~ + sigma(completed Q))."""
         self._check_prepared("root_children")
-        B, K, N = self.num_roots, self.sampled_actions, self.n_agents
-        out = dict(actions=np.full((B, K, N), -1, dtype=np.int32), visits=np.zeros((B, K), dtype=np.int32),
-                   q_values=np.zeros((B, K), dtype=np.float32), priors=np.zeros((B, K), dtype=np.float32),
-                   beta_hat=np.zeros((B, K), dtype=np.float32), num_children=np.zeros(B, dtype=np.int32),
-                   policy_target=np.zeros((B, K), dtype=np.float32), selected=np.zeros(B, dtype=np.int32))
+        B, N = self.num_roots, self.n_agents
+        slots = (B, self.sampled_actions)
+        out = dict(actions=np.full((*slots, N), -1, dtype=np.int32), visits=np.zeros(slots, dtype=np.int32),
+                   q_values=np.zeros(slots, dtype=np.float32), priors=np.zeros(slots, dtype=np.float32),
+                   beta_hat=np.zeros(slots, dtype=np.float32), num_children=np.zeros(B, dtype=np.int32),
+                   policy_target=np.zeros(slots, dtype=np.float32), selected=np.zeros(B, dtype=np.int32))
         for b, tree in enumerate(self._trees):
             m = tree.num_children[0]
             out["num_children"][b] = m
@@ -650,7 +653,7 @@ class SampledTrees:
                 child = tree.edge_child[c]
                 if child >= 0:
                     out["visits"][b, c] = tree.visits[child]
-                    out["q_values"][b, c] = tree.reward[child] + self.discount * tree.value[child]
+                    out["q_values"][b, c] = tree.reward[child] + self.gamma * tree.value[child]
             visits = out["visits"][b]
             if self._gumbel_root:
                 sigma, q = self._sigma(tree)
@@ -703,6 +706,18 @@ class SampledTrees:
         for b, tree in enumerate(self._trees):
             out[b, :tree.num_nodes] = tree.value[:tree.num_nodes]
         return out
+
+    @one_thread_at_a_time
+    def node_children(self, b, node):
+        """The child edges of the node at pool index ``node`` of tree ``b``, in their (lexicographic) order:
+        ``(children [C] int32, priors [C] float64)``, the pool index of each child (-1 while not expanded) and its
+        prior beta_hat (the Gumbel root: pi~(a)), C = the node's number of children."""
+        self._check_prepared("node_children")
+        b, node = _checks.node_params(b, node, self.num_roots, [t.num_nodes for t in self._trees])
+        tree = self._trees[b]
+        edges = range(node * self.sampled_actions, node * self.sampled_actions + tree.num_children[node])
+        return (np.array([tree.edge_child[e] for e in edges], dtype=np.int32),
+                np.array([tree.edge_prior[e] for e in edges], dtype=np.float64))
 
     @one_thread_at_a_time
     def advantage_bounds(self):

@@ -16,32 +16,72 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from utils.config_record import check_record, record_from_config
 from utils.value_transform import logits_to_scalar
 
+# The SearchConfig fields the trees (mcts.SampledTrees) take as keyword arguments of the same names.
+TREE_KEYS = ("os_rho", "os_lambda", "gamma", "pb_c_base", "pb_c_init", "value_delta_min", "use_os_lambda",
+             "root_search", "gumbel_c_visit", "gumbel_c_scale")
 
-def legal_or_all(legal):
-    """Availability masks with every action allowed for agents that have none.
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """What a search needs from the run's config; each field is the config key of the same name
+    (src/config/algs/mazero.yaml, docs/mcts.md), checked by config_checks' rule for that key."""
+    num_simulations: int  # S, simulations per search
+    sampled_actions: int  # K_s, joint actions sampled i.i.d. per expanded node (the Gumbel root: distinct ones)
+    os_rho: float  # rho of OS(lambda): keep the top ceil((1 - rho) n) returns per depth
+    os_lambda: float  # lambda of OS(lambda): weight lambda^d of depth-d returns
+    gamma: float  # discount of the rewards along a search path
+    pb_c_base: float  # c2 of the pUCT rule
+    pb_c_init: float  # c1 of the pUCT rule
+    value_delta_min: float  # delta, lower bound of the min-max normaliser's range
+    use_os_lambda: bool  # OS(lambda) backup; False = plain mean backup (Sampled MuZero's Q)
+    root_search: str  # "sampled" (K_s i.i.d. joint actions, pUCT) or "gumbel" (Gumbel MuZero's root, docs/gumbel.md)
+    gumbel_c_visit: float  # c_visit of the Gumbel root's sigma(q) = (c_visit + max N) * c_scale * q
+    gumbel_c_scale: float  # c_scale of the Gumbel root's sigma
+    root_dirichlet_alpha: float  # alpha of the root's Dirichlet noise (sampled root)
+    root_exploration_fraction: float  # epsilon, weight of the root's Dirichlet noise
+    value_support_size: int  # value head: two-hot over [-value_support_size, value_support_size] after h(x)
+    reward_support_size: int  # reward head: two-hot over [-reward_support_size, reward_support_size] after h(x)
+
+    def __post_init__(self):
+        check_record(self)
+
+    @classmethod
+    def from_config(cls, config, **overrides):
+        """The record read by field name from the config namespace `config`, `overrides` replacing values (the
+        reanalysis search: `num_simulations=reanalyse_num_simulations`)."""
+        return record_from_config(cls, config, **overrides)
+
+    def tree_kwargs(self):
+        """The keyword arguments of mcts.SampledTrees this config sets."""
+        return {name: getattr(self, name) for name in TREE_KEYS}
+
+
+def avail_or_all(avail_actions):
+    """Availability masks with every action available for agents that have none.
 
     The runner also asks for an action at an episode's final observation (a dummy, never executed), and the
     reanalysis searches past-the-end roots whose targets are masked; where an env reports no available action
     there, the search still needs a non-empty mask.
     """
-    legal = torch.as_tensor(legal).bool()
-    return legal | ~legal.any(-1, keepdim=True)
+    avail_actions = torch.as_tensor(avail_actions).bool()
+    return avail_actions | ~avail_actions.any(-1, keepdim=True)
 
 
 @dataclass
 class SearchStats:
-    """What a search leaves for the policy targets, per root; `...` is any batch shape, K = sampled_actions.
+    """What a search leaves for the policy targets, per root; `...` is any batch shape, K_s = sampled_actions.
 
     The controller stores these in the episode batch (`scheme`, one field per statistic under the same name), the
     replay keeps them per transition, and the learner reads them for the roots it does not reanalyse.
     """
-    joint_actions: torch.Tensor  # [..., K, N] long: the sampled joint actions of the root, -1 padded
-    visits: torch.Tensor  # [..., K] float: visit counts n(s, a), 0 for padding
-    q_values: torch.Tensor  # [..., K] float: r + gamma V^rho_lambda(child); the Gumbel root: completed Q if unvisited
+    joint_actions: torch.Tensor  # [..., K_s, N] long: the sampled joint actions of the root, -1 padded
+    visits: torch.Tensor  # [..., K_s] float: visit counts n(s, a), 0 for padding
+    q_values: torch.Tensor  # [..., K_s] float: r + gamma V^rho_lambda(child); Gumbel root: completed Q if unvisited
     network_value: torch.Tensor  # [...] float: the network's value v̂ of the root (the advantage baseline)
-    # [..., K] float: the policy target over the root's joint actions, 0 for padding: visit shares n / sum n (the
+    # [..., K_s] float: the policy target over the root's joint actions, 0 for padding: visit shares n / sum n (the
     # sampled root), the improved policy softmax(log pi~ + sigma(completed Q)) (the Gumbel root). None means visit
     # shares, the sampled root's target, so statistics built by hand (tests, benches) need not spell it out.
     policy_target: torch.Tensor = None
@@ -103,7 +143,7 @@ class SearchResult:
     root_values: np.ndarray  # [B] V^rho_lambda(root)
     policy_logits: torch.Tensor  # [B, N, A] network policy at the root ([B, 1, A^N] for agent: mazero_flat)
     num_children: np.ndarray  # [B] |T(root)|
-    # [B] long: the joint action to act with, an index into K: the most visited (first on ties) for the sampled
+    # [B] long: the joint action to act with, an index into K_s: the most visited (first on ties) for the sampled
     # root, Sequential Halving's winner for the Gumbel root; None means the most visited
     selected: torch.Tensor = None
 
@@ -173,22 +213,11 @@ def split_block(block, shapes):
 
 
 class MCTSSearch:
-    """Runs batched searches with a given model."""
+    """Runs batched searches with a given model, as `config` (a SearchConfig) says."""
 
-    def __init__(self, args, seed, tree_cls=None):
+    def __init__(self, config, seed, tree_cls=None):
+        self.config = config
         self.tree_cls = tree_cls  # None: mcts.SampledTrees (compiled if built), imported at the first search
-        self.num_simulations = args.num_simulations
-        self.sampled_actions = args.sampled_actions
-        self.tree_kwargs = dict(rho=args.os_rho, lam=args.os_lambda, discount=args.gamma,
-                                pb_c_base=args.pb_c_base, pb_c_init=args.pb_c_init,
-                                value_delta_min=args.value_delta_min, use_os_lambda=args.use_os_lambda,
-                                root_search=args.root_search, gumbel_c_visit=args.gumbel_c_visit,
-                                gumbel_c_scale=args.gumbel_c_scale)
-        self.gumbel_root = args.root_search == "gumbel"
-        self.dirichlet_alpha = args.root_dirichlet_alpha
-        self.exploration_fraction = args.root_exploration_fraction
-        self.value_support_size = args.value_support_size
-        self.reward_support_size = args.reward_support_size
         self.seed = seed
         self.rng = np.random.default_rng(seed)
         self.num_searches = 0
@@ -213,8 +242,9 @@ class MCTSSearch:
         seed = (self.seed * 1000003 + self.num_searches) % (2 ** 63)
         self.num_searches += 1
         # The tree works in the model's action space: N agents x A actions (MAZero) or 1 x A^N (agent: mazero_flat).
-        return self.tree_cls(num_roots, action_space.n_factors, action_space.factor_size, self.sampled_actions,
-                             self.num_simulations, seed=seed, **self.tree_kwargs)
+        config = self.config
+        return self.tree_cls(num_roots, action_space.n_factors, action_space.factor_size, config.sampled_actions,
+                             config.num_simulations, seed=seed, **config.tree_kwargs())
 
     def reseed(self, seed):
         """Restarts the random streams from `seed`: the Dirichlet noise and the trees' seeds. The learner reseeds
@@ -229,7 +259,7 @@ class MCTSSearch:
         pool = self._pool
         if (pool is None or pool.shape[1] < num_roots or pool.shape[2:] != latent.shape[1:]
                 or pool.dtype != latent.dtype or pool.device != latent.device):
-            pool = torch.empty(self.num_simulations + 1, num_roots, *latent.shape[1:], dtype=latent.dtype,
+            pool = torch.empty(self.config.num_simulations + 1, num_roots, *latent.shape[1:], dtype=latent.dtype,
                                device=latent.device)
             self._pool = pool
         return pool[:, :num_roots]
@@ -242,7 +272,7 @@ class MCTSSearch:
         cached = self._network
         if cached is not None and cached[0]() is model and cached[1] == device and cached[2] == model.training:
             return cached[3]
-        network = SearchNetwork(model, self.value_support_size, self.reward_support_size)
+        network = SearchNetwork(model, self.config.value_support_size, self.config.reward_support_size)
         latent = model.initial_inference(inputs)[0]
         tree_actions = torch.zeros(inputs.shape[0], model.action_space.n_factors, dtype=torch.long, device=device)
         traced = trace_search_network(network, inputs, latent, tree_actions)
@@ -250,20 +280,20 @@ class MCTSSearch:
         return traced
 
     @torch.no_grad()
-    def run(self, model, inputs, legal, add_noise):
+    def run(self, model, inputs, avail_actions, add_noise):
         """Search from B roots.
 
         model: a MAZero-family model (put in eval mode by the caller), on any device; inputs [B, N, D] float
-        tensor (moved to the model's device); legal [B, N, A] bool (numpy or tensor), each agent needs at least
-        one legal action; add_noise: root Dirichlet noise, or Gumbel noise for the Gumbel root (self-play and
-        reanalysis), or none (evaluation). The tree runs in `model.action_space` on the CPU; the result's joint
-        actions are per-agent actions [B, K, N], and the result is on the CPU except `policy_logits` (on the
-        model's device).
+        tensor (moved to the model's device); avail_actions [B, N, A] bool (numpy or tensor), each agent needs at
+        least one available action; add_noise: root Dirichlet noise, or Gumbel noise for the Gumbel root
+        (self-play and reanalysis), or none (evaluation). The tree runs in `model.action_space` on the CPU; the
+        result's joint actions are per-agent actions [B, K_s, N], and the result is on the CPU except
+        `policy_logits` (on the model's device).
         """
-        legal = torch.as_tensor(legal).bool()
-        B = legal.shape[0]
-        if not bool(legal.any(-1).all()):
-            raise ValueError("every agent needs at least one legal action at the root")
+        avail_actions = torch.as_tensor(avail_actions).bool()
+        B = avail_actions.shape[0]
+        if not bool(avail_actions.any(-1).all()):
+            raise ValueError("every agent needs at least one available action at the root")
         space = model.action_space
         device = next(model.parameters()).device
         inputs = inputs.to(device)
@@ -272,17 +302,12 @@ class MCTSSearch:
         latent, policy_logits, block = network.root(inputs)
         pred_values, probs = split_block(block, [(), (F, A)])
         trees = self._new_trees(B, space)
-        if self.gumbel_root:  # its noise is the Gumbel perturbation, drawn by the trees
-            trees.prepare(pred_values, probs, space.legal(legal).numpy(), None, 0.0, gumbel_noise=add_noise)
-        else:
-            noise = self.rng.dirichlet(np.full(A, self.dirichlet_alpha),
-                                       size=(B, F)).astype(np.float32) if add_noise else None
-            trees.prepare(pred_values, probs, space.legal(legal).numpy(), noise, self.exploration_fraction)
+        self._prepare(trees, pred_values, probs, space.encode_avail_actions(avail_actions).numpy(), add_noise)
 
         pool = self._pool_for(B, latent)
         pool[0] = latent
         batch_index = torch.arange(B, device=device)
-        for sim in range(self.num_simulations):
+        for sim in range(self.config.num_simulations):
             # Per simulation the tree's inputs go to the device and its outputs come back, one copy each way.
             parent_index, actions = trees.select()
             tree_inputs = torch.from_numpy(np.concatenate([np.asarray(parent_index, dtype=np.int64)[:, None],
@@ -291,16 +316,31 @@ class MCTSSearch:
             pool[sim + 1] = next_latent
             values, rewards, leaf_probs = split_block(block, [(), (), (F, A)])
             trees.expand(values, rewards, leaf_probs)
+        return search_result(trees, space, pred_values, policy_logits)
 
-        children = trees.root_children()
-        joint_actions = space.decode(torch.from_numpy(np.asarray(children["actions"], dtype=np.int64)))
-        stats = SearchStats(joint_actions=joint_actions,
-                            visits=torch.from_numpy(np.asarray(children["visits"], dtype=np.float32)),
-                            q_values=torch.from_numpy(np.asarray(children["q_values"], dtype=np.float32)),
-                            network_value=torch.from_numpy(pred_values),
-                            policy_target=torch.from_numpy(np.asarray(children["policy_target"], dtype=np.float32)))
-        return SearchResult(stats=stats, root_values=np.asarray(trees.root_values(), dtype=np.float32),
-                            policy_logits=policy_logits,
-                            num_children=np.asarray(children["num_children"], dtype=np.int64),
-                            selected=torch.from_numpy(np.asarray(children["selected"], dtype=np.int64)))
+    def _prepare(self, trees, pred_values, probs, avail_actions, add_noise):
+        """Expands the roots: with Dirichlet noise drawn here (the sampled root, `add_noise`), or with the Gumbel
+        perturbation the trees draw (the Gumbel root)."""
+        config = self.config
+        if config.root_search == "gumbel":
+            trees.prepare(pred_values, probs, avail_actions, None, 0.0, gumbel_noise=add_noise)
+            return
+        B, F, A = probs.shape
+        noise = self.rng.dirichlet(np.full(A, config.root_dirichlet_alpha),
+                                   size=(B, F)).astype(np.float32) if add_noise else None
+        trees.prepare(pred_values, probs, avail_actions, noise, config.root_exploration_fraction)
 
+
+def search_result(trees, space, pred_values, policy_logits):
+    """The SearchResult of finished `trees` whose actions live in `space`, with the root's network outputs."""
+    children = trees.root_children()
+    joint_actions = space.decode(torch.from_numpy(np.asarray(children["actions"], dtype=np.int64)))
+    stats = SearchStats(joint_actions=joint_actions,
+                        visits=torch.from_numpy(np.asarray(children["visits"], dtype=np.float32)),
+                        q_values=torch.from_numpy(np.asarray(children["q_values"], dtype=np.float32)),
+                        network_value=torch.from_numpy(pred_values),
+                        policy_target=torch.from_numpy(np.asarray(children["policy_target"], dtype=np.float32)))
+    return SearchResult(stats=stats, root_values=np.asarray(trees.root_values(), dtype=np.float32),
+                        policy_logits=policy_logits,
+                        num_children=np.asarray(children["num_children"], dtype=np.int64),
+                        selected=torch.from_numpy(np.asarray(children["selected"], dtype=np.int64)))

@@ -262,7 +262,7 @@ def load_models(args, learner, logger):
 def run_test_episodes(args, runner):
     """Exactly `test_nepisode` greedy episodes: whole batches of the runner's envs, of which the last counts only
     the episodes still missing; the runner logs test_* stats after the last one."""
-    for _ in range(-(-args.test_nepisode // runner.batch_size)):
+    for _ in range(-(-args.test_nepisode // runner.num_envs)):
         runner.run(test_mode=True)
 
 

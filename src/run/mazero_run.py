@@ -3,16 +3,20 @@ run.common.train_sequential.
 
 Each cycle collects one episode in each of the `batch_size_run` envs, stores the episodes transition by transition
 in MAZero's prioritised replay, then trains until updates = updates_per_env_step * t_env (training starts once
-`batch_size` transitions are stored). With `selfplay_workers: 0` (the default, like the official `train_sync`) the
-harness's runner collects in this process (the mazero_mac searches for every acting env at every step) while
-nothing trains; with N >= 1 the batch comes from the first of N self-play actors to finish one
+`batch_transitions` transitions are stored). With `selfplay_workers: 0` (the default, like the official
+`train_sync`) the harness's runner collects in this process (the mazero_mac searches for every acting env at every
+step) while nothing trains; with N >= 1 the batch comes from the first of N self-play actors to finish one
 (run/mazero_selfplay.py), which collect beside the learner (docs/mazero_scaleout.md, "Pipelined run"). Training is
 the data path this loop drives (learners/mazero_feed.py): replay -> reanalysis -> learner.update(batch, targets) ->
 priorities back to the replay.
 
 The log states where wall-clock goes (self-play search, env stepping and batch bookkeeping, reanalysis search,
-gradient steps, evaluation) so that users can size the budget keys (num_simulations, sampled_actions, batch_size,
-reanalyse_ratio, updates_per_env_step).
+gradient steps, evaluation) so that users can size the budget keys (num_simulations, sampled_actions,
+batch_transitions, reanalyse_ratio, updates_per_env_step).
+
+The loop's parts take their typed records (run/mazero_config.py), built once from the run's config; `args` serves
+only the harness's parts (run.common: runner, test, checkpoint paths and timing) and the controller's registry
+entry.
 
 Checkpoints hold everything a run needs to continue exactly ("Exact resume" in docs/mazero.md): the learner's
 files, the reanalysis queue, the replay buffer (`replay.th`) and `run_state.th` (the state_dict of the loop
@@ -31,9 +35,10 @@ import numpy as np
 import torch
 
 from components.mazero_replay import MAZeroReplayBuffer
-from learners import REGISTRY as le_REGISTRY
 from learners.mazero_feed import TrainingFeed
+from learners import REGISTRY as le_REGISTRY
 from run.common import LoopCounters, load_models, models_dir, run_test_episodes
+from run.mazero_config import build_mazero_config
 from run.mazero_selfplay import SelfPlayActors, build_mac, episode_records
 from utils.checkpoint import find_checkpoint, load_state, save_checkpoint
 from utils.run_identity import trained_on
@@ -93,17 +98,18 @@ def load_run_state(path, runner, mac, learner, buffer, logger):
 
 
 def warn_if_replay_exceeds_memory(buffer, logger):
-    """A notice naming buffer_size when the full replay would not fit in this machine's memory (it grows as it
-    fills, so the run starts; it stops with an error naming buffer_size if an allocation fails)."""
-    full_bytes = buffer.capacity * buffer.bytes_per_transition
+    """A notice naming buffer_transitions when the full replay would not fit in this machine's memory (it grows as
+    it fills, so the run starts; it stops with an error naming buffer_transitions if an allocation fails)."""
+    capacity = buffer.config.buffer_transitions
+    full_bytes = capacity * buffer.bytes_per_transition
     memory_bytes = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     if full_bytes > memory_bytes:
         fitting = memory_bytes // buffer.bytes_per_transition
         logger.console_logger.warning(
-            f"buffer_size={buffer.capacity} transitions of {buffer.bytes_per_transition} bytes take "
+            f"buffer_transitions={capacity} transitions of {buffer.bytes_per_transition} bytes take "
             f"{full_bytes / 1e9:.1f} GB when full, more than this machine's {memory_bytes / 1e9:.1f} GB: the replay "
             f"grows as it fills, so the run starts, but it runs out of memory before {fitting} transitions are "
-            f"stored; buffer_size={fitting // 2} takes half the memory")
+            f"stored; buffer_transitions={fitting // 2} takes half the memory")
 
 
 class TimeProfile:
@@ -144,15 +150,18 @@ class TimeProfile:
 
 
 class MAZeroLoop:
+    """The `mazero` run loop's steps; `args` is the run's config namespace, for the harness's parts only."""
+
     def __init__(self, args, logger, runner):
         self.args, self.logger, self.runner = args, logger, runner
         # With selfplay_workers >= 1 this controller and the runner's envs play only the test episodes.
-        self.mac, scheme = build_mac(args, runner)
-        self.learner = le_REGISTRY[args.learner](self.mac, scheme, logger, args)
-        self.buffer = MAZeroReplayBuffer(args.buffer_size, args.n_agents, self.mac.input_shape, args.n_actions,
-                                         args.sampled_actions, args.per_alpha, args.seed)
+        self.mac, _ = build_mac(args, runner)  # args now holds the env's n_agents and n_actions
+        self.config = build_mazero_config(args)
+        self.learner = le_REGISTRY[args.learner](self.mac, logger, self.config.learner)
+        self.buffer = MAZeroReplayBuffer(self.config.replay, self.mac.input_dim)
         warn_if_replay_exceeds_memory(self.buffer, logger)
-        self.feed = TrainingFeed(args, self.buffer, self.learner)  # replay -> reanalysis -> update -> priorities
+        # replay -> reanalysis -> update -> priorities
+        self.feed = TrainingFeed(self.config.reanalysis, self.buffer, self.learner)
         self.actors = None  # the self-play actors (selfplay_workers >= 1), started by start()
         self.weights_sent_at = 0  # update count of the weights the actors were last sent
         self.profile = None
@@ -168,8 +177,8 @@ class MAZeroLoop:
         return load_run_state(path, self.runner, self.mac, self.learner, self.buffer, self.logger)
 
     def start(self):
-        if self.args.selfplay_workers > 0:
-            self.actors = SelfPlayActors(self.args, self.runner.t_env)  # returns once the actors are up
+        if self.config.loop.selfplay_workers > 0:  # returns once the actors are up
+            self.actors = SelfPlayActors(self.args, self.config.loop, self.config.reanalysis, self.runner.t_env)
             self.send_weights()
             self.actors.request_all(self.learner.update_count > 0)
         self.profile = TimeProfile(self.runner.t_env, self.learner.update_count)
@@ -192,12 +201,13 @@ class MAZeroLoop:
             self.logger.log_stat(key, value, self.runner.t_env)
 
     def train(self, episode):
+        loop = self.config.loop
         with self.profile.measure("gradient", self.feed):
-            while (self.learner.update_count < int(self.args.updates_per_env_step * self.runner.t_env)
-                   and self.buffer.can_sample(self.args.batch_size)):
+            while (self.learner.update_count < int(loop.updates_per_env_step * self.runner.t_env)
+                   and self.buffer.can_sample()):
                 self.feed.train_step(self.runner.t_env)
                 if self.actors is not None and (self.learner.update_count - self.weights_sent_at
-                                                >= self.args.selfplay_refresh):
+                                                >= loop.selfplay_refresh):
                     self.send_weights()
 
     def test(self):

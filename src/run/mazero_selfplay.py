@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 
 def build_mac(args, runner):
-    """The controller for `runner`'s envs (args.mac), set up in the runner; it must store the search statistics."""
+    """The controller for `runner`'s envs (args.mac, built by the harness's registry from the run's `args`), set up
+    in the runner; it must store the search statistics."""
     _, mac_cls, (scheme, groups, preprocess) = env_scheme(args, runner)
     missing = [field for field in SearchStats.scheme(args.sampled_actions, args.n_agents) if field not in scheme]
     if missing:
@@ -44,10 +45,10 @@ def episode_records(episode_batch, mac):
     inputs = mac.build_inputs(episode_batch, slice(None))  # [B, T_max + 1, N, D]
     lengths = episode_batch["filled"][:, :, 0].sum(1) - 1  # filled rows = transitions + the final observation
     actions = episode_batch["actions"][..., 0]
-    avail = episode_batch["avail_actions"].bool()
+    avail_actions = episode_batch["avail_actions"].bool()
     rewards = episode_batch["reward"][..., 0]
     terminated = episode_batch["terminated"][..., 0]
-    return [(inputs[b, :T + 1], actions[b, :T], avail[b, :T + 1], rewards[b, :T], bool(terminated[b, T - 1]),
+    return [(inputs[b, :T + 1], actions[b, :T], avail_actions[b, :T + 1], rewards[b, :T], bool(terminated[b, T - 1]),
              SearchStats.from_episode_batch(episode_batch, (b, slice(0, T))))
             for b, T in enumerate(lengths.tolist())]
 
@@ -79,13 +80,14 @@ class StatsRecorder:
 
 
 class SelfPlayWorker:
-    """Body of a self-play Ray actor: its own runner, controller and model copy on the CPU, one torch thread."""
+    """Body of a self-play Ray actor: its own runner, controller and model copy on the CPU, one torch thread.
+    `runner_args`: the run's args, which the harness's registries build the runner and the controller from."""
 
-    def __init__(self, args, seed):
+    def __init__(self, runner_args, seed):
         from runners import REGISTRY as runner_REGISTRY
 
         torch.set_num_threads(1)
-        args = copy.copy(args)
+        args = copy.copy(runner_args)
         args.seed, args.env_args = seed, dict(args.env_args, seed=seed)
         args.use_cuda, args.device = False, "cpu"
         self.recorder = StatsRecorder()
@@ -96,12 +98,12 @@ class SelfPlayWorker:
     def pid(self):
         return os.getpid()
 
-    def collect(self, version, weights, training_started):
+    def collect(self, version, weight_refs, training_started):
         """One runner batch of training episodes: (episode_records, the runner's statistics, search seconds)."""
         import ray
 
         if version != self.version:
-            self.mac.agent.load_state_dict(ray.get(weights[0]))
+            self.mac.agent.load_state_dict(ray.get(weight_refs[0]))
             self.version = version
         self.mac.set_training_started(training_started)
         searched = self.mac.time_spent()["selfplay_search"]
@@ -111,19 +113,22 @@ class SelfPlayWorker:
 
 
 class SelfPlayActors:
-    """`args.selfplay_workers` self-play actors on Ray, one collection request in flight per actor."""
+    """`selfplay_workers` self-play actors on Ray, one collection request in flight per actor.
 
-    def __init__(self, args, start_t_env):
-        self.args = args
-        self.ray = import_ray(args, "selfplay_workers")
-        connect_ray(self.ray, args)
+    runner_args: the run's args, for the actors' runners and controllers (SelfPlayWorker); config: LoopConfig;
+    reanalysis: ReanalysisConfig (the Ray cluster to join, and the CPUs its workers take)."""
+
+    def __init__(self, runner_args, config, reanalysis, start_t_env):
+        self.runner_args, self.config = runner_args, config
+        self.ray = import_ray("selfplay_workers", config.selfplay_workers)
+        connect_ray(self.ray, reanalysis, config.selfplay_workers)
         self.start_t_env = start_t_env
-        self.replacements = [0] * args.selfplay_workers
-        self.failures = [0] * args.selfplay_workers  # deaths of each actor since it last delivered a batch
-        self.workers = [self._new_worker(index) for index in range(args.selfplay_workers)]
+        self.replacements = [0] * config.selfplay_workers
+        self.failures = [0] * config.selfplay_workers  # deaths of each actor since it last delivered a batch
+        self.workers = [self._new_worker(index) for index in range(config.selfplay_workers)]
         self.pending = {}  # ObjectRef -> actor index
         self.version = 0
-        self.weights = None
+        self.weight_refs = None  # [ObjectRef] of the weights of `version` in the object store
         self.search_seconds = 0.0  # the actors' self-play search, summed over them (logged: are they busy?)
         log.info(f"{len(self.workers)} self-play actors on Ray, pids {self.worker_pids()}")
 
@@ -139,7 +144,7 @@ class SelfPlayActors:
         """Requests from now on carry these weights (one ray.put; an actor loads them at its next request)."""
         self.version += 1
         state = {key: value.cpu() for key, value in model.state_dict().items()}
-        self.weights = [self.ray.put(state)]  # in a list: the actor fetches it once, not per call
+        self.weight_refs = [self.ray.put(state)]  # in a list: the actor fetches it once, not per call
 
     def request_all(self, training_started):
         """Asks every actor without a request in flight for a batch."""
@@ -167,7 +172,7 @@ class SelfPlayActors:
 
     def in_flight_episodes(self):
         """Episodes being collected now (a checkpoint does not hold them)."""
-        return len(self.pending) * self.args.batch_size_run
+        return len(self.pending) * self.config.batch_size_run
 
     def close(self):
         for worker in self.workers:
@@ -175,12 +180,12 @@ class SelfPlayActors:
         self.workers, self.pending = [], {}
 
     def _request(self, index, training_started):
-        ref = self.workers[index].collect.remote(self.version, self.weights, training_started)
+        ref = self.workers[index].collect.remote(self.version, self.weight_refs, training_started)
         self.pending[ref] = index
 
     def _new_worker(self, index):
-        seed = actor_seed(self.args.seed, self.start_t_env, index, self.replacements[index])
-        return self.ray.remote(SelfPlayWorker).options(num_cpus=1).remote(self.args, seed)
+        seed = actor_seed(self.config.seed, self.start_t_env, index, self.replacements[index])
+        return self.ray.remote(SelfPlayWorker).options(num_cpus=1).remote(self.runner_args, seed)
 
     def _replace(self, index, exc):
         self.failures[index] += 1

@@ -14,5 +14,5 @@ class EpisodeRunner(ParallelRunner):
                              f"(use runner=parallel for several envs)")
         super().__init__(args, logger)
 
-    def _make_env(self):
+    def make_env(self):
         return make_vec_env(self.args.env, self.env_args(), 1, self.args.env_args["seed"], in_process=True)

@@ -1,7 +1,7 @@
-"""`parallel` runner: collects one episode in each of `batch_size_run` envs per `run()` call.
+"""`parallel` runner: collects one episode in each of its `num_envs` (config `batch_size_run`) envs per `run()` call.
 
 It talks only to the vector-env interface (envs/vec_env.py): SMAX runs as one in-process vmapped batch, other envs
-as `spawn` worker processes. Step alignment in the batch (EPyMARL): step t holds the obs/state/avail seen before
+as `spawn` worker processes. Step alignment in the batch (EPyMARL): step t holds the obs/state/avail_actions seen before
 acting and the action, reward and terminated flag of that transition; an env's final step holds its last obs and a
 dummy action. A time-out (`info["episode_limit"]`) is stored as terminated=False so the learner bootstraps.
 `t_env` counts every transition of every training env; test episodes never advance it.
@@ -23,8 +23,8 @@ class ParallelRunner:
     def __init__(self, args, logger):
         self.args = args
         self.logger = logger
-        self.batch_size = args.batch_size_run
-        self.env = self._make_env()
+        self.num_envs = args.batch_size_run
+        self.env = self.make_env()
         self.env_info = self.env.get_env_info()
         self.episode_limit = self.env_info["episode_limit"]
         self.t = 0
@@ -38,8 +38,9 @@ class ParallelRunner:
         self.new_batch = None
         self.batch = None
 
-    def _make_env(self):
-        return make_vec_env(self.args.env, self.env_args(), self.batch_size, self.args.env_args["seed"])
+    def make_env(self):
+        """The vector env of `num_envs` envs this runner steps (a subclass may build another)."""
+        return make_vec_env(self.args.env, self.env_args(), self.num_envs, self.args.env_args["seed"])
 
     def env_args(self):
         """env_args plus the reward keywords (common_reward, reward_scalarisation) of the envs that take them."""
@@ -48,7 +49,7 @@ class ParallelRunner:
 
     def setup(self, scheme, groups, preprocess, mac):
         device = "cpu" if self.args.buffer_cpu_only else self.args.device
-        self.new_batch = partial(EpisodeBatch, scheme, groups, self.batch_size, self.episode_limit + 1,
+        self.new_batch = partial(EpisodeBatch, scheme, groups, self.num_envs, self.episode_limit + 1,
                                  preprocess=preprocess, device=device)
         self.mac = mac
 
@@ -90,9 +91,9 @@ class ParallelRunner:
         self.t = 0
 
     def run(self, test_mode=False):
-        """One episode per env; returns the EpisodeBatch [batch_size_run, episode_limit + 1]."""
+        """One episode per env; returns the EpisodeBatch [num_envs, episode_limit + 1]."""
         self.reset()
-        B = self.batch_size
+        B = self.num_envs
         all_envs = np.arange(B)
         self._write_observations(all_envs)
         self.mac.init_hidden(batch_size=B)

@@ -12,7 +12,7 @@ A grid file is YAML (docs/sweep.md):
     variants:                           # optional: named alternative settings (one run set each)
       s16: {num_simulations: 16}
     grid:                               # optional: every combination of these values
-      batch_size: [64, 128]
+      lr: [0.0005, 0.001]
 
 Every run gets its own name (config, env config, map, variant, grid values, seed), which is the name of its
 results folder inside the sweep folder.

@@ -18,8 +18,6 @@ from datetime import datetime
 
 from sweep.run_folder import read_json, write_json
 
-SACRED_FILES = ("config.json", "run.json", "info.json", "metrics.json")
-
 
 def _owner(attempts, sacred_id=None, token=None):
     """Index of the attempt whose outputs hold this Sacred record or checkpoint token."""

@@ -1,5 +1,10 @@
-"""Value normalisation (as in the official MAPPO): the critic predicts values in units of the running standard
-deviation of the returns it is trained on, so its targets stay near N(0, 1) whatever the reward scale."""
+"""Value normalisation (MAPPO's `use_valuenorm`): the critic predicts values in units of the running standard
+deviation of the returns it is trained on, so its targets stay near N(0, 1) whatever the reward scale.
+
+The statistics are the mean and variance of every return seen so far (`RunningMeanStd`, a parallel-variance
+merge); MAPPO's code (marlbenchmark/on-policy, utils/valuenorm.py) keeps debiased moving averages with
+beta 0.99999 instead and floors the variance at 1e-2.
+"""
 import torch
 
 from utils.rl_utils import RunningMeanStd

@@ -31,11 +31,11 @@ def unsquash(y):
 def scalar_to_two_hot(x, support_size, two_hot_target="exact"):
     """phi(h(x)): target distribution [..., 2*support_size+1] for scalars x [...].
 
-    Values outside the support are clipped to its ends (as the official code does). "exact" puts 1 - (y - floor y)
-    on floor(y) and y - floor(y) on the next bin. "official" is the official code's _phi: it writes the floor bin,
-    then overwrites the ceil bin with y - floor(y), so where y = h(x) is an exact integer (x = 0, or a clipped end)
-    floor = ceil gets 0 and the target is the all-zero vector, which adds no cross-entropy (docs/mazero.md, "Where
-    we differ from the official code").
+    Values outside the support are clipped to its ends (the head has no bins beyond them). "exact" puts
+    1 - (y - floor y) on floor(y) and y - floor(y) on the next bin. "official" is the official MAZero code's _phi: it
+    writes the floor bin, then overwrites the ceil bin with y - floor(y), so where y = h(x) is an exact integer
+    (x = 0, or a clipped end) floor = ceil gets 0 and the target is the all-zero vector, which adds no cross-entropy
+    (docs/mazero.md, "Where we differ from the official code").
     """
     if two_hot_target not in TWO_HOT_TARGETS:
         raise ValueError(f"two_hot_target must be one of {TWO_HOT_TARGETS}, got {two_hot_target!r}")

@@ -1,4 +1,4 @@
-"""Agent network registry (key `agent`): constructors called as REGISTRY[name](input_shape, args).
+"""Agent network registry (key `agent`): constructors called as REGISTRY[name](input_dim, args).
 
 `mazero` and `mazero_flat` are MAZero's centralised world models (src/modules/mazero/), not per-agent networks: the
 `mazero_mac` builds one for all agents.

@@ -1,17 +1,17 @@
 """EPyMARL's `rnn` agent: fc -> ReLU -> GRUCell (or a second fc + ReLU if `use_rnn` is False) -> fc.
 
-Shared across agents; inputs are flattened to [batch * n_agents, input_shape].
+Shared across agents; inputs are flattened to [batch * n_agents, input_dim].
 """
 import torch.nn as nn
 import torch.nn.functional as F
 
 
 class RNNAgent(nn.Module):
-    def __init__(self, input_shape, args):
+    def __init__(self, input_dim, args):
         super().__init__()
         self.hidden_dim = args.hidden_dim
         self.use_rnn = args.use_rnn
-        self.fc1 = nn.Linear(input_shape, args.hidden_dim)
+        self.fc1 = nn.Linear(input_dim, args.hidden_dim)
         if self.use_rnn:
             self.rnn = nn.GRUCell(args.hidden_dim, args.hidden_dim)
         else:

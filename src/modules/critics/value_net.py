@@ -6,10 +6,10 @@ import torch.nn.functional as F
 
 
 class ValueNet(nn.Module):
-    def __init__(self, input_shape, args):
+    def __init__(self, input_dim, args):
         super().__init__()
         self.use_rnn = args.use_rnn
-        self.fc1 = nn.Linear(input_shape, args.hidden_dim)
+        self.fc1 = nn.Linear(input_dim, args.hidden_dim)
         if self.use_rnn:
             self.rnn = nn.GRU(args.hidden_dim, args.hidden_dim, batch_first=True)
         else:

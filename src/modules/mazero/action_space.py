@@ -25,9 +25,9 @@ class PerAgentActions:
         """Actions in this space [..., n_factors] -> per-agent actions [..., N]."""
         return actions
 
-    def legal(self, avail):
-        """Per-agent availability [B, N, A] bool -> legal mask of this space [B, n_factors, factor_size]."""
-        return avail
+    def encode_avail_actions(self, avail_actions):
+        """Per-agent avail_actions [B, N, A] bool -> the availability mask of this space [B, n_factors, factor_size]."""
+        return avail_actions
 
 
 class JointActions:
@@ -52,10 +52,10 @@ class JointActions:
                               rounding_mode="floor") % self.n_actions
         return torch.where(actions < 0, torch.full_like(per_agent, -1), per_agent)
 
-    def legal(self, avail):
-        """A joint action is legal iff every agent's part is: the outer product of the per-agent masks."""
-        avail = torch.as_tensor(avail).bool()
-        joint = avail[:, 0]
+    def encode_avail_actions(self, avail_actions):
+        """A joint action is available iff every agent's part is: the outer product of the per-agent masks."""
+        avail_actions = torch.as_tensor(avail_actions).bool()
+        joint = avail_actions[:, 0]
         for i in range(1, self.n_agents):
-            joint = (joint.unsqueeze(-1) & avail[:, i].unsqueeze(1)).flatten(1)
+            joint = (joint.unsqueeze(-1) & avail_actions[:, i].unsqueeze(1)).flatten(1)
         return joint.unsqueeze(1)

@@ -7,7 +7,7 @@ per-agent actions [B, N] in `dynamics`; latents are [B, 1, H] and policy logits 
 `action_space` (JointActions), which the search driver, the learner and the controller map to and from per-agent
 actions.
 """
-from types import SimpleNamespace
+import dataclasses
 
 import torch.nn as nn
 
@@ -20,19 +20,21 @@ MAX_JOINT_ACTIONS = 4096
 
 
 class FlatMuZeroModel(nn.Module):
-    def __init__(self, input_shape, args):
+    """`input_dim` is the per-agent input size; `config` (a ModelConfig) describes the env's N agents and A actions,
+    and the core MAZeroModel gets it with one agent of A^N actions, no communication."""
+
+    def __init__(self, input_dim, config):
         super().__init__()
-        joint_size = args.n_actions ** args.n_agents
+        joint_size = config.n_actions ** config.n_agents
         if joint_size > MAX_JOINT_ACTIONS:
             raise ValueError(f"agent: mazero_flat needs one policy output per joint action, and this env has "
-                             f"n_actions ** n_agents = {args.n_actions} ** {args.n_agents} = {joint_size} joint "
+                             f"n_actions ** n_agents = {config.n_actions} ** {config.n_agents} = {joint_size} joint "
                              f"actions (limit {MAX_JOINT_ACTIONS}); use agent: mazero for this map")
-        self.n_agents = args.n_agents
-        self.action_space = JointActions(args.n_agents, args.n_actions)
-        single = SimpleNamespace(**vars(args))
-        single.n_agents, single.n_actions = 1, joint_size
-        single.use_communication, single.share_parameters = False, True
-        self.core = MAZeroModel(self.n_agents * input_shape, single)
+        self.n_agents = config.n_agents
+        self.action_space = JointActions(config.n_agents, config.n_actions)
+        single = dataclasses.replace(config, n_agents=1, n_actions=joint_size, use_communication=False,
+                                     share_parameters=True)
+        self.core = MAZeroModel(self.n_agents * input_dim, single)
 
     def represent(self, obs):
         """[B, N, D] -> latent [B, 1, H] of the concatenated observations."""

@@ -11,6 +11,7 @@ plus the SimSiam projection / prediction heads of the consistency loss.
 
 Every call takes [B, N, ...] tensors and runs all agents and all B roots at once.
 """
+import dataclasses
 import importlib
 import math
 import warnings
@@ -19,7 +20,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from config_checks import ConfigValueError, Int
 from modules.mazero.action_space import PerAgentActions
+from utils.config_record import check_record, record_from_config
 
 try:
     attention_kernel = importlib.import_module("modules.mazero.attention_kernel")
@@ -32,8 +35,8 @@ N_MAX_KERNEL = 64  # agents attention_kernel's backward takes (its per-query buf
 
 
 def _orthogonal_init(linear, zero=False):
-    # Official init: orthogonal weights with gain calculate_gain('relu'), zero biases; prediction heads'
-    # output layers are zero (uniform policy, zero value / reward at the start).
+    # Orthogonal weights with gain calculate_gain('relu') and zero biases; `zero` (the prediction heads' output
+    # layers) zeroes the weights too, so training starts from a uniform policy and zero value and reward.
     if zero:
         nn.init.zeros_(linear.weight)
     else:
@@ -67,7 +70,7 @@ class AgentLayerNorm(nn.Module):
 
 
 def _orthogonal_init_agents(linear, zero=False):
-    # Each agent's slice gets the official init on its own.
+    # Each agent's slice gets _orthogonal_init's initialisation on its own.
     if zero:
         nn.init.zeros_(linear.weight)
     else:
@@ -77,7 +80,7 @@ def _orthogonal_init_agents(linear, zero=False):
 
 
 class MLP(nn.Module):
-    """Stack of Linear -> ReLU -> LayerNorm blocks (the official `mlp`).
+    """Stack of Linear -> ReLU -> LayerNorm blocks.
 
     The output block is also Linear-ReLU-LN unless `value_out`, in which case it is a bare, zero-initialised Linear.
     With `n_agents`, every Linear and LayerNorm holds separate weights per agent (`share_parameters: False`) and the
@@ -146,33 +149,34 @@ class Communication(nn.Module):
         x = F.relu(self.embed(torch.cat([latent, actions_onehot], dim=-1))) + self.positions
         layers = self.encoder.layers
         if self.training and self.dropout > 0:
-            masks = self._dropout_masks(x.shape, len(layers), layers[0].linear1.out_features, x.dtype)
+            masks = dropout_masks(x.shape, len(layers), self.n_heads, layers[0].linear1.out_features, self.dropout,
+                                  x.dtype, self.positions.device)
         else:
             masks = [None] * len(layers)
         for layer, layer_masks in zip(layers, masks):
             x = _encoder_layer(x, layer, self.n_heads, layer_masks)
         return x
 
-    def _dropout_masks(self, shape, n_layers, ff_dim, dtype):
-        """Every dropout mask of one call in one draw: per layer the keep masks, scaled by 1 / (1 - p), of the
-        attention weights [B, N, N, heads], the attention output [B, N, H], the feed-forward hidden [B, N, ff] and
-        the feed-forward output [B, N, H]."""
-        B, N, H = shape
-        shapes = [(B, N, N, self.n_heads), (B, N, H), (B, N, ff_dim), (B, N, H)]
-        sizes = [math.prod(s) for s in shapes]
-        device = self.positions.device
-        if attention_kernel is not None and device.type == "cpu" and dtype in (torch.float32, torch.float64) \
-                and not torch.jit.is_tracing():  # a trace would not see the kernel's writes
-            # one 63-bit seed from torch's generator, the masks from attention_kernel's counter-based generator
-            scaled = torch.empty(n_layers, sum(sizes), dtype=dtype)
-            seed = int(torch.randint(0, 2 ** 63 - 1, ()))
-            attention_kernel.dropout_masks(scaled.view(-1).numpy(), seed, self.dropout)
-        else:
-            # in place on the uniform draw: two vectorised passes, where `>=` then a cast and a scale would be
-            # three allocating ones
-            scaled = torch.rand(n_layers, sum(sizes), dtype=dtype, device=device)
-            scaled.ge_(self.dropout).mul_(1.0 / (1.0 - self.dropout))
-        return [[part.view(s) for part, s in zip(row.split(sizes), shapes)] for row in scaled.unbind(0)]
+
+def dropout_masks(shape, n_layers, n_heads, ff_dim, p, dtype, device):
+    """Every dropout mask of one Communication call on x of `shape` [B, N, H], in one draw from torch's generator:
+    per layer of `n_layers` the keep masks, scaled by 1 / (1 - p), of the attention weights [B, N, N, n_heads], the
+    attention output [B, N, H], the feed-forward hidden [B, N, ff_dim] and the feed-forward output [B, N, H]."""
+    B, N, H = shape
+    shapes = [(B, N, N, n_heads), (B, N, H), (B, N, ff_dim), (B, N, H)]
+    sizes = [math.prod(s) for s in shapes]
+    if attention_kernel is not None and device.type == "cpu" and dtype in (torch.float32, torch.float64) \
+            and not torch.jit.is_tracing():  # a trace would not see the kernel's writes
+        # one 63-bit seed from torch's generator, the masks from attention_kernel's counter-based generator
+        scaled = torch.empty(n_layers, sum(sizes), dtype=dtype)
+        seed = int(torch.randint(0, 2 ** 63 - 1, ()))
+        attention_kernel.dropout_masks(scaled.view(-1).numpy(), seed, p)
+    else:
+        # in place on the uniform draw: two vectorised passes, where `>=` then a cast and a scale would be
+        # three allocating ones
+        scaled = torch.rand(n_layers, sum(sizes), dtype=dtype, device=device)
+        scaled.ge_(p).mul_(1.0 / (1.0 - p))
+    return [[part.view(s) for part, s in zip(row.split(sizes), shapes)] for row in scaled.unbind(0)]
 
 
 def _layer_weights(layer):
@@ -217,7 +221,7 @@ def _attention_compiled_backward(grad, qkv, weights, mask):
 
 def _layer_forward(x, weights, n_heads, eps, masks, attention=_attention_torch):
     """nn.TransformerEncoderLayer's function (post-LN, ReLU) on x [B, N, H], with `masks` from
-    Communication._dropout_masks or None, and the attention core `attention`; returns (output [B, N, H], what
+    `dropout_masks` or None, and the attention core `attention`; returns (output [B, N, H], what
     `_layer_backward` needs)."""
     w_in, b_in, w_out, b_out, g1, beta1, w1, b1, w2, b2, g2, beta2 = weights
     B, N, H = x.shape
@@ -297,7 +301,7 @@ def _kernel_takes(x):
 
 def _encoder_layer(x, layer, n_heads, masks):
     """`layer` (a post-LN, ReLU nn.TransformerEncoderLayer) on x [B, N, H]; `masks` from
-    Communication._dropout_masks, or None without dropout. With grad on the CPU: one _EncoderLayer node; otherwise
+    `dropout_masks`, or None without dropout. With grad on the CPU: one _EncoderLayer node; otherwise
     (the search, which traces this, and a model on a GPU) torch operations that autograd differentiates."""
     weights = _layer_weights(layer)
     if torch.is_grad_enabled() and _kernel_takes(x):
@@ -305,43 +309,77 @@ def _encoder_layer(x, layer, n_heads, masks):
     return _layer_forward(x, weights, n_heads, layer.norm1.eps, masks)[0]
 
 
-class MAZeroModel(nn.Module):
-    """MAZero model. `input_shape` is the per-agent input size built by the mazero controller."""
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """What a MAZero-family model needs from the run's config; each field is the config key of the same name
+    (src/config/algs/mazero.yaml, docs/mazero.md, "Model"), checked by config_checks' rule for that key. Layer
+    sizes are stored as tuples, so the record is hashable."""
+    n_agents: int  # N, agents (set from the env at run start)
+    n_actions: int  # A, actions per agent (set from the env at run start)
+    latent_dim: int  # H, per-agent latent size
+    representation_hidden: tuple  # hidden sizes of the representation MLP h
+    dynamics_hidden: tuple  # hidden sizes of the residual dynamics MLP g
+    head_hidden: tuple  # hidden sizes of the reward, value and policy heads
+    projection_hidden: int  # hidden size of the SimSiam projection P1
+    projection_dim: int  # output size of P1 and of the predictor P2
+    predictor_hidden: int  # hidden size of the SimSiam predictor P2
+    value_support_size: int  # value head: 2 * value_support_size + 1 bins over [-size, size] after h(x)
+    reward_support_size: int  # reward head: 2 * reward_support_size + 1 bins over [-size, size] after h(x)
+    feature_norm: bool  # LayerNorm on the raw agent input
+    use_communication: bool  # transformer communication e in the dynamics; False = agents' own latent only
+    attention_layers: int  # transformer encoder layers of e
+    attention_heads: int  # attention heads of e (they split latent_dim)
+    attention_ff_dim: int  # feed-forward size of e
+    attention_dropout: float  # dropout of e (active in training mode only)
+    share_parameters: bool  # one h, g, P for all agents; False = separate weights per agent
 
-    def __init__(self, input_shape, args):
+    def __post_init__(self):
+        for name in ("representation_hidden", "dynamics_hidden", "head_hidden"):
+            if isinstance(getattr(self, name), list):
+                object.__setattr__(self, name, tuple(getattr(self, name)))
+        check_record(self, n_agents=Int(1), n_actions=Int(1))
+        if self.latent_dim % self.attention_heads != 0:
+            raise ConfigValueError(f"ModelConfig: config key 'latent_dim' ({self.latent_dim}) must be divisible by "
+                                   f"attention_heads ({self.attention_heads})")
+
+    @classmethod
+    def from_config(cls, config, **overrides):
+        """The record read by field name from the config namespace `config`, `overrides` replacing values."""
+        return record_from_config(cls, config, **overrides)
+
+
+class MAZeroModel(nn.Module):
+    """MAZero model over `input_dim`, the per-agent input size the mazero controller builds."""
+
+    def __init__(self, input_dim, config):
         super().__init__()
-        if args.latent_dim % args.attention_heads != 0:
-            raise ValueError(f"latent_dim ({args.latent_dim}) must be divisible by attention_heads "
-                             f"({args.attention_heads})")
-        self.n_agents = args.n_agents
-        self.n_actions = args.n_actions
-        self.latent_dim = H = args.latent_dim
-        self.value_support_size = args.value_support_size
-        self.reward_support_size = args.reward_support_size
-        self.use_communication = args.use_communication
-        N, A = self.n_agents, self.n_actions
+        self.n_agents = N = config.n_agents
+        self.n_actions = A = config.n_actions
+        self.latent_dim = H = config.latent_dim
+        self.value_support_size = config.value_support_size
+        self.reward_support_size = config.reward_support_size
+        self.use_communication = config.use_communication
         self.action_space = PerAgentActions(N, A)  # the policy and the tree work in per-agent actions
 
         # share_parameters False: separate weights per agent for the local functions h, g and P (and h's feature
         # norm); the centralised e, R, V and the SimSiam heads have no per-agent part.
-        local = None if args.share_parameters else N
-        # "feature norm": LayerNorm over the raw observation (on for SMAC, off for the matrix game)
-        if not args.feature_norm:
+        local = None if config.share_parameters else N
+        if not config.feature_norm:
             self.feature_norm = nn.Identity()
         else:
-            self.feature_norm = nn.LayerNorm(input_shape) if local is None else AgentLayerNorm(N, input_shape)
-        self.representation = MLP(input_shape, args.representation_hidden, H, n_agents=local)
+            self.feature_norm = nn.LayerNorm(input_dim) if local is None else AgentLayerNorm(N, input_dim)
+        self.representation = MLP(input_dim, config.representation_hidden, H, n_agents=local)
         if self.use_communication:
-            self.communication = Communication(N, A, H, args.attention_layers, args.attention_heads,
-                                               args.attention_ff_dim, args.attention_dropout)
+            self.communication = Communication(N, A, H, config.attention_layers, config.attention_heads,
+                                               config.attention_ff_dim, config.attention_dropout)
         comm_dim = H if self.use_communication else 0
-        self.dynamics_net = MLP(H + A + comm_dim, args.dynamics_hidden, H, n_agents=local)
-        self.reward_head = MLP(N * (H + A), args.head_hidden, 2 * args.reward_support_size + 1, value_out=True)
-        self.value_head = MLP(N * H, args.head_hidden, 2 * args.value_support_size + 1, value_out=True)
-        self.policy_head = MLP(H, args.head_hidden, A, value_out=True, n_agents=local)
-        self.projection = nn.Sequential(MLP(N * H, [args.projection_hidden], args.projection_dim),
-                                        nn.LayerNorm(args.projection_dim))
-        self.projection_predictor = MLP(args.projection_dim, [args.predictor_hidden], args.projection_dim)
+        self.dynamics_net = MLP(H + A + comm_dim, config.dynamics_hidden, H, n_agents=local)
+        self.reward_head = MLP(N * (H + A), config.head_hidden, 2 * config.reward_support_size + 1, value_out=True)
+        self.value_head = MLP(N * H, config.head_hidden, 2 * config.value_support_size + 1, value_out=True)
+        self.policy_head = MLP(H, config.head_hidden, A, value_out=True, n_agents=local)
+        self.projection = nn.Sequential(MLP(N * H, [config.projection_hidden], config.projection_dim),
+                                        nn.LayerNorm(config.projection_dim))
+        self.projection_predictor = MLP(config.projection_dim, [config.predictor_hidden], config.projection_dim)
 
     # --- the six functions -------------------------------------------------------------------------------------
     def represent(self, obs):
@@ -355,7 +393,7 @@ class MAZeroModel(nn.Module):
         if self.use_communication:
             parts.append(self.communication(latent, actions_onehot))
         next_latent = latent + self.dynamics_net(torch.cat(parts, dim=-1))
-        # The reward head sees the post-transition latent together with the action (official code).
+        # The reward head sees the post-transition latent together with the joint action.
         reward_in = torch.cat([next_latent, actions_onehot], dim=-1).flatten(1)
         return next_latent, self.reward_head(reward_in)
 
