@@ -7,7 +7,7 @@ import yaml
 
 from config_checks import (NUMERIC_KEYS, ConfigValueError, boolean_keys, check_config, check_transition_keys,
                            coerce_booleans)
-from harness_helpers import REPO_ROOT, load_json, merged_config, run_main, sacred_runs
+from helpers.harness_helpers import REPO_ROOT, load_json, merged_config, run_main, sacred_runs
 from main import parse_value
 
 CONFIG_DIR = os.path.join(REPO_ROOT, "src", "config")

@@ -5,7 +5,7 @@ import pytest
 
 from envs.gymma import GymmaWrapper
 from envs.pettingzoo_env import module_name
-from harness_helpers import load_json, run_main, sacred_runs
+from helpers.harness_helpers import load_json, run_main, sacred_runs
 
 SPREAD = "pz-mpe-simple-spread-v3"
 

@@ -10,7 +10,7 @@ import yaml
 
 from envs.errors import SMACv2SetupError
 from envs.smacv2_env import SMACv2Env, scenario_env_args
-from harness_helpers import REPO_ROOT, load_json, sacred_runs
+from helpers.harness_helpers import REPO_ROOT, load_json, sacred_runs
 
 TESTS = os.path.dirname(os.path.abspath(__file__))
 FAKE_SMACV2 = os.path.join(TESTS, "fake_smacv2")

@@ -9,7 +9,7 @@ import pytest
 
 import torch
 
-from harness_helpers import MAIN, REPO_ROOT, load_json, run_main, sacred_runs
+from helpers.harness_helpers import MAIN, REPO_ROOT, load_json, run_main, sacred_runs
 from utils.checkpoint import CheckpointError, find_checkpoint, list_checkpoints, load_checkpoint, save_checkpoint
 
 
@@ -149,7 +149,7 @@ def test_checkpoints_of_presets_of_one_algorithm_load_into_each_other(tmp_path):
 def test_load_models_points_later_lookups_at_the_checkpoint_it_loaded(tmp_path):
     from types import SimpleNamespace
 
-    from harness_helpers import make_args
+    from helpers.harness_helpers import make_args
     from run.common import load_models
 
     for t_env in (100, 200):  # no checkpoint.json: only loading finds that 200 is damaged

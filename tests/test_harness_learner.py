@@ -4,7 +4,7 @@ import torch
 
 from components.episode_buffer import EpisodeBatch
 from controllers import REGISTRY as mac_REGISTRY
-from harness_helpers import make_args
+from helpers.harness_helpers import make_args
 from learners import REGISTRY as le_REGISTRY
 from modules.mixers import REGISTRY as mixer_REGISTRY
 from run.common import build_scheme

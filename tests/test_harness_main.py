@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from harness_helpers import load_json, merged_config, run_main, sacred_runs
+from helpers.harness_helpers import load_json, merged_config, run_main, sacred_runs
 
 TINY = ["t_max=60", "test_interval=30", "test_nepisode=4", "batch_size=8", "buffer_size=64",
         "log_interval=30", "runner_log_interval=30", "learner_log_interval=30", "save_git_info=False"]

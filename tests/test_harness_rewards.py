@@ -6,7 +6,7 @@ import torch
 from components.episode_buffer import ReplayBuffer
 from controllers import REGISTRY as mac_REGISTRY
 from envs.capabilities import check_reward_and_replay_keys
-from harness_helpers import load_json, make_args, merged_config, run_main, sacred_runs
+from helpers.harness_helpers import load_json, make_args, merged_config, run_main, sacred_runs
 from learners import REGISTRY as learner_REGISTRY
 from run.common import add_env_info, build_scheme
 from runners import REGISTRY as runner_REGISTRY

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness_helpers import load_json, run_main, sacred_runs
+from helpers.harness_helpers import load_json, run_main, sacred_runs
 from run.common import LoopCounters, train_sequential
 from utils.checkpoint import list_checkpoints
 from utils.logging import Logger

@@ -11,7 +11,7 @@ from controllers import REGISTRY as mac_REGISTRY
 from envs.matrix_game import MatrixGame
 from envs.multiagentenv import MultiAgentEnv
 from envs.vec_env import InProcessVecEnv, SubprocVecEnv
-from harness_helpers import REPO_ROOT, make_args
+from helpers.harness_helpers import REPO_ROOT, make_args
 from run.common import add_env_info, build_scheme
 from runners import REGISTRY as runner_REGISTRY
 

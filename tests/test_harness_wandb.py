@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness_helpers import load_json, run_main, sacred_runs
+from helpers.harness_helpers import load_json, run_main, sacred_runs
 from utils.logging import Logger
 
 BLOCK_SIZE = 32768  # W&B's transaction log (.wandb) uses LevelDB's log format: 32 KiB blocks of records

@@ -8,10 +8,10 @@ import torch
 
 from components.mazero_replay import MAZeroReplayBuffer, ReplayConfig
 from controllers.mazero_controller import MAZeroMAC
-from harness_helpers import load_json, run_main, sacred_runs
+from helpers.harness_helpers import load_json, run_main, sacred_runs
 from learners.mazero_learner import LearnerConfig, MAZeroLearner
-from mazero_args import SMALL, mazero_args
-from mazero_learner_helpers import make_feed
+from helpers.mazero_args import SMALL, mazero_args
+from helpers.mazero_learner_helpers import make_feed
 from mcts import ptree
 from mcts.search import MCTSSearch, SearchConfig, SearchStats
 from modules.agents import REGISTRY as agent_REGISTRY

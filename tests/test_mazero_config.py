@@ -5,7 +5,7 @@ import re
 import pytest
 import yaml
 
-from mazero_args import mazero_args
+from helpers.mazero_args import mazero_args
 from run.mazero_config import build_mazero_config
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "src", "config")

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from controllers.mazero_controller import MAZeroMAC
-from mazero_args import mazero_args
+from helpers.mazero_args import mazero_args
 from mcts import ptree
 from mcts.search import MCTSSearch, SearchResult, SearchStats
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from harness_helpers import REPO_ROOT
+from helpers.harness_helpers import REPO_ROOT
 from learners.mazero_learner import value_targets
-from mazero_args import mazero_args
+from helpers.mazero_args import mazero_args
 from mcts.search import MCTSSearch, SearchConfig, host_block, split_block
 from modules.mazero.model import MAZeroModel, ModelConfig
-from mazero_learner_helpers import filled_buffer, make_feed, make_learner
+from helpers.mazero_learner_helpers import filled_buffer, make_feed, make_learner
 
 torch.set_num_threads(1)
 GPU_BENCH = os.path.join(REPO_ROOT, "bench", "mazero_gpu.py")

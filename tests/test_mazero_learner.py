@@ -9,8 +9,8 @@ from mcts import ptree
 from components.mazero_replay import bootstrap_offsets, off_policy_td_steps
 from learners.mazero_learner import (joint_log_probs, n_step_value_targets, policy_target_weights,
                                      reanalyse_policy_targets, support_cross_entropy, value_targets)
-from mazero_args import mazero_args
-from mazero_learner_helpers import (ROWS, SMALL_NO_DROPOUT, batch_at, filled_buffer, make_feed, make_learner,
+from helpers.mazero_args import mazero_args
+from helpers.mazero_learner_helpers import (ROWS, SMALL_NO_DROPOUT, batch_at, filled_buffer, make_feed, make_learner,
                                     reanalysis_config, reanalysis_search, small_setup, unroll)
 from utils.value_transform import logits_to_scalar
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from config_checks import ConfigValueError
-from mazero_args import mazero_args
+from helpers.mazero_args import mazero_args
 import modules.mazero.model as model_module
 from modules.mazero.flat_model import FlatMuZeroModel
 from modules.mazero.model import (Communication, MAZeroModel, ModelConfig, _encoder_layer, _layer_forward,

@@ -12,7 +12,7 @@ import os
 import pytest
 import torch
 
-from mazero_args import mazero_args
+from helpers.mazero_args import mazero_args
 from modules.mazero.model import MAZeroModel, ModelConfig
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")

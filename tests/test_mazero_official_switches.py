@@ -10,8 +10,8 @@ from components.mazero_replay import MAZeroReplayBuffer, ReplayConfig
 from learners.mazero_learner import policy_loss_terms, support_cross_entropy, value_targets
 from learners.mazero_reanalyse import ReanalysisWorker, reanalyse_with_seed
 from mcts.search import SearchStats, avail_or_all
-from mazero_learner_helpers import ROWS, batch_at, make_feed, make_learner, reanalysis_config, small_setup, unroll
-from mazero_args import mazero_args
+from helpers.mazero_learner_helpers import ROWS, batch_at, make_feed, make_learner, reanalysis_config, small_setup, unroll
+from helpers.mazero_args import mazero_args
 from run.mazero_config import build_mazero_config
 from utils.config_record import record_from_config
 from utils.value_transform import logits_to_scalar, scalar_to_two_hot

@@ -10,9 +10,9 @@ import sys
 import pytest
 import torch
 
-from harness_helpers import load_json, run_main, sacred_runs
-from mazero_args import mazero_args
-from mazero_run_helpers import CHECKPOINT_T, train
+from helpers.harness_helpers import load_json, run_main, sacred_runs
+from helpers.mazero_args import mazero_args
+from helpers.mazero_run_helpers import CHECKPOINT_T, train
 from run.mazero_config import build_mazero_config
 from run.mazero_selfplay import SelfPlayActors
 from utils.checkpoint import list_checkpoints

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from harness_helpers import run_main
+from helpers.harness_helpers import run_main
 from learners.mazero_feed import TrainingFeed
 from learners.mazero_reanalyse import ReanalysisPool
-from mazero_args import mazero_args
-from mazero_learner_helpers import reanalysis_config
-from mazero_run_helpers import CHECKPOINT_T, assert_same_checkpoint, train
+from helpers.mazero_args import mazero_args
+from helpers.mazero_learner_helpers import reanalysis_config
+from helpers.mazero_run_helpers import CHECKPOINT_T, assert_same_checkpoint, train
 
 KILL_AT_UPDATE = 20  # after the checkpoint at update 15, so the resumed run (no kill) must match the killed one
 

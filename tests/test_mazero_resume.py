@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mazero_run_helpers import CHECKPOINT_T, assert_same_checkpoint, deterministic, train
+from helpers.mazero_run_helpers import CHECKPOINT_T, assert_same_checkpoint, deterministic, train
 from utils.checkpoint import list_checkpoints
 
 torch.set_num_threads(1)

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from harness_helpers import load_json, run_main, sacred_runs
+from helpers.harness_helpers import load_json, run_main, sacred_runs
 
 TINY = ["runner=episode", "batch_size_run=1", "t_max=50", "batch_transitions=8", "num_simulations=3",
         "sampled_actions=3", "reanalyse_ratio=0.5", "test_interval=30", "test_nepisode=2", "log_interval=30",
@@ -44,7 +44,7 @@ def test_a_replay_larger_than_memory_is_announced_naming_buffer_transitions(capl
     from types import SimpleNamespace
 
     from components.mazero_replay import MAZeroReplayBuffer, ReplayConfig
-    from mazero_args import mazero_args
+    from helpers.mazero_args import mazero_args
     from run.mazero_run import warn_if_replay_exceeds_memory
     from utils.config_record import record_from_config
 

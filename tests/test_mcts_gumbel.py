@@ -344,7 +344,7 @@ def test_gumbel_arguments_are_checked(module):
 
 
 def test_driver_with_the_gumbel_root():
-    from mazero_args import mazero_args
+    from helpers.mazero_args import mazero_args
     from mcts.search import MCTSSearch, SearchConfig
     from modules.mazero.model import MAZeroModel, ModelConfig
 
@@ -386,7 +386,7 @@ def test_controller_acts_with_the_halving_winner(test_mode):
     # A search result whose winner is not the most visited child: the Gumbel controller takes the winner, in
     # self-play (before and after the first update) and in evaluation; the sampled one the most visited child.
     from controllers.mazero_controller import MAZeroMAC
-    from mazero_args import mazero_args
+    from helpers.mazero_args import mazero_args
     from mcts.search import SearchResult, SearchStats
 
     N, A, OBS, sampled_actions = 2, 3, 4, 3
@@ -416,7 +416,7 @@ def test_controller_acts_with_the_halving_winner(test_mode):
 @pytest.mark.subprocess
 def test_a_gumbel_run_trains_end_to_end_on_the_matrix_game(tmp_path):
     # Self-play, reanalysis (half the batch) and noiseless-search evaluation, all with the Gumbel root.
-    from harness_helpers import load_json, run_main, sacred_runs
+    from helpers.harness_helpers import load_json, run_main, sacred_runs
 
     tiny = ["runner=episode", "batch_size_run=1", "t_max=80", "batch_transitions=8", "num_simulations=4",
             "sampled_actions=3", "reanalyse_ratio=0.5", "test_interval=40", "test_nepisode=2", "log_interval=40",

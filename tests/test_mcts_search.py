@@ -6,7 +6,7 @@ import torch
 
 from config_checks import ConfigValueError
 import mcts
-from mazero_args import mazero_args
+from helpers.mazero_args import mazero_args
 from mcts import ptree
 from mcts.search import MCTSSearch, SearchConfig
 from modules.mazero.model import MAZeroModel, ModelConfig

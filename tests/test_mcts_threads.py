@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import mcts
-from harness_helpers import REPO_ROOT
+from helpers.harness_helpers import REPO_ROOT
 from mcts import ptree
 
 MODULES = {"ctree": mcts.ctree, "ptree": ptree}

@@ -6,7 +6,7 @@ import torch
 from components.episode_buffer import EpisodeBatch
 from controllers import REGISTRY as mac_REGISTRY
 from controllers.basic_controller import BasicMAC
-from harness_helpers import make_args
+from helpers.harness_helpers import make_args
 from run.common import build_scheme
 
 torch.set_num_threads(1)

@@ -2,7 +2,7 @@
 records with EPyMARL's metric names; MAPPO solves the penalty game."""
 import pytest
 
-from harness_helpers import load_json, run_main, sacred_runs
+from helpers.harness_helpers import load_json, run_main, sacred_runs
 
 pytestmark = pytest.mark.subprocess
 

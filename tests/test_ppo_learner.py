@@ -7,7 +7,7 @@ import torch
 
 from components.episode_buffer import EpisodeBatch
 from controllers import REGISTRY as mac_REGISTRY
-from harness_helpers import make_args
+from helpers.harness_helpers import make_args
 from learners.ppo_learner import PPOLearner, clipped_surrogate, gae_advantages, value_loss
 from run.common import build_scheme
 from utils.value_norm import ValueNorm

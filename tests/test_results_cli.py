@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pytest
 
-from results_helpers import WIN, build_records, make_damaged_root, rows_of, run_cli, run_json
+from helpers.results_helpers import WIN, build_records, make_damaged_root, rows_of, run_cli, run_json
 from tools.results import cli
 
 mongomock = pytest.importorskip("mongomock")

@@ -7,7 +7,7 @@ import pytest
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 from sacred import Experiment  # noqa: E402
 from sacred.observers import FileStorageObserver  # noqa: E402
-from results_helpers import STEPS, log_metric, rows_of, run_cli, run_json  # noqa: E402
+from helpers.results_helpers import STEPS, log_metric, rows_of, run_cli, run_json  # noqa: E402
 
 
 BASE = {"num_simulations": 8, "sampled_actions": 4, "reanalyse_ratio": 0.1, "use_os_lambda": True}

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 pytest.importorskip("sqlalchemy")
-from results_helpers import rows_of, run_json  # noqa: E402
+from helpers.results_helpers import rows_of, run_json  # noqa: E402
 
 pytestmark = pytest.mark.subprocess
 

@@ -11,7 +11,7 @@ os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 mongomock = pytest.importorskip("mongomock")
 import mongomock.gridfs  # noqa: E402
 
-from results_helpers import BAD, RETURNS_ONLY, STEPS, WIN, build_records, by_key, make_damaged_root, run_dir  # noqa: E402
+from helpers.results_helpers import BAD, RETURNS_ONLY, STEPS, WIN, build_records, by_key, make_damaged_root, run_dir  # noqa: E402
 from tools.results.records import load_file_runs, load_mongo_runs, mark_stale, read_run_dir  # noqa: E402
 
 

@@ -10,7 +10,7 @@ import pytest
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 pytest.importorskip("sqlalchemy")
 from sacred.observers import FileStorageObserver, SqlObserver  # noqa: E402
-from results_helpers import BAD, RETURNS_ONLY, T_MAX, WIN, rows_of, run_cli, run_json, sacred_experiment  # noqa: E402
+from helpers.results_helpers import BAD, RETURNS_ONLY, T_MAX, WIN, rows_of, run_cli, run_json, sacred_experiment  # noqa: E402
 
 
 @pytest.fixture(scope="module")

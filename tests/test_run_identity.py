@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from harness_helpers import MAIN, REPO_ROOT, load_json, make_args, sacred_runs
+from helpers.harness_helpers import MAIN, REPO_ROOT, load_json, make_args, sacred_runs
 from utils.checkpoint import find_checkpoint, list_checkpoints, read_manifest
 from utils.run_identity import mismatch, trained_on, unique_token
 

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from harness_helpers import MAIN, REPO_ROOT, load_json, run_main, sacred_runs
+from helpers.harness_helpers import MAIN, REPO_ROOT, load_json, run_main, sacred_runs
 from utils.checkpoint import DiskFullError, UnsafeCheckpointError, load_state, save_checkpoint
 
 DiskUsage = namedtuple("DiskUsage", "total used free")  # shutil.disk_usage's result

@@ -9,7 +9,7 @@ import os
 import pytest
 import torch
 
-from harness_helpers import load_json, run_main, sacred_runs
+from helpers.harness_helpers import load_json, run_main, sacred_runs
 from tools.results.cli import main as results_main
 from utils.divergence import DivergenceError, check_finite
 

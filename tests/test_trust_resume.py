@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from harness_helpers import MAIN, REPO_ROOT, load_json, run_main, sacred_runs
+from helpers.harness_helpers import MAIN, REPO_ROOT, load_json, run_main, sacred_runs
 from tools.results.cli import main as results_main
 
 pytestmark = pytest.mark.subprocess

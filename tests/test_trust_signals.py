@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from harness_helpers import MAIN, REPO_ROOT
+from helpers.harness_helpers import MAIN, REPO_ROOT
 
 pytestmark = pytest.mark.subprocess
 

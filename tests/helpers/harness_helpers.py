@@ -6,7 +6,7 @@ import subprocess
 import sys
 from types import SimpleNamespace
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 MAIN = os.path.join(REPO_ROOT, "src", "main.py")
 
 

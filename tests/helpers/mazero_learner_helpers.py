@@ -9,7 +9,7 @@ import torch
 from components.mazero_replay import MAZeroReplayBuffer, ReplayConfig
 from learners.mazero_feed import TrainingFeed
 from learners.mazero_learner import LearnerConfig, MAZeroLearner, reanalyse_policy_targets, value_targets
-from mazero_args import SMALL, mazero_args
+from helpers.mazero_args import SMALL, mazero_args
 from mcts.search import MCTSSearch, SearchStats
 from modules.mazero.model import MAZeroModel, ModelConfig
 from run.mazero_config import build_mazero_config, reanalysis_search_config

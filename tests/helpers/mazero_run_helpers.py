@@ -7,7 +7,7 @@ import os
 import numpy as np
 import torch
 
-from harness_helpers import make_args
+from helpers.harness_helpers import make_args
 from run.common import run_sequential
 from run.mazero_run import MAZeroLoop
 from utils.logging import Logger
