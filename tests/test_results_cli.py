@@ -1,4 +1,4 @@
-"""`python -m tools.results` on real Sacred records (built by tests/results_helpers.py): numbers checked against values
+"""`python -m tools.results` on real Sacred records (built by tests/helpers/results_helpers.py): numbers checked against values
 worked out by hand from the logged curves, every output format, the Mongo source, damaged folders, bad input."""
 import csv
 import io
