@@ -54,6 +54,22 @@ def test_list(records, capsys):
     assert sorted((r["seed"], r["last"], r["best"]) for r in rows) == [(1, 21.0, 21.0), (2, 16.0, 16.0)]
 
 
+def test_repeated_root_reads_the_folders_together(records, capsys, tmp_path):
+    # the qmix records in one folder, the rest in another: read together they are the whole set
+    root, _ = records
+    split = tmp_path / "split"
+    shutil.copytree(os.path.join(root, "qmix"), split / "qmix_only" / "qmix")
+    for alg in os.listdir(root):
+        if alg != "qmix":
+            shutil.copytree(os.path.join(root, alg), split / "others" / alg)
+    whole = rows_of(run_json(capsys, "list", "--root", root), "runs")
+    both = rows_of(run_json(capsys, "list", "--root", str(split / "qmix_only"), "--root", str(split / "others")),
+                   "runs")
+    key = lambda row: (row["alg"], row["map"], row["seed"], row["status"], row["last"])  # noqa: E731
+    assert sorted(map(key, both)) == sorted(map(key, whole))
+    assert {row["id"].split("/")[0] for row in both} == {"qmix_only", "others"}
+
+
 def test_list_filters(records, capsys):
     root, _ = records
 

@@ -1,5 +1,6 @@
 """`python -m tools.results {list,compare,plot,aggregate,profile}`: query Sacred records (see docs/results.md)."""
 import argparse
+import dataclasses
 import math
 import os
 import re
@@ -135,9 +136,10 @@ def _common_parser():
     """The source, selection, grouping, metric and format options every sub-command takes."""
     common = argparse.ArgumentParser(add_help=False)
     source = common.add_argument_group("source (one of)")
-    source.add_argument("--root",
+    source.add_argument("--root", action="append",
                         help=f"FileStorageObserver directory, searched recursively (default: the repository's "
-                             f"{DEFAULT_ROOT}, found from any working directory)")
+                             f"{DEFAULT_ROOT}, found from any working directory); repeat it to read several "
+                             f"together (run ids then start with each folder's name)")
     source.add_argument("--mongo", metavar="URL",
                         help="MongoDB of a Sacred MongoObserver: mongodb://host:port, host:port, or host:port:db "
                              "(the form of Sacred's -m flag)")
@@ -279,12 +281,16 @@ def load_runs(args):
     if args.sql:
         print(f"reading {args.sql}", file=sys.stderr)
         return load_sql_runs(args.sql)
-    root = args.root or default_root()
-    if args.root is None and not os.path.isdir(root):
-        raise RecordError(f"results directory not found: {os.path.abspath(root)} (no run recorded yet? "
+    roots = args.root or [default_root()]
+    if args.root is None and not os.path.isdir(roots[0]):
+        raise RecordError(f"results directory not found: {os.path.abspath(roots[0])} (no run recorded yet? "
                           f"give --root DIR, --mongo URL or --sql URL)")
-    print(f"reading {os.path.abspath(root)}", file=sys.stderr)
-    return load_file_runs(root)
+    runs = []
+    for root in roots:
+        print(f"reading {os.path.abspath(root)}", file=sys.stderr)
+        prefix = f"{os.path.basename(os.path.abspath(root))}/" if len(roots) > 1 else ""
+        runs += [dataclasses.replace(run, id=prefix + run.id) for run in load_file_runs(root)]
+    return runs
 
 
 def main(argv=None):
