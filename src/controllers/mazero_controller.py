@@ -52,7 +52,7 @@ class MAZeroMAC:
         model_config = ModelConfig.from_config(args)
         self.agent = agent_REGISTRY[self.config.agent](self.input_dim, model_config).to(self.config.device).eval()
         self.search = MCTSSearch(self.search_config, seed=self.config.seed)
-        self.rng = np.random.default_rng([self.config.seed, 1])  # action sampling; independent of the search's
+        self.rng = np.random.default_rng([self.config.seed, 1])  # action sampling, apart from the search's RNG
         self.search_seconds = 0.0  # wall-clock of self-play searches (time_spent)
         self.test_search_seconds = 0.0
         self.training_started = False  # set_training_started: the learner has made an update
