@@ -228,11 +228,13 @@ NUMERIC_KEYS = {
 
 TWO_HOT_TARGETS = ("exact", "official")  # two_hot_target (utils/value_transform.py)
 LATENT_GRAD_SCALE_PLACES = ("next_step", "latent")  # latent_grad_scale_at (learners/mazero_learner.py)
+GUMBEL_SELFPLAY_ACTIONS = ("winner", "visits")  # gumbel_selfplay_action (controllers/mazero_controller.py)
 
 SETTING_KEYS = {
     # MAZero learner (docs/mazero.md, "Where we differ from the official code")
     "policy_loss": OneOf(("awpo", "bc")),
     "root_search": OneOf(("sampled", "gumbel")),  # mcts.search / docs/gumbel.md
+    "gumbel_selfplay_action": OneOf(GUMBEL_SELFPLAY_ACTIONS),
     "two_hot_target": OneOf(TWO_HOT_TARGETS),
     "latent_grad_scale_at": OneOf(LATENT_GRAD_SCALE_PLACES),
     "timeout_terminal": OneOf((True, False)),

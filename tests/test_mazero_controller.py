@@ -108,6 +108,45 @@ def test_acting_temperature_decay_sharpens_the_visit_distribution_on_the_officia
     assert share_of_first_child(900) == pytest.approx(256 / 272, abs=0.02)
 
 
+def _stub_gumbel_search(mac, selected):
+    """The search returns four candidates, child j playing action j for agent 0, visits 4:2:1:1, winner `selected`."""
+    K = mac.search_config.sampled_actions
+    candidates = np.zeros((1, K, N), dtype=np.int64)
+    candidates[0, :, 0] = np.arange(K)
+    stats = SearchStats(joint_actions=torch.from_numpy(candidates), visits=torch.tensor([[4.0, 2.0, 1.0, 1.0]]),
+                        q_values=torch.zeros(1, K), network_value=torch.zeros(1),
+                        policy_target=torch.tensor([[0.1, 0.2, 0.3, 0.4]]))
+    mac.search.run = lambda *a, **k: SearchResult(stats=stats, root_values=np.zeros(1), policy_logits=None,
+                                                  num_children=np.array([K]), selected=torch.tensor([selected]))
+
+
+@pytest.mark.parametrize("started", [False, True])
+def test_the_gumbel_root_acts_with_the_winner_or_from_the_visits(started):
+    batch = _batch(B=1)
+
+    def first_actions(mac, n):
+        return np.array([int(mac.select_actions(batch, 0, t_env=0, test_mode=False)[0][0, 0]) for _ in range(n)])
+
+    winner = _mac(root_search="gumbel")  # gumbel_selfplay_action "winner", Gumbel MuZero's rule
+    _stub_gumbel_search(winner, selected=3)
+    winner.set_training_started(started)
+    assert set(first_actions(winner, 20)) == {3}  # the winner, whatever the visits and before or after training
+    visits = _mac(root_search="gumbel", gumbel_selfplay_action="visits")
+    _stub_gumbel_search(visits, selected=3)
+    visits.set_training_started(started)
+    shares = np.bincount(first_actions(visits, 4000), minlength=4) / 4000
+    # the sampled root's rules: uniform among the candidates before the first update, then visits 4:2:1:1
+    expected = [0.25] * 4 if started is False else [0.5, 0.25, 0.125, 0.125]
+    assert shares == pytest.approx(expected, abs=0.03)  # 4000 draws: sd < 0.008
+    assert _mac(root_search="gumbel", gumbel_selfplay_action="visits").select_actions(batch, 0, t_env=0,
+                                                                                     test_mode=True).shape == (1, N)
+
+
+def test_gumbel_selfplay_action_is_checked():
+    with pytest.raises(ValueError, match="gumbel_selfplay_action"):
+        _mac(gumbel_selfplay_action="argmax")
+
+
 def test_test_mode_without_mcts_is_masked_policy_argmax_and_skips_search():
     mac = _mac(test_mcts=False)
     with torch.no_grad():

@@ -3,8 +3,9 @@
 Training: the root is searched with Dirichlet noise and the joint action is sampled from the root visit counts of
 the sampled joint actions (temperature 1, or the decaying schedule of `acting_temperature_decay`); before the
 learner's first update (the run loop says when, through `set_training_started`) it is drawn uniformly among the
-root's sampled joint actions, as the official worker does (docs/mazero.md, "Acting"). The search statistics go into
-the episode batch (`extra_scheme`).
+root's sampled joint actions, as the official worker does (docs/mazero.md, "Acting"). With `root_search: gumbel`
+self-play takes Sequential Halving's winner, or with `gumbel_selfplay_action: visits` the same visit-count rules
+(docs/gumbel.md). The search statistics go into the episode batch (`extra_scheme`).
 Test: noiseless search and the most visited joint action (`test_mcts: True`, the official default), or the argmax
 of each agent's masked policy without search (`test_mcts: False`, paper Table 8).
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from config_checks import MAZERO_PARTS, Int, OneOf
+from config_checks import GUMBEL_SELFPLAY_ACTIONS, MAZERO_PARTS, Int, OneOf
 from mcts.search import MCTSSearch, SearchConfig, SearchStats, avail_or_all
 from modules.agents import REGISTRY as agent_REGISTRY
 from modules.mazero.model import ModelConfig
@@ -32,13 +33,16 @@ class ActingConfig:
     obs_last_action: bool  # append the previous one-hot action to each agent's input
     obs_agent_id: bool  # append the one-hot agent id to each agent's input
     acting_temperature_decay: bool  # self-play samples visits^(1/T), T = 1 / 0.5 / 0.25 over the run
+    # The Gumbel root's self-play action: "winner" (Sequential Halving's, Gumbel MuZero's) or "visits" (drawn from
+    # the visit counts by the rules above, as the sampled root's: keeps trying joint actions the model undervalues)
+    gumbel_selfplay_action: str
     test_mcts: bool  # test episodes act with a noiseless search; False = argmax of the masked policy
     t_max: int  # env steps of the run (the temperature schedule's unit)
     seed: int  # the run's seed: of the search and (with 1) of the action sampler
 
     def __post_init__(self):
         check_record(self, agent=OneOf(MAZERO_PARTS["agent"]), device=OneOf(("cuda", "cpu")), n_agents=Int(1),
-                     n_actions=Int(1))
+                     n_actions=Int(1), gumbel_selfplay_action=OneOf(GUMBEL_SELFPLAY_ACTIONS))
 
 
 class MAZeroMAC:
@@ -125,7 +129,8 @@ class MAZeroMAC:
             self.test_search_seconds += elapsed
             return search_stats.joint_actions[np.arange(B), result.selected]  # the most visited (Gumbel: halving's)
         self.search_seconds += elapsed
-        if self.search_config.root_search == "gumbel":  # Sequential Halving's winner of a Gumbel-noised search
+        if self.search_config.root_search == "gumbel" and self.config.gumbel_selfplay_action == "winner":
+            # Sequential Halving's winner of a Gumbel-noised search
             return search_stats.joint_actions[np.arange(B), result.selected], search_stats.episode_fields()
         if self.training_started:
             visits = search_stats.visits.numpy().astype(np.float64) ** (1.0 / self.acting_temperature(t_env))
