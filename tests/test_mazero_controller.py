@@ -136,7 +136,7 @@ def test_the_gumbel_root_acts_with_the_winner_or_from_the_visits(started):
     visits.set_training_started(started)
     shares = np.bincount(first_actions(visits, 4000), minlength=4) / 4000
     # the sampled root's rules: uniform among the candidates before the first update, then visits 4:2:1:1
-    expected = [0.25] * 4 if started is False else [0.5, 0.25, 0.125, 0.125]
+    expected = [0.5, 0.25, 0.125, 0.125] if started else [0.25] * 4
     assert shares == pytest.approx(expected, abs=0.03)  # 4000 draws: sd < 0.008
     assert _mac(root_search="gumbel", gumbel_selfplay_action="visits").select_actions(batch, 0, t_env=0,
                                                                                      test_mode=True).shape == (1, N)
