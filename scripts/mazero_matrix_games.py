@@ -7,6 +7,10 @@ optimum with test_return_std 0). Exits 1 if a game is not solved at the end of i
 
     nice -n 10 python scripts/mazero_matrix_games.py --seed 1
     python scripts/mazero_matrix_games.py --games penalty --seed 2 -- t_max=8000
+    python scripts/mazero_matrix_games.py --seed 1 --records records/gumbel_matrix_games -- root_search=gumbel
+
+`--records DIR` also writes each run's Sacred record, without this machine's paths, to DIR/<game>_seed<S>/ (for
+committing and `python -m tools.results --root DIR`, as the sweep's --records does).
 """
 import argparse
 import glob
@@ -18,6 +22,10 @@ import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIN = os.path.join(REPO_ROOT, "src", "main.py")
+sys.path.insert(0, os.path.join(REPO_ROOT, "src"))
+
+from sweep.records import export_single_record  # noqa: E402
+
 OPTIMUM = {"climbing": 11.0, "penalty": 10.0}  # best payoff of src/envs/matrix_game.py's games
 
 
@@ -48,7 +56,7 @@ def run_game(game, seed, results_dir, overrides):
     # the newest Sacred run under this game's results folder
     run_dir = max(glob.glob(os.path.join(results, "sacred", "*", "*", "[0-9]*")), key=os.path.getmtime)
     with open(os.path.join(run_dir, "metrics.json")) as f:
-        return json.load(f), seconds, run_dir
+        return json.load(f), seconds, run_dir, results
 
 
 def main():
@@ -56,13 +64,16 @@ def main():
     parser.add_argument("--games", nargs="+", default=list(OPTIMUM), choices=list(OPTIMUM))
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--results-dir", default=os.path.join(REPO_ROOT, "results", "matrix_games"))
+    parser.add_argument("--records", help="also write each run's record to RECORDS/<game>_seed<S>/")
     parser.add_argument("overrides", nargs="*", help="extra `with` updates for main.py (after --)")
     args = parser.parse_args()
     os.makedirs(args.results_dir, exist_ok=True)
 
     unsolved = []
     for game in args.games:
-        metrics, seconds, run_dir = run_game(game, args.seed, args.results_dir, args.overrides)
+        metrics, seconds, run_dir, results = run_game(game, args.seed, args.results_dir, args.overrides)
+        if args.records:
+            export_single_record(run_dir, args.records, os.path.basename(results), results)
         means, stds = metrics["test_return_mean"], metrics["test_return_std"]
         curve = ", ".join(f"{s}: {m:.2f}±{d:.2f}" for s, m, d in zip(means["steps"], means["values"],
                                                                      stds["values"]))

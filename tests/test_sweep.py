@@ -15,7 +15,7 @@ import yaml
 from sweep.cli import main as sweep_main
 from sweep.grid import GridError, RunSpec, load_grid, with_value
 from sweep.launch import Launcher, config_mismatches, plan_run
-from sweep.records import export_record
+from sweep.records import export_record, export_single_record
 from sweep.run_folder import RunFolder
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -262,6 +262,30 @@ def test_exported_records_hold_no_machine_paths(tmp_path):
         assert json.load(f)["experiment"]["repositories"] == [{"commit": "abc", "dirty": False}]
     with open(os.path.join(path, "config.json")) as f:  # a resumed run's checkpoint folder, by the run's name
         assert json.load(f)["checkpoint_path"] == os.path.join("run", "models", "tok")
+
+
+def test_a_record_made_outside_a_sweep_is_exported_without_machine_paths(tmp_path):
+    folder = RunFolder(str(tmp_path / "results" / "climbing_seed1"))  # a script's local_results_path
+    metrics = {"test_return_mean": {"steps": [1, 501], "values": [0.75, 11.0]}}
+    fake_record(folder, "m/matrix/1", "COMPLETED", {"seed": 1, "local_results_path": folder.path}, metrics)
+    record = os.path.join(folder.path, "sacred", "m/matrix/1")
+    with open(os.path.join(record, "run.json")) as f:
+        run = json.load(f)
+    run["experiment"] = {"base_dir": str(tmp_path / "checkout" / "src"),
+                         "repositories": [{"commit": "abc", "dirty": False, "url": str(tmp_path / "checkout")}]}
+    with open(os.path.join(record, "run.json"), "w") as f:
+        json.dump(run, f)
+    path = export_single_record(record, str(tmp_path / "records"), "climbing_seed1", folder.path)
+    assert sorted(os.listdir(path)) == ["config.json", "info.json", "metrics.json", "run.json"]
+    for name in ("config.json", "run.json"):
+        with open(os.path.join(path, name)) as f:
+            assert str(tmp_path) not in f.read(), name
+    with open(os.path.join(path, "config.json")) as f:
+        assert json.load(f)["local_results_path"] == "climbing_seed1"
+    with open(os.path.join(path, "run.json")) as f:
+        assert json.load(f)["experiment"] == {"base_dir": "src", "repositories": [{"commit": "abc", "dirty": False}]}
+    with open(os.path.join(path, "metrics.json")) as f:
+        assert json.load(f) == metrics
 
 
 def test_bad_values_in_a_grid_are_refused_before_anything_runs(tmp_path):

@@ -134,6 +134,36 @@ def portable_command(command, run_folder, run_name):
     return ["python", "src/main.py"] + portable(command[2:], run_folder, run_name)
 
 
+def _write_record(records_dir, run_name, files):
+    """Writes <records_dir>/<run_name>/ holding `files` ({file name: JSON value}) atomically; returns its path."""
+    os.makedirs(records_dir, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".tmp-{run_name}-", dir=records_dir)
+    for name, value in files.items():
+        write_json(os.path.join(tmp, name), value)
+    target = os.path.join(records_dir, run_name)
+    if os.path.isdir(target):
+        shutil.rmtree(target)
+    os.rename(tmp, target)
+    return target
+
+
+def portable_files(record, run_folder, run_name):
+    """One Sacred record's config.json and run.json without this machine's paths: `run_folder` (the run's
+    local_results_path, under which its checkpoints live too) by `run_name`."""
+    # local_results_path, and checkpoint_path of a resumed run, name the run's folder
+    return {"config.json": portable(read_json(os.path.join(record, "config.json")) or {}, run_folder, run_name),
+            "run.json": portable_run(read_json(os.path.join(record, "run.json")) or {}, run_folder, run_name)}
+
+
+def export_single_record(record, records_dir, run_name, run_folder):
+    """Writes <records_dir>/<run_name>/ from one Sacred record (a run outside a sweep: config.json, run.json,
+    metrics.json, info.json, no sweep.json); `run_folder` is its local_results_path. Returns its path."""
+    files = portable_files(record, run_folder, run_name)
+    for name in ("metrics.json", "info.json"):
+        files[name] = read_json(os.path.join(record, name)) or {}
+    return _write_record(records_dir, run_name, files)
+
+
 def export_record(folder, completed_id, records_dir, run_name):
     """Writes <records_dir>/<run_name>/ from the run's resume chain (atomically); returns its path."""
     chain = resume_chain(folder, completed_id)
@@ -144,22 +174,9 @@ def export_record(folder, completed_id, records_dir, run_name):
         _append(info, _cut_info(read_json(os.path.join(record, "info.json")) or {}, last_t))
     attempts = [_attempt_summary(folder, *link) for link in chain]
     wall = [a["wall_clock_seconds"] for a in attempts if "wall_clock_seconds" in a]
-    os.makedirs(records_dir, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".tmp-{run_name}-", dir=records_dir)
-    final = folder.record(completed_id)
-    # local_results_path, and checkpoint_path of a resumed run, name the run's folder of the sweep
-    write_json(os.path.join(tmp, "config.json"),
-               portable(read_json(os.path.join(final, "config.json")) or {}, folder.path, run_name))
-    write_json(os.path.join(tmp, "run.json"),
-               portable_run(read_json(os.path.join(final, "run.json")) or {}, folder.path, run_name))
-    write_json(os.path.join(tmp, "metrics.json"), metrics)
-    write_json(os.path.join(tmp, "info.json"), info)
-    write_json(os.path.join(tmp, "sweep.json"), {
+    files = portable_files(folder.record(completed_id), folder.path, run_name)
+    files.update({"metrics.json": metrics, "info.json": info, "sweep.json": {
         "run": run_name, "command": portable_command(folder.ledger().get("command"), folder.path, run_name),
         "attempts": attempts,
-        "wall_clock_seconds": round(sum(wall), 1) if len(wall) == len(attempts) else None})
-    target = os.path.join(records_dir, run_name)
-    if os.path.isdir(target):
-        shutil.rmtree(target)
-    os.rename(tmp, target)
-    return target
+        "wall_clock_seconds": round(sum(wall), 1) if len(wall) == len(attempts) else None}})
+    return _write_record(records_dir, run_name, files)
